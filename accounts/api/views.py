@@ -1,0 +1,152 @@
+from django.conf import settings
+from drf_spectacular.utils import extend_schema, extend_schema_view
+from rest_framework import generics, mixins, permissions, status, viewsets
+from rest_framework.request import Request
+from rest_framework.response import Response
+from rest_framework.views import APIView
+from rest_framework_simplejwt import views as jwt_views
+from rest_framework_simplejwt.exceptions import InvalidToken, TokenError
+from rest_framework_simplejwt.tokens import RefreshToken
+
+from accounts import selectors, services
+from accounts.api import serializers
+from accounts.models import ApiKey
+from project.api.exceptions import ApiError
+from project.api.throttling import AuthRateThrottle
+
+AUTH_TAG = ["auth"]
+
+
+@extend_schema(tags=AUTH_TAG)
+class TokenObtainPairView(jwt_views.TokenObtainPairView):
+    """Exchange email and password for an access and a refresh token."""
+
+    throttle_classes = [AuthRateThrottle]
+
+
+@extend_schema(tags=AUTH_TAG)
+class TokenRefreshView(jwt_views.TokenRefreshView):
+    """Exchange a refresh token for a new access token and a new refresh token (the old one is
+    blacklisted)."""
+
+    throttle_classes = [AuthRateThrottle]
+
+
+@extend_schema(tags=AUTH_TAG)
+class TokenVerifyView(jwt_views.TokenVerifyView):
+    """Check that a token is valid, unexpired and not blacklisted."""
+
+    throttle_classes = [AuthRateThrottle]
+
+
+class RegisterView(APIView):
+    permission_classes = [permissions.AllowAny]
+    authentication_classes: list = []
+    throttle_classes = [AuthRateThrottle]
+
+    @extend_schema(
+        tags=AUTH_TAG,
+        request=serializers.RegisterSerializer,
+        responses={201: serializers.UserSerializer},
+        summary="Create an account",
+        description="Answers 403 when registration is closed (REGISTRATION_OPEN=false).",
+    )
+    def post(self, request: Request) -> Response:
+        if not settings.REGISTRATION_OPEN:
+            raise ApiError("Registration is closed.", code="registration_closed", status_code=403)
+        data = serializers.RegisterSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        user = services.user_create(**data.validated_data)
+        return Response(serializers.UserSerializer(user).data, status=status.HTTP_201_CREATED)
+
+
+class LogoutView(APIView):
+    permission_classes = [permissions.AllowAny]
+    authentication_classes: list = []
+    throttle_classes = [AuthRateThrottle]
+
+    @extend_schema(
+        tags=AUTH_TAG,
+        request=serializers.RefreshTokenSerializer,
+        responses={204: None},
+        summary="Log out",
+        description="Blacklists the given refresh token; it can no longer be refreshed.",
+    )
+    def post(self, request: Request) -> Response:
+        data = serializers.RefreshTokenSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        try:
+            RefreshToken(data.validated_data["refresh"]).blacklist()
+        except TokenError as exc:
+            raise InvalidToken(exc.args[0]) from exc
+        return Response(status=status.HTTP_204_NO_CONTENT)
+
+
+class MeView(generics.GenericAPIView):
+    serializer_class = serializers.UserSerializer
+
+    @extend_schema(tags=AUTH_TAG, summary="Your profile and remaining token budget")
+    def get(self, request: Request) -> Response:
+        return Response(serializers.UserSerializer(request.user).data)
+
+    @extend_schema(
+        tags=AUTH_TAG, request=serializers.UserUpdateSerializer, summary="Update your profile"
+    )
+    def patch(self, request: Request) -> Response:
+        data = serializers.UserUpdateSerializer(data=request.data, partial=True)
+        data.is_valid(raise_exception=True)
+        user = services.user_update(user=request.user, **data.validated_data)
+        return Response(serializers.UserSerializer(user).data)
+
+
+class PasswordChangeView(APIView):
+    @extend_schema(
+        tags=AUTH_TAG,
+        request=serializers.PasswordChangeSerializer,
+        responses={200: serializers.TokenPairSerializer},
+        summary="Change your password",
+        description="Every refresh token issued before the change stops working; a new pair is returned.",
+    )
+    def post(self, request: Request) -> Response:
+        data = serializers.PasswordChangeSerializer(data=request.data, context={"request": request})
+        data.is_valid(raise_exception=True)
+        services.user_password_change(
+            user=request.user, new_password=data.validated_data["new_password"]
+        )
+        refresh = RefreshToken.for_user(request.user)
+        return Response({"access": str(refresh.access_token), "refresh": str(refresh)})
+
+
+@extend_schema_view(
+    list=extend_schema(tags=AUTH_TAG, summary="Your API keys (never their secrets)"),
+    retrieve=extend_schema(tags=AUTH_TAG, summary="One of your API keys"),
+    create=extend_schema(
+        tags=AUTH_TAG,
+        request=serializers.ApiKeyCreateSerializer,
+        responses={201: serializers.ApiKeyCreatedSerializer},
+        summary="Create an API key",
+        description="The secret is in `key` in this response only; store it now.",
+    ),
+    destroy=extend_schema(tags=AUTH_TAG, summary="Revoke an API key"),
+)
+class ApiKeyViewSet(
+    mixins.ListModelMixin,
+    mixins.RetrieveModelMixin,
+    mixins.CreateModelMixin,
+    mixins.DestroyModelMixin,
+    viewsets.GenericViewSet,
+):
+    serializer_class = serializers.ApiKeySerializer
+
+    def get_queryset(self):
+        return selectors.api_key_list(owner=self.request.user)
+
+    def create(self, request: Request) -> Response:
+        data = serializers.ApiKeyCreateSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        issued = services.api_key_create(owner=request.user, **data.validated_data)
+        body = serializers.ApiKeySerializer(issued.api_key).data | {"key": issued.secret}
+        return Response(body, status=status.HTTP_201_CREATED)
+
+    def perform_destroy(self, instance: ApiKey) -> None:
+        services.api_key_revoke(api_key=instance)

@@ -1,0 +1,47 @@
+"""Both credentials arrive as ``Authorization: Bearer <credential>``: API keys are told apart
+by their ``prl_`` prefix, everything else is treated as a JWT."""
+
+from rest_framework import authentication, exceptions
+from rest_framework.request import Request
+from rest_framework_simplejwt.authentication import JWTAuthentication as _JWTAuthentication
+
+from accounts.models import ApiKey, User
+from accounts.selectors import api_key_usable
+from accounts.services import API_KEY_PREFIX, api_key_touch
+
+
+def _bearer_credential(request: Request) -> str | None:
+    header = authentication.get_authorization_header(request).decode("latin-1")
+    parts = header.split()
+    if len(parts) != 2 or parts[0].lower() != "bearer":
+        return None
+    return parts[1]
+
+
+class ApiKeyAuthentication(authentication.BaseAuthentication):
+    keyword = "Bearer"
+
+    def authenticate(self, request: Request) -> tuple[User, ApiKey] | None:
+        credential = _bearer_credential(request)
+        if credential is None or not credential.startswith(API_KEY_PREFIX):
+            return None
+        api_key = api_key_usable(secret=credential)
+        if api_key is None:
+            raise exceptions.AuthenticationFailed(
+                "Invalid, expired or revoked API key.", code="invalid_api_key"
+            )
+        api_key_touch(api_key=api_key)
+        return api_key.owner, api_key
+
+    def authenticate_header(self, request: Request) -> str:
+        return 'Bearer realm="api"'
+
+
+class JWTAuthentication(_JWTAuthentication):
+    """simplejwt's, skipping API keys so they get ApiKeyAuthentication's error."""
+
+    def authenticate(self, request: Request):
+        credential = _bearer_credential(request)
+        if credential is not None and credential.startswith(API_KEY_PREFIX):
+            return None
+        return super().authenticate(request)

@@ -1,0 +1,30 @@
+"""Reads for accounts."""
+
+import hmac
+
+from django.db.models import QuerySet
+from django.utils import timezone
+
+from accounts.models import ApiKey, User
+from accounts.services import API_KEY_PREFIX, api_key_hash
+
+
+def api_key_list(*, owner: User) -> QuerySet[ApiKey]:
+    return ApiKey.objects.filter(owner=owner)
+
+
+def api_key_usable(*, secret: str) -> ApiKey | None:
+    """The active, unexpired, unrevoked key matching ``secret``, else None."""
+    if not secret.startswith(API_KEY_PREFIX):
+        return None
+    prefix = secret[len(API_KEY_PREFIX) :].split("_", 1)[0]
+    api_key = ApiKey.objects.select_related("owner").filter(prefix=prefix).first()
+    if api_key is None or not hmac.compare_digest(api_key.key_hash, api_key_hash(secret)):
+        return None
+    if api_key.revoked_at is not None:
+        return None
+    if api_key.expires_at is not None and api_key.expires_at <= timezone.now():
+        return None
+    if not api_key.owner.is_active:
+        return None
+    return api_key

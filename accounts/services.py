@@ -1,0 +1,127 @@
+"""Writes for accounts: users, passwords, API keys. Views and the admin both call these."""
+
+import hashlib
+import secrets
+from dataclasses import dataclass
+from datetime import datetime
+
+from django.conf import settings
+from django.contrib.auth.password_validation import validate_password
+from django.core.exceptions import ValidationError as DjangoValidationError
+from django.db import IntegrityError, transaction
+from django.db.models import Q
+from django.utils import timezone
+from rest_framework_simplejwt.token_blacklist.models import BlacklistedToken, OutstandingToken
+
+from accounts.models import ApiKey, User
+from project.api.exceptions import ApiError
+
+API_KEY_PREFIX = "prl_"
+
+
+def _password_check(password: str, user: User, *, field: str) -> None:
+    try:
+        validate_password(password, user)
+    except DjangoValidationError as exc:
+        raise ApiError(
+            "The password does not meet the requirements.",
+            code="weak_password",
+            details={field: exc.messages},
+        ) from None
+
+
+def user_create(*, email: str, password: str, name: str = "", is_staff: bool = False) -> User:
+    """Create an active user. The password must pass the configured validators; an email
+    already in use (in any letter case) is refused with ``email_taken``."""
+    email_taken = ApiError(
+        "An account with this email already exists.",
+        code="email_taken",
+        details={"email": ["An account with this email already exists."]},
+    )
+    user = User(email=email.lower(), name=name, is_staff=is_staff)
+    if User.objects.filter(email__iexact=user.email).exists():
+        raise email_taken
+    _password_check(password, user, field="password")
+    user.set_password(password)
+    try:
+        with transaction.atomic():
+            user.save()
+    except IntegrityError:  # lost a race with another registration
+        raise email_taken from None
+    return user
+
+
+def user_update(*, user: User, name: str | None = None) -> User:
+    if name is not None:
+        user.name = name
+        user.save(update_fields=["name"])
+    return user
+
+
+def user_refresh_tokens_revoke(*, user: User) -> int:
+    """Blacklist every refresh token issued to ``user`` (rotated ones included). Returns how many."""
+    outstanding = OutstandingToken.objects.filter(user=user, expires_at__gt=timezone.now()).exclude(
+        blacklistedtoken__isnull=False
+    )
+    blacklisted = [BlacklistedToken(token=token) for token in outstanding]
+    BlacklistedToken.objects.bulk_create(blacklisted, ignore_conflicts=True)
+    return len(blacklisted)
+
+
+@transaction.atomic
+def user_password_change(*, user: User, new_password: str) -> None:
+    """Set a new password; every refresh token issued before it stops working."""
+    _password_check(new_password, user, field="new_password")
+    user.set_password(new_password)
+    user.save(update_fields=["password"])
+    user_refresh_tokens_revoke(user=user)
+
+
+def user_deactivate(*, user: User) -> None:
+    """Inactive users can neither log in, refresh, nor use their API keys."""
+    user.is_active = False
+    user.save(update_fields=["is_active"])
+    user_refresh_tokens_revoke(user=user)
+
+
+def api_key_hash(secret: str) -> str:
+    # The secret is 256 random bits, so a fast hash is safe; a slow KDF would only cost latency.
+    return hashlib.sha256(secret.encode()).hexdigest()
+
+
+@dataclass(frozen=True, slots=True)
+class IssuedApiKey:
+    api_key: ApiKey
+    secret: str  # shown to the user once, never stored
+
+
+def api_key_create(*, owner: User, name: str, expires_at: datetime | None = None) -> IssuedApiKey:
+    """Issue a key ``prl_<prefix>_<secret>``; only the prefix and a hash of the whole key are kept."""
+    if expires_at is not None and expires_at <= timezone.now():
+        raise ApiError("expires_at must be in the future.", code="invalid_expiry")
+    prefix = secrets.token_hex(4)
+    secret = f"{API_KEY_PREFIX}{prefix}_{secrets.token_urlsafe(32)}"
+    api_key = ApiKey.objects.create(
+        owner=owner, name=name, prefix=prefix, key_hash=api_key_hash(secret), expires_at=expires_at
+    )
+    return IssuedApiKey(api_key=api_key, secret=secret)
+
+
+def api_key_revoke(*, api_key: ApiKey) -> ApiKey:
+    """Revoke a key for good; revoking twice keeps the first time."""
+    if api_key.revoked_at is None:
+        api_key.revoked_at = timezone.now()
+        api_key.save(update_fields=["revoked_at"])
+    return api_key
+
+
+def api_key_touch(*, api_key: ApiKey) -> None:
+    """Record use at most once per API_KEY_LAST_USED_RESOLUTION, not one write per request."""
+    now = timezone.now()
+    stale_before = now - settings.API_KEY_LAST_USED_RESOLUTION
+    if api_key.last_used_at is not None and api_key.last_used_at >= stale_before:
+        return
+    ApiKey.objects.filter(
+        Q(last_used_at__isnull=True) | Q(last_used_at__lt=stale_before), pk=api_key.pk
+    ).update(last_used_at=now)
+    api_key.last_used_at = now

@@ -1,0 +1,123 @@
+"""The one error shape every API error uses, from 400 to 503.
+
+    {"error": {"status": 404, "code": "not_found", "message": "...", "details": null,
+               "request_id": "..."}}
+
+``details`` carries field errors for validation failures (``{"field": ["message"]}``).
+"""
+
+import logging
+from typing import Any
+
+from django.core.exceptions import PermissionDenied
+from django.core.exceptions import ValidationError as DjangoValidationError
+from django.http import Http404, HttpRequest, JsonResponse
+from rest_framework import exceptions, status
+from rest_framework.response import Response
+from rest_framework.serializers import as_serializer_error
+from rest_framework.views import set_rollback
+
+from project.api.exceptions import ApiError
+from project.logging import current_request_id
+
+logger = logging.getLogger("parley.errors")
+
+
+def error_body(status_code: int, code: str, message: str, details: Any = None) -> dict:
+    return {
+        "error": {
+            "status": status_code,
+            "code": code,
+            "message": message,
+            "details": details,
+            "request_id": current_request_id(),
+        }
+    }
+
+
+def error_response(
+    status_code: int, code: str, message: str, details: Any = None, headers: dict | None = None
+) -> JsonResponse:
+    """A plain Django response in the error shape, for code outside DRF views."""
+    response = JsonResponse(error_body(status_code, code, message, details), status=status_code)
+    for name, value in (headers or {}).items():
+        response[name] = value
+    return response
+
+
+def _message_and_details(exc: exceptions.APIException) -> tuple[str, Any]:
+    detail = exc.detail
+    if isinstance(exc, exceptions.ValidationError):
+        if isinstance(detail, dict):
+            return "Invalid input.", detail
+        if isinstance(detail, list):
+            return " ".join(str(item) for item in detail) or "Invalid input.", None
+    if isinstance(detail, (list, dict)):
+        return "Request failed.", detail
+    return str(detail), None
+
+
+def exception_handler(exc: Exception, context: dict) -> Response:
+    """DRF's EXCEPTION_HANDLER: every error leaves in the one shape.
+
+    Unknown exceptions are logged with their traceback and answer a 500 that leaks nothing.
+    """
+    if isinstance(exc, Http404):
+        exc = exceptions.NotFound()
+    elif isinstance(exc, PermissionDenied):
+        exc = exceptions.PermissionDenied()
+    elif isinstance(exc, DjangoValidationError):
+        exc = exceptions.ValidationError(as_serializer_error(exc))
+
+    if not isinstance(exc, exceptions.APIException):
+        logger.exception("Unhandled error in API view", exc_info=exc)
+        set_rollback()
+        return Response(
+            error_body(500, "server_error", "Internal server error."),
+            status=status.HTTP_500_INTERNAL_SERVER_ERROR,
+        )
+
+    headers = {}
+    if getattr(exc, "auth_header", None):
+        headers["WWW-Authenticate"] = exc.auth_header
+    if getattr(exc, "wait", None):
+        headers["Retry-After"] = str(int(exc.wait))
+
+    message, details = _message_and_details(exc)
+    code = getattr(exc, "error_code", None) or _default_code(exc)
+    if isinstance(exc, ApiError):
+        details = exc.details
+    set_rollback()
+    return Response(
+        error_body(exc.status_code, code, message, details), exc.status_code, headers=headers
+    )
+
+
+def _default_code(exc: exceptions.APIException) -> str:
+    if isinstance(exc, exceptions.ValidationError):
+        return "validation_error"
+    codes = exc.get_codes()
+    if isinstance(codes, str):
+        return codes
+    return exc.default_code
+
+
+# Django-level handlers for requests that never reach a DRF view (unknown URLs, crashes).
+def _is_api(request: HttpRequest) -> bool:
+    return request.path.startswith("/api/")
+
+
+def handler404(request: HttpRequest, exception: Exception | None = None):
+    if _is_api(request):
+        return error_response(404, "not_found", "Not found.")
+    from django.views.defaults import page_not_found
+
+    return page_not_found(request, exception)
+
+
+def handler500(request: HttpRequest):
+    if _is_api(request):
+        return error_response(500, "server_error", "Internal server error.")
+    from django.views.defaults import server_error
+
+    return server_error(request)

@@ -1,0 +1,99 @@
+"""Request plumbing: request ids with one access-log line per request, and body size limits."""
+
+import logging
+import re
+import time
+import uuid
+
+from asgiref.sync import iscoroutinefunction, markcoroutinefunction
+from django.conf import settings
+from django.http import HttpRequest, HttpResponse
+
+from project.api.errors import error_response
+from project.logging import bind_request_id, unbind_request_id
+
+access_log = logging.getLogger("parley.request")
+_VALID_REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
+
+
+class _DualModeMiddleware:
+    """Runs natively in both WSGI and ASGI, so async views pay for no thread hops."""
+
+    sync_capable = True
+    async_capable = True
+
+    def __init__(self, get_response) -> None:
+        self.get_response = get_response
+        self.is_async = iscoroutinefunction(get_response)
+        if self.is_async:
+            markcoroutinefunction(self)
+
+    def __call__(self, request: HttpRequest):
+        if self.is_async:
+            return self._acall(request)
+        return self.handle(request, self.get_response)
+
+    async def _acall(self, request: HttpRequest):
+        early = self.before(request)
+        if early is not None:
+            return self.after(request, early)
+        response = await self.get_response(request)
+        return self.after(request, response)
+
+    def handle(self, request: HttpRequest, get_response) -> HttpResponse:
+        early = self.before(request)
+        response = early if early is not None else get_response(request)
+        return self.after(request, response)
+
+    def before(self, request: HttpRequest) -> HttpResponse | None:
+        return None
+
+    def after(self, request: HttpRequest, response: HttpResponse) -> HttpResponse:
+        return response
+
+
+class RequestIdMiddleware(_DualModeMiddleware):
+    """Takes ``X-Request-ID`` (or makes one), binds it to every log record of the request,
+    echoes it in the response, and writes one access-log line: method, path (never the query
+    string, which may carry tokens), status, duration and user id."""
+
+    def before(self, request: HttpRequest) -> None:
+        incoming = request.headers.get("X-Request-ID", "")
+        request.id = incoming if _VALID_REQUEST_ID.match(incoming) else uuid.uuid4().hex
+        request._request_id_token = bind_request_id(request.id)
+        request._started = time.perf_counter()
+        return None
+
+    def after(self, request: HttpRequest, response: HttpResponse) -> HttpResponse:
+        response["X-Request-ID"] = request.id
+        user = getattr(request, "user", None)
+        access_log.info(
+            "request",
+            extra={
+                "method": request.method,
+                "path": request.path,
+                "status": response.status_code,
+                "duration_ms": round((time.perf_counter() - request._started) * 1000, 2),
+                "user_id": user.pk if user is not None and user.is_authenticated else None,
+            },
+        )
+        unbind_request_id(request._request_id_token)
+        return response
+
+
+class RequestSizeLimitMiddleware(_DualModeMiddleware):
+    """Refuses API bodies over MAX_REQUEST_BODY_BYTES with a 413 before reading them."""
+
+    def before(self, request: HttpRequest) -> HttpResponse | None:
+        try:
+            length = int(request.META.get("CONTENT_LENGTH") or 0)
+        except ValueError:
+            length = 0
+        limit = settings.MAX_REQUEST_BODY_BYTES
+        if length > limit and request.path.startswith("/api/"):
+            return error_response(
+                413,
+                "request_too_large",
+                f"Request body is {length} bytes; the limit is {limit} bytes.",
+            )
+        return None

@@ -1,0 +1,13 @@
+"""Test settings: fast hashing; DATABASE_URL / REDIS_URL pick real services when set."""
+
+from .base import *  # noqa: F403
+from .base import REST_FRAMEWORK, SIMPLE_JWT
+
+SECRET_KEY = "test-secret-key-not-for-production-0123456789abcdef"
+SIMPLE_JWT["SIGNING_KEY"] = "test-jwt-signing-key-0123456789abcdef"
+PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+STORAGES = {
+    "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
+    "staticfiles": {"BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"},
+}
+REST_FRAMEWORK["DEFAULT_THROTTLE_RATES"] = {"user": "1000/minute", "auth": "1000/minute"}
