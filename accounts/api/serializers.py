@@ -1,6 +1,7 @@
 from django.contrib.auth import get_user_model
 from rest_framework import exceptions, serializers
 from rest_framework_simplejwt import serializers as jwt_serializers
+from rest_framework_simplejwt.exceptions import InvalidToken
 
 from accounts.models import ApiKey, User
 from accounts.quotas import user_budget
@@ -94,3 +95,21 @@ class ApiKeyCreatedSerializer(ApiKeySerializer):
     class Meta(ApiKeySerializer.Meta):
         fields = [*ApiKeySerializer.Meta.fields, "key"]
         read_only_fields = fields
+
+
+class TokenVerifySerializer(jwt_serializers.TokenVerifySerializer):
+    """simplejwt's, answering a blacklisted token with 401 like any other unusable token."""
+
+    def validate(self, attrs):
+        try:
+            return super().validate(attrs)
+        except serializers.ValidationError as exc:
+            raise InvalidToken(_first_message(exc.detail)) from None
+
+
+def _first_message(detail) -> str:
+    if isinstance(detail, dict):
+        detail = next(iter(detail.values()), "")
+    if isinstance(detail, list):
+        detail = detail[0] if detail else ""
+    return str(detail) or "Token is invalid."

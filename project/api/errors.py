@@ -52,6 +52,8 @@ def _message_and_details(exc: exceptions.APIException) -> tuple[str, Any]:
             return "Invalid input.", detail
         if isinstance(detail, list):
             return " ".join(str(item) for item in detail) or "Invalid input.", None
+    if isinstance(detail, dict) and "detail" in detail:  # simplejwt's token errors
+        return str(detail["detail"]), None
     if isinstance(detail, (list, dict)):
         return "Request failed.", detail
     return str(detail), None

@@ -1,0 +1,132 @@
+"""API key lifecycle: create (secret shown once), use as a bearer token, list, revoke, expire."""
+
+from datetime import timedelta
+
+import pytest
+from django.utils import timezone
+
+from accounts.models import ApiKey
+
+pytestmark = pytest.mark.django_db
+
+
+def create_key(client, **body):
+    response = client.post("/api/v1/auth/api-keys/", {"name": "laptop", **body})
+    assert response.status_code == 201, response.content
+    return response.json()
+
+
+def call_me(api_client, key):
+    api_client.credentials(HTTP_AUTHORIZATION=f"Bearer {key}")
+    return api_client.get("/api/v1/auth/me/")
+
+
+def test_create_returns_the_secret_once_and_stores_only_a_hash(auth_client):
+    body = create_key(auth_client)
+    assert set(body) >= {"id", "name", "prefix", "key", "created_at", "expires_at"}
+    assert body["key"].startswith(f"prl_{body['prefix']}_")
+    stored = ApiKey.objects.get(pk=body["id"])
+    assert body["key"] not in {stored.key_hash, stored.prefix}
+    assert len(stored.key_hash) == 64
+
+    listed = auth_client.get("/api/v1/auth/api-keys/").json()
+    assert listed["count"] == 1
+    assert "key" not in listed["results"][0]
+    assert body["key"] not in str(listed)
+    assert "key" not in auth_client.get(f"/api/v1/auth/api-keys/{body['id']}/").json()
+
+
+def test_key_authenticates_as_its_owner(auth_client, api_client, user):
+    key = create_key(auth_client)["key"]
+    response = call_me(api_client, key)
+    assert response.status_code == 200
+    assert response.json()["email"] == user.email
+
+
+def test_last_used_is_recorded_without_a_write_per_request(auth_client, api_client, user):
+    body = create_key(auth_client)
+    assert ApiKey.objects.get(pk=body["id"]).last_used_at is None
+    call_me(api_client, body["key"])
+    first_use = ApiKey.objects.get(pk=body["id"]).last_used_at
+    assert first_use is not None
+    call_me(api_client, body["key"])
+    assert ApiKey.objects.get(pk=body["id"]).last_used_at == first_use  # within the resolution
+
+    ApiKey.objects.filter(pk=body["id"]).update(last_used_at=timezone.now() - timedelta(minutes=5))
+    call_me(api_client, body["key"])
+    assert ApiKey.objects.get(pk=body["id"]).last_used_at > first_use
+
+
+def test_revoked_key_stops_working(auth_client, api_client):
+    body = create_key(auth_client)
+    assert auth_client.delete(f"/api/v1/auth/api-keys/{body['id']}/").status_code == 204
+    response = call_me(api_client, body["key"])
+    assert response.status_code == 401
+    assert response.json()["error"]["code"] == "invalid_api_key"
+    listed = auth_client.get("/api/v1/auth/api-keys/").json()["results"][0]
+    assert listed["revoked_at"] is not None
+
+
+def test_expired_key_stops_working(auth_client, api_client):
+    body = create_key(auth_client, expires_at=(timezone.now() + timedelta(hours=1)).isoformat())
+    assert call_me(api_client, body["key"]).status_code == 200
+    ApiKey.objects.filter(pk=body["id"]).update(
+        created_at=timezone.now() - timedelta(hours=2),
+        expires_at=timezone.now() - timedelta(seconds=1),
+    )
+    assert call_me(api_client, body["key"]).status_code == 401
+
+
+def test_expiry_in_the_past_is_refused(auth_client):
+    response = auth_client.post(
+        "/api/v1/auth/api-keys/",
+        {"name": "old", "expires_at": (timezone.now() - timedelta(days=1)).isoformat()},
+    )
+    assert response.status_code == 400
+    assert response.json()["error"]["code"] == "invalid_expiry"
+    assert not ApiKey.objects.exists()
+
+
+def test_wrong_secret_with_a_real_prefix_is_refused(auth_client, api_client):
+    body = create_key(auth_client)
+    forged = f"prl_{body['prefix']}_{'A' * 43}"
+    assert call_me(api_client, forged).status_code == 401
+
+
+def test_inactive_owner_key_is_refused(auth_client, api_client, user):
+    key = create_key(auth_client)["key"]
+    user.is_active = False
+    user.save()
+    assert call_me(api_client, key).status_code == 401
+
+
+def test_another_users_key_is_404(auth_client, other_client):
+    body = create_key(auth_client)
+    assert other_client.get(f"/api/v1/auth/api-keys/{body['id']}/").status_code == 404
+    response = other_client.delete(f"/api/v1/auth/api-keys/{body['id']}/")
+    assert response.status_code == 404
+    assert response.json()["error"]["code"] == "not_found"
+    assert ApiKey.objects.get(pk=body["id"]).revoked_at is None
+    assert other_client.get("/api/v1/auth/api-keys/").json()["count"] == 0
+
+
+def test_name_is_required_and_bounded(auth_client):
+    assert auth_client.post("/api/v1/auth/api-keys/", {}).status_code == 400
+    assert auth_client.post("/api/v1/auth/api-keys/", {"name": "x" * 101}).status_code == 400
+
+
+def test_list_queries_do_not_grow_with_rows(auth_client, user, django_assert_max_num_queries):
+    def count_queries():
+        from django.db import connection
+        from django.test.utils import CaptureQueriesContext
+
+        with CaptureQueriesContext(connection) as ctx:
+            assert auth_client.get("/api/v1/auth/api-keys/").status_code == 200
+        return len(ctx)
+
+    for i in range(2):
+        create_key(auth_client, name=f"k{i}")
+    few = count_queries()
+    for i in range(20):
+        create_key(auth_client, name=f"more{i}")
+    assert count_queries() == few

@@ -1,0 +1,82 @@
+"""Forged, expired and revoked JWTs are refused with 401 in the error shape."""
+
+import base64
+import json
+from datetime import timedelta
+
+import jwt
+import pytest
+from django.conf import settings
+from rest_framework_simplejwt.tokens import AccessToken, RefreshToken
+
+from accounts.models import User
+
+pytestmark = pytest.mark.django_db
+
+
+def b64(data: dict) -> str:
+    return base64.urlsafe_b64encode(json.dumps(data).encode()).rstrip(b"=").decode()
+
+
+def me(client, token):
+    client.credentials(HTTP_AUTHORIZATION=f"Bearer {token}")
+    return client.get("/api/v1/auth/me/")
+
+
+def test_valid_token_is_accepted(api_client, user):
+    assert me(api_client, str(AccessToken.for_user(user))).status_code == 200
+
+
+def test_wrong_signature(api_client, user):
+    payload = AccessToken.for_user(user).payload
+    forged = jwt.encode(payload, "not-the-signing-key-but-long-enough-0123", algorithm="HS256")
+    response = me(api_client, forged)
+    assert response.status_code == 401
+    assert response.json()["error"]["code"] == "token_not_valid"
+
+
+def test_alg_none(api_client, user):
+    payload = dict(AccessToken.for_user(user).payload)
+    unsigned = f"{b64({'alg': 'none', 'typ': 'JWT'})}.{b64(payload)}."
+    assert me(api_client, unsigned).status_code == 401
+
+
+def test_signed_with_secret_key_instead_of_jwt_signing_key(api_client, user):
+    assert settings.SIMPLE_JWT["SIGNING_KEY"] != settings.SECRET_KEY
+    payload = dict(AccessToken.for_user(user).payload)
+    assert (
+        me(api_client, jwt.encode(payload, settings.SECRET_KEY, algorithm="HS256")).status_code
+        == 401
+    )
+
+
+def test_expired(api_client, user):
+    token = AccessToken.for_user(user)
+    token.set_exp(lifetime=-timedelta(seconds=1))
+    response = me(api_client, str(token))
+    assert response.status_code == 401
+
+
+def test_refresh_token_is_not_an_access_token(api_client, user):
+    assert me(api_client, str(RefreshToken.for_user(user))).status_code == 401
+
+
+def test_blacklisted_refresh_cannot_be_used(api_client, user):
+    refresh = RefreshToken.for_user(user)
+    refresh.blacklist()
+    response = api_client.post("/api/v1/auth/token/refresh/", {"refresh": str(refresh)})
+    assert response.status_code == 401
+
+
+def test_inactive_users_access_token_is_refused(api_client, user):
+    token = str(AccessToken.for_user(user))
+    User.objects.filter(pk=user.pk).update(is_active=False)
+    response = me(api_client, token)
+    assert response.status_code == 401
+
+
+def test_malformed_header(api_client):
+    api_client.credentials(HTTP_AUTHORIZATION="Bearer")
+    assert api_client.get("/api/v1/auth/me/").status_code == 401
+    api_client.credentials(HTTP_AUTHORIZATION="Bearer garbage")
+    assert api_client.get("/api/v1/auth/me/").status_code == 401
