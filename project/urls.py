@@ -7,6 +7,7 @@ from project import health
 
 api_v1 = [
     path("auth/", include("accounts.api.urls")),
+    path("", include("llm.api.urls")),
 ]
 
 urlpatterns = [

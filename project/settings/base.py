@@ -135,6 +135,15 @@ SIMPLE_JWT = {
 }
 API_KEY_LAST_USED_RESOLUTION = timedelta(minutes=1)
 
+# --- LLM providers --------------------------------------------------------------------------
+# Set by the run command when no provider key is configured: the local stand-in provider.
+STANDIN_BASE_URL = env("STANDIN_BASE_URL", default="")
+LLM_REQUEST_TIMEOUT = env.float("LLM_REQUEST_TIMEOUT", default=60.0)
+LLM_DEFAULT_MAX_TOKENS = env.int("LLM_DEFAULT_MAX_TOKENS", default=1024)
+LLM_MAX_MESSAGE_CHARS = env.int("LLM_MAX_MESSAGE_CHARS", default=32_000)
+LLM_MAX_MESSAGES_PER_CONVERSATION = env.int("LLM_MAX_MESSAGES_PER_CONVERSATION", default=500)
+LLM_MAX_SYSTEM_PROMPT_CHARS = env.int("LLM_MAX_SYSTEM_PROMPT_CHARS", default=16_000)
+
 # --- REST framework -------------------------------------------------------------------------
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": [

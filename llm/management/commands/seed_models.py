@@ -1,0 +1,41 @@
+from django.core.management.base import BaseCommand, CommandParser
+from django.db import transaction
+
+from llm.catalog import DEFAULT_CATALOG
+from llm.models import LLMModel
+
+
+class Command(BaseCommand):
+    help = (
+        "Load the default model catalog (current OpenAI and Anthropic chat models and the local "
+        "stand-ins). Existing rows are left as staff edited them unless --update is given."
+    )
+
+    def add_arguments(self, parser: CommandParser) -> None:
+        parser.add_argument(
+            "--update", action="store_true", help="Overwrite existing rows with the defaults."
+        )
+        parser.add_argument("--dry-run", action="store_true", help="Report without writing.")
+
+    @transaction.atomic
+    def handle(self, *args, update: bool, dry_run: bool, **options) -> None:
+        created = updated = unchanged = 0
+        for entry in DEFAULT_CATALOG:
+            fields = {k: v for k, v in entry.items() if k != "slug"}
+            existing = LLMModel.objects.filter(slug=entry["slug"]).first()
+            if existing is None:
+                created += 1
+                if not dry_run:
+                    LLMModel.objects.create(slug=entry["slug"], **fields)
+            elif update:
+                updated += 1
+                if not dry_run:
+                    for name, value in fields.items():
+                        setattr(existing, name, value)
+                    existing.save()
+            else:
+                unchanged += 1
+        prefix = "[dry run] " if dry_run else ""
+        self.stdout.write(
+            f"{prefix}models: {created} created, {updated} updated, {unchanged} left as they were"
+        )

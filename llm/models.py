@@ -1,0 +1,192 @@
+import uuid
+from decimal import Decimal
+
+from django.conf import settings
+from django.db import models
+from django.db.models import Q
+
+
+class Provider(models.TextChoices):
+    OPENAI = "openai", "OpenAI"
+    ANTHROPIC = "anthropic", "Anthropic"
+    OPENAI_COMPATIBLE = "openai_compatible", "OpenAI-compatible endpoint"
+
+
+class LLMModel(models.Model):
+    """One entry of the model catalog that staff edit in the admin and clients pick by slug."""
+
+    slug = models.SlugField(max_length=64, unique=True, help_text="What clients send as `model`.")
+    display_name = models.CharField(max_length=100)
+    provider = models.CharField(max_length=32, choices=Provider.choices)
+    provider_model = models.CharField(
+        max_length=128, help_text="The provider's own model name, e.g. gpt-4.1-mini."
+    )
+    base_url = models.URLField(
+        blank=True,
+        help_text="For OpenAI-compatible servers (Ollama, vLLM, LM Studio, llama.cpp). "
+        "Empty means the provider's own API.",
+    )
+    api_key_env = models.CharField(
+        max_length=64,
+        blank=True,
+        help_text="Name of the environment variable holding the key. Empty means the provider's "
+        "default (OPENAI_API_KEY / ANTHROPIC_API_KEY); an OpenAI-compatible server may need none.",
+    )
+    is_standin = models.BooleanField(
+        default=False,
+        help_text="A local stand-in model served by Parley's own fake provider (STANDIN_BASE_URL).",
+    )
+    context_window = models.PositiveIntegerField()
+    max_output_tokens = models.PositiveIntegerField()
+    input_price_per_mtok = models.DecimalField(
+        max_digits=10, decimal_places=4, default=Decimal(0), help_text="USD per million input tokens."
+    )
+    output_price_per_mtok = models.DecimalField(
+        max_digits=10, decimal_places=4, default=Decimal(0), help_text="USD per million output tokens."
+    )
+    enabled = models.BooleanField(default=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["provider", "slug"]
+        verbose_name = "model"
+        constraints = [
+            models.CheckConstraint(
+                condition=Q(provider__in=[p.value for p in Provider]), name="llm_model_provider_valid"
+            ),
+            models.CheckConstraint(
+                condition=Q(max_output_tokens__gt=0) & Q(context_window__gt=models.F("max_output_tokens")),
+                name="llm_model_output_fits_window",
+            ),
+            models.CheckConstraint(
+                condition=Q(input_price_per_mtok__gte=0) & Q(output_price_per_mtok__gte=0),
+                name="llm_model_prices_not_negative",
+            ),
+            models.CheckConstraint(
+                condition=~Q(provider="openai_compatible") | ~Q(base_url="") | Q(is_standin=True),
+                name="llm_model_compatible_needs_base_url",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return self.slug
+
+
+class Conversation(models.Model):
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    owner = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="conversations"
+    )
+    title = models.CharField(max_length=200, blank=True)
+    model = models.ForeignKey(LLMModel, on_delete=models.PROTECT, related_name="conversations")
+    system_prompt = models.TextField(blank=True)
+    temperature = models.DecimalField(max_digits=3, decimal_places=2, null=True, blank=True)
+    max_tokens = models.PositiveIntegerField(null=True, blank=True)
+    archived = models.BooleanField(default=False)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["-updated_at", "-created_at"]
+        indexes = [models.Index(fields=["owner", "-updated_at"], name="llm_conv_owner_updated")]
+        constraints = [
+            models.CheckConstraint(
+                condition=Q(temperature__isnull=True) | Q(temperature__gte=0, temperature__lte=2),
+                name="llm_conv_temperature_range",
+            ),
+            models.CheckConstraint(
+                condition=Q(max_tokens__isnull=True) | Q(max_tokens__gt=0),
+                name="llm_conv_max_tokens_positive",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return self.title or str(self.id)
+
+
+class MessageRole(models.TextChoices):
+    USER = "user", "User"
+    ASSISTANT = "assistant", "Assistant"
+
+
+class MessageStatus(models.TextChoices):
+    QUEUED = "queued", "Queued"
+    IN_PROGRESS = "in_progress", "In progress"
+    COMPLETED = "completed", "Completed"
+    FAILED = "failed", "Failed"
+    CANCELLED = "cancelled", "Cancelled"
+
+
+class Message(models.Model):
+    """A turn of a conversation. Assistant replies carry their status, usage, cost and timing."""
+
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    conversation = models.ForeignKey(Conversation, on_delete=models.CASCADE, related_name="messages")
+    position = models.PositiveIntegerField(help_text="Order within the conversation, from 1.")
+    role = models.CharField(max_length=16, choices=MessageRole.choices)
+    content = models.TextField(blank=True)
+    status = models.CharField(
+        max_length=16, choices=MessageStatus.choices, default=MessageStatus.COMPLETED
+    )
+    model = models.ForeignKey(
+        LLMModel, on_delete=models.PROTECT, null=True, blank=True, related_name="+"
+    )
+    job = models.ForeignKey(
+        "jobs.Job", on_delete=models.SET_NULL, null=True, blank=True, related_name="+"
+    )
+    finish_reason = models.CharField(max_length=32, blank=True)
+    error = models.TextField(blank=True)
+    input_tokens = models.PositiveIntegerField(null=True, blank=True)
+    output_tokens = models.PositiveIntegerField(null=True, blank=True)
+    cost = models.DecimalField(max_digits=12, decimal_places=6, null=True, blank=True)
+    latency_ms = models.PositiveIntegerField(null=True, blank=True)
+    time_to_first_token_ms = models.PositiveIntegerField(null=True, blank=True)
+    provider_response_id = models.CharField(max_length=128, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    completed_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["conversation", "position"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["conversation", "position"], name="llm_message_position_unique"
+            ),
+            models.CheckConstraint(
+                condition=Q(role__in=[r.value for r in MessageRole]), name="llm_message_role_valid"
+            ),
+            models.CheckConstraint(
+                condition=Q(status__in=[s.value for s in MessageStatus]),
+                name="llm_message_status_valid",
+            ),
+            models.CheckConstraint(
+                condition=Q(role="assistant") | Q(status="completed"),
+                name="llm_message_user_always_completed",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.role} #{self.position}"
+
+
+class Usage(models.Model):
+    """Tokens and cost of one completed reply. Kept when conversations are purged (the message
+    link goes null), and unique per message so a retried reply is never counted twice."""
+
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="+")
+    model = models.ForeignKey(LLMModel, on_delete=models.PROTECT, related_name="+")
+    message = models.OneToOneField(
+        Message, on_delete=models.SET_NULL, null=True, blank=True, related_name="usage"
+    )
+    input_tokens = models.PositiveIntegerField()
+    output_tokens = models.PositiveIntegerField()
+    cost = models.DecimalField(max_digits=12, decimal_places=6)
+    created_at = models.DateTimeField(db_index=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+        verbose_name_plural = "usage"
+        indexes = [models.Index(fields=["user", "created_at"], name="llm_usage_user_created")]
+        constraints = [
+            models.CheckConstraint(condition=Q(cost__gte=0), name="llm_usage_cost_not_negative"),
+        ]

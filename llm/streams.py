@@ -1,0 +1,68 @@
+"""Live reply streams over Redis Streams, one per assistant message.
+
+The worker appends events (``delta``, ``reset`` when a retry starts over, ``done``, ``error``)
+with XADD; readers follow with XREAD from any entry id, so a client that reconnects with
+``Last-Event-ID`` resumes exactly after the last event it saw. A stream expires a while after
+its reply finishes; the stored message is the record after that."""
+
+import json
+from collections.abc import AsyncIterator
+from typing import Any
+
+import redis
+import redis.asyncio as aioredis
+from django.conf import settings
+
+STREAM_TTL_SECONDS = 3600
+FINAL_EVENTS = {"done", "error"}
+
+_pools: dict[str, redis.ConnectionPool] = {}
+
+
+def _stream_key(message_id: str) -> str:
+    return f"parley:reply:{message_id}"
+
+
+def _client() -> redis.Redis:
+    # One pool per URL per process: redis-py pools are thread-safe, so worker threads share it.
+    url = settings.REDIS_URL
+    pool = _pools.get(url)
+    if pool is None:
+        pool = _pools.setdefault(url, redis.ConnectionPool.from_url(url, socket_timeout=5))
+    return redis.Redis(connection_pool=pool)
+
+
+def reply_publish(message_id: str, event: str, data: dict[str, Any]) -> str:
+    """Append one event to the reply's stream; final events start its expiry clock."""
+    client = _client()
+    key = _stream_key(message_id)
+    entry_id = client.xadd(key, {"event": event, "data": json.dumps(data)})
+    client.expire(key, STREAM_TTL_SECONDS)
+    return entry_id.decode() if isinstance(entry_id, bytes) else entry_id
+
+
+def reply_stream_exists(message_id: str) -> bool:
+    return bool(_client().exists(_stream_key(message_id)))
+
+
+async def reply_follow(
+    message_id: str, *, after: str = "0", block_ms: int = 15000
+) -> AsyncIterator[tuple[str, str, dict[str, Any]] | None]:
+    """Yield ``(entry_id, event, data)`` from after ``after`` until a final event; yields None
+    whenever ``block_ms`` passes with nothing new, so the caller can send a keep-alive."""
+    client = aioredis.Redis.from_url(settings.REDIS_URL)
+    key = _stream_key(message_id)
+    try:
+        while True:
+            batches = await client.xread({key: after}, block=block_ms, count=256)
+            if not batches:
+                yield None
+                continue
+            for raw_id, fields in batches[0][1]:
+                after = raw_id.decode()
+                event = fields[b"event"].decode()
+                yield after, event, json.loads(fields[b"data"])
+                if event in FINAL_EVENTS:
+                    return
+    finally:
+        await client.aclose()
