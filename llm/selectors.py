@@ -1,9 +1,17 @@
 """Reads for the llm app: the catalog, conversations, messages and usage."""
 
-from django.db.models import QuerySet
+from dataclasses import dataclass
+from datetime import UTC, date, datetime
+from decimal import Decimal
+from uuid import UUID
 
+from django.db.models import Count, DecimalField, F, QuerySet, Sum
+from django.db.models.functions import Coalesce, TruncDate
+from django.shortcuts import get_object_or_404
+
+from accounts.models import User
 from llm.catalog import provider_target, unavailable_reason
-from llm.models import LLMModel
+from llm.models import Conversation, LLMModel, Message, Usage
 from project.api.exceptions import ApiError
 
 
@@ -34,3 +42,78 @@ def model_get_available(*, slug: str) -> LLMModel:
 
 def model_catalog() -> QuerySet[LLMModel]:
     return LLMModel.objects.all()
+
+
+def conversation_list(
+    *, owner: User, search: str | None = None, archived: bool | None = None
+) -> QuerySet[Conversation]:
+    conversations = Conversation.objects.filter(owner=owner).select_related("model")
+    if search:
+        conversations = conversations.filter(title__icontains=search)
+    if archived is not None:
+        conversations = conversations.filter(archived=archived)
+    return conversations
+
+
+def conversation_get(*, owner: User, conversation_id: UUID | str) -> Conversation:
+    """The owner's conversation; anyone else's (or none) is a 404."""
+    return get_object_or_404(conversation_list(owner=owner), pk=conversation_id)
+
+
+def message_list(*, conversation: Conversation) -> QuerySet[Message]:
+    return conversation.messages.select_related("model").order_by("position")
+
+
+def message_get(*, owner: User, conversation_id: UUID | str, message_id: UUID | str) -> Message:
+    return get_object_or_404(
+        Message.objects.select_related("model", "conversation"),
+        pk=message_id,
+        conversation_id=conversation_id,
+        conversation__owner=owner,
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class UsageReport:
+    user: int
+    since: date
+    until: date
+    total: dict
+    by_day: list[dict]
+    by_model: list[dict]
+
+
+_USAGE_SUMS = {
+    "input_tokens": Coalesce(Sum("input_tokens"), 0),
+    "output_tokens": Coalesce(Sum("output_tokens"), 0),
+    "cost": Coalesce(Sum("cost"), Decimal(0), output_field=DecimalField(max_digits=14, decimal_places=6)),
+    "requests": Count("id"),
+}
+
+
+def usage_report(*, user_id: int, since: date, until: date) -> UsageReport:
+    """Tokens, cost and requests between two UTC dates (both included), by day and by model.
+    Counts completed replies, including those whose conversations were since purged."""
+    rows = Usage.objects.filter(
+        user_id=user_id, created_at__date__gte=since, created_at__date__lte=until
+    )
+    by_day = rows.annotate(date=TruncDate("created_at", tzinfo=UTC)).values("date").annotate(**_USAGE_SUMS)
+    by_model = rows.values(model_slug=F("model__slug")).annotate(**_USAGE_SUMS)
+    return UsageReport(
+        user=user_id,
+        since=since,
+        until=until,
+        total=rows.aggregate(**_USAGE_SUMS),
+        by_day=list(by_day.order_by("date")),
+        by_model=[
+            {"model": row.pop("model_slug"), **row} for row in by_model.order_by("model_slug")
+        ],
+    )
+
+
+def usage_tokens_since(user: User, since: datetime) -> int:
+    """Input + output tokens ``user`` has used since ``since`` (the accounts quota counter)."""
+    totals = Usage.objects.filter(user=user, created_at__gte=since).aggregate(
+        tokens=Coalesce(Sum(F("input_tokens") + F("output_tokens")), 0)
+    )
+    return totals["tokens"]

@@ -1,6 +1,9 @@
+from django.conf import settings
+from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
-from llm.models import LLMModel
+from jobs.api.serializers import JobSerializer
+from llm.models import Conversation, LLMModel, Message
 
 
 class LLMModelSerializer(serializers.ModelSerializer):
@@ -20,3 +23,127 @@ class LLMModelSerializer(serializers.ModelSerializer):
             "is_standin",
         ]
         read_only_fields = fields
+
+
+class ParamsSerializer(serializers.Serializer):
+    temperature = serializers.FloatField(min_value=0, max_value=2, allow_null=True, required=False)
+    max_tokens = serializers.IntegerField(min_value=1, allow_null=True, required=False)
+
+
+class ConversationSerializer(serializers.ModelSerializer):
+    model = serializers.SlugRelatedField(slug_field="slug", read_only=True)
+    params = serializers.SerializerMethodField()
+
+    class Meta:
+        model = Conversation
+        fields = [
+            "id",
+            "title",
+            "model",
+            "system_prompt",
+            "params",
+            "archived",
+            "created_at",
+            "updated_at",
+        ]
+        read_only_fields = fields
+
+    @extend_schema_field(ParamsSerializer)
+    def get_params(self, conversation: Conversation) -> dict:
+        return {
+            "temperature": float(conversation.temperature)
+            if conversation.temperature is not None
+            else None,
+            "max_tokens": conversation.max_tokens,
+        }
+
+
+class ConversationWriteSerializer(serializers.Serializer):
+    title = serializers.CharField(max_length=200, allow_blank=True, required=False)
+    model = serializers.CharField(max_length=64, help_text="A slug from GET /api/v1/models/.")
+    system_prompt = serializers.CharField(allow_blank=True, required=False, trim_whitespace=False)
+    params = ParamsSerializer(required=False)
+    archived = serializers.BooleanField(required=False)
+
+    def validate_system_prompt(self, value: str) -> str:
+        limit = settings.LLM_MAX_SYSTEM_PROMPT_CHARS
+        if len(value) > limit:
+            raise serializers.ValidationError(f"At most {limit} characters.")
+        return value
+
+
+class MessageSerializer(serializers.ModelSerializer):
+    cost = serializers.DecimalField(
+        max_digits=12, decimal_places=6, coerce_to_string=True, allow_null=True, read_only=True
+    )
+    model = serializers.SlugRelatedField(slug_field="slug", read_only=True, allow_null=True)
+    job = serializers.UUIDField(source="job_id", read_only=True, allow_null=True)
+
+    class Meta:
+        model = Message
+        fields = [
+            "id",
+            "role",
+            "content",
+            "status",
+            "finish_reason",
+            "input_tokens",
+            "output_tokens",
+            "cost",
+            "latency_ms",
+            "time_to_first_token_ms",
+            "model",
+            "job",
+            "error",
+            "created_at",
+            "completed_at",
+        ]
+        read_only_fields = fields
+
+
+class MessageCreateSerializer(serializers.Serializer):
+    content = serializers.CharField(trim_whitespace=False)
+
+    def validate_content(self, value: str) -> str:
+        if not value.strip():
+            raise serializers.ValidationError("The message is empty.")
+        limit = settings.LLM_MAX_MESSAGE_CHARS
+        if len(value) > limit:
+            raise serializers.ValidationError(f"At most {limit} characters.")
+        return value
+
+
+class PostedMessageSerializer(serializers.Serializer):
+    user_message = MessageSerializer()
+    assistant_message = MessageSerializer()
+    job = JobSerializer()
+
+
+class UsageRowSerializer(serializers.Serializer):
+    input_tokens = serializers.IntegerField()
+    output_tokens = serializers.IntegerField()
+    cost = serializers.DecimalField(max_digits=14, decimal_places=6, coerce_to_string=True)
+    requests = serializers.IntegerField()
+
+
+class UsageByDaySerializer(UsageRowSerializer):
+    date = serializers.DateField()
+
+
+class UsageByModelSerializer(UsageRowSerializer):
+    model = serializers.CharField()
+
+
+class UsageReportSerializer(serializers.Serializer):
+    user = serializers.IntegerField()
+    since = serializers.DateField()
+    until = serializers.DateField()
+    total = UsageRowSerializer()
+    by_day = UsageByDaySerializer(many=True)
+    by_model = UsageByModelSerializer(many=True)
+
+
+class UsageQuerySerializer(serializers.Serializer):
+    since = serializers.DateField(required=False, help_text="First day (UTC), default: this month's first.")
+    until = serializers.DateField(required=False, help_text="Last day included (UTC), default: today.")
+    user = serializers.IntegerField(required=False, help_text="Staff only: another user's id.")

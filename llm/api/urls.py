@@ -1,8 +1,23 @@
+from django.urls import path
 from rest_framework.routers import SimpleRouter
 
-from llm.api import views
+from llm.api import stream, views
 
 router = SimpleRouter()
 router.register("models", views.LLMModelViewSet, basename="model")
+router.register("conversations", views.ConversationViewSet, basename="conversation")
 
-urlpatterns = router.urls
+messages = views.MessageViewSet.as_view({"get": "list", "post": "create"})
+message = views.MessageViewSet.as_view({"get": "retrieve"})
+
+urlpatterns = [
+    *router.urls,
+    path("conversations/<uuid:conversation_pk>/messages/", messages, name="message-list"),
+    path("conversations/<uuid:conversation_pk>/messages/<uuid:pk>/", message, name="message-detail"),
+    path(
+        "conversations/<uuid:conversation_pk>/messages/<uuid:message_pk>/stream/",
+        stream.message_stream,
+        name="message-stream",
+    ),
+    path("usage/", views.UsageView.as_view(), name="usage"),
+]

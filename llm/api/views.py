@@ -1,9 +1,22 @@
-from django.http import Http404
-from drf_spectacular.utils import extend_schema, extend_schema_view
-from rest_framework import mixins, viewsets
+from datetime import date
 
-from llm import selectors
+from django.http import Http404
+from django.utils import timezone
+from drf_spectacular.utils import OpenApiParameter, extend_schema, extend_schema_view
+from rest_framework import mixins, status, viewsets
+from rest_framework.exceptions import PermissionDenied
+from rest_framework.request import Request
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from accounts.quotas import month_start
+from llm import selectors, services
 from llm.api import serializers
+from llm.models import Conversation
+from project.api.exceptions import ApiError
+
+MAX_USAGE_RANGE_DAYS = 366
+IDEMPOTENCY_KEY_MAX = 255
 
 
 @extend_schema_view(
@@ -32,3 +45,165 @@ class LLMModelViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets
         if model is None:
             raise Http404
         return model
+
+
+CONVERSATION_TAG = ["conversations"]
+
+
+@extend_schema_view(
+    list=extend_schema(
+        tags=CONVERSATION_TAG,
+        summary="Your conversations",
+        parameters=[
+            OpenApiParameter("search", str, description="Case-insensitive match on the title."),
+            OpenApiParameter("archived", bool, description="Only archived (true) or active (false)."),
+        ],
+    ),
+    retrieve=extend_schema(tags=CONVERSATION_TAG, summary="One of your conversations"),
+    create=extend_schema(
+        tags=CONVERSATION_TAG,
+        summary="Start a conversation",
+        request=serializers.ConversationWriteSerializer,
+        responses={201: serializers.ConversationSerializer},
+    ),
+    partial_update=extend_schema(
+        tags=CONVERSATION_TAG,
+        summary="Change title, model, system prompt, params or archived",
+        request=serializers.ConversationWriteSerializer(partial=True),
+        responses={200: serializers.ConversationSerializer},
+    ),
+    destroy=extend_schema(
+        tags=CONVERSATION_TAG,
+        summary="Delete a conversation and its messages (replies in flight are cancelled)",
+    ),
+)
+class ConversationViewSet(
+    mixins.ListModelMixin,
+    mixins.RetrieveModelMixin,
+    mixins.CreateModelMixin,
+    mixins.DestroyModelMixin,
+    viewsets.GenericViewSet,
+):
+    serializer_class = serializers.ConversationSerializer
+    http_method_names = ["get", "post", "patch", "delete", "head", "options"]
+    lookup_value_converter = "uuid"
+
+    def get_queryset(self):
+        if getattr(self, "swagger_fake_view", False):
+            return Conversation.objects.none()
+        archived = self.request.query_params.get("archived")
+        return selectors.conversation_list(
+            owner=self.request.user,
+            search=self.request.query_params.get("search", "")[:200] or None,
+            archived=None if archived is None else archived.lower() in ("1", "true", "yes"),
+        )
+
+    def create(self, request: Request) -> Response:
+        data = serializers.ConversationWriteSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        fields = dict(data.validated_data)
+        fields.pop("archived", None)
+        conversation = services.conversation_create(
+            owner=request.user, model_slug=fields.pop("model"), **fields
+        )
+        return Response(self.get_serializer(conversation).data, status=status.HTTP_201_CREATED)
+
+    def partial_update(self, request: Request, pk: str) -> Response:
+        conversation = self.get_object()
+        data = serializers.ConversationWriteSerializer(data=request.data, partial=True)
+        data.is_valid(raise_exception=True)
+        fields = dict(data.validated_data)
+        if "model" in fields:
+            fields["model_slug"] = fields.pop("model")
+        conversation = services.conversation_update(conversation=conversation, **fields)
+        return Response(self.get_serializer(conversation).data)
+
+    def perform_destroy(self, instance: Conversation) -> None:
+        services.conversation_delete(conversation=instance)
+
+
+MESSAGE_TAG = ["messages"]
+
+
+@extend_schema_view(
+    list=extend_schema(tags=MESSAGE_TAG, summary="Messages of a conversation, oldest first"),
+    retrieve=extend_schema(tags=MESSAGE_TAG, summary="One message (poll a reply's status here)"),
+)
+class MessageViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.GenericViewSet):
+    serializer_class = serializers.MessageSerializer
+
+    def conversation(self) -> Conversation:
+        return selectors.conversation_get(
+            owner=self.request.user, conversation_id=self.kwargs["conversation_pk"]
+        )
+
+    def get_queryset(self):
+        if getattr(self, "swagger_fake_view", False):
+            return Conversation.objects.none()
+        return selectors.message_list(conversation=self.conversation())
+
+    @extend_schema(
+        tags=MESSAGE_TAG,
+        summary="Send a message; the reply is written by a background job",
+        description="Stores your message, a `queued` assistant message and its job, and answers "
+        "202. Follow the reply at `.../messages/{assistant id}/stream/` (Server-Sent Events) or "
+        "poll the message or the job. With an `Idempotency-Key` header, repeating the same "
+        "request returns the original answer instead of a second completion; reusing the key "
+        "with a different body is a 422.",
+        request=serializers.MessageCreateSerializer,
+        responses={202: serializers.PostedMessageSerializer},
+        parameters=[
+            OpenApiParameter(
+                "Idempotency-Key",
+                str,
+                OpenApiParameter.HEADER,
+                description=f"Up to {IDEMPOTENCY_KEY_MAX} characters, unique per request.",
+            )
+        ],
+        extensions={"x-error-statuses": ["409", "422"]},
+    )
+    def create(self, request: Request, conversation_pk: str) -> Response:
+        conversation = self.conversation()
+        data = serializers.MessageCreateSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        key = request.headers.get("Idempotency-Key", "").strip()
+        if len(key) > IDEMPOTENCY_KEY_MAX:
+            raise ApiError(
+                f"Idempotency-Key may be at most {IDEMPOTENCY_KEY_MAX} characters.",
+                code="invalid_idempotency_key",
+            )
+        posted = services.message_post(
+            conversation=conversation, content=data.validated_data["content"], idempotency_key=key
+        )
+        body = serializers.PostedMessageSerializer(posted).data
+        headers = {} if posted.created else {"Idempotent-Replayed": "true"}
+        return Response(body, status=status.HTTP_202_ACCEPTED, headers=headers)
+
+
+class UsageView(APIView):
+    @extend_schema(
+        tags=["usage"],
+        summary="Tokens and cost by day and by model",
+        description="Completed replies between `since` and `until` (UTC dates, both included; at "
+        f"most {MAX_USAGE_RANGE_DAYS} days). Cost is USD as a decimal string. Staff may pass "
+        "`user` to see anyone's.",
+        parameters=[serializers.UsageQuerySerializer],
+        responses={200: serializers.UsageReportSerializer},
+    )
+    def get(self, request: Request) -> Response:
+        query = serializers.UsageQuerySerializer(data=request.query_params)
+        query.is_valid(raise_exception=True)
+        today = timezone.now().date()
+        since: date = query.validated_data.get("since") or month_start().date()
+        until: date = query.validated_data.get("until") or today
+        if until < since:
+            raise ApiError("`until` is before `since`.", code="invalid_range")
+        if (until - since).days >= MAX_USAGE_RANGE_DAYS:
+            raise ApiError(f"At most {MAX_USAGE_RANGE_DAYS} days at once.", code="range_too_long")
+        user_id = query.validated_data.get("user", request.user.pk)
+        if user_id != request.user.pk and not request.user.is_staff:
+            raise PermissionDenied("Only staff can see another user's usage.")
+        report = selectors.usage_report(user_id=user_id, since=since, until=until)
+        return Response(serializers.UsageReportSerializer(report).data)
+
+

@@ -59,40 +59,60 @@ def _message_and_details(exc: exceptions.APIException) -> tuple[str, Any]:
     return str(detail), None
 
 
-def exception_handler(exc: Exception, context: dict) -> Response:
-    """DRF's EXCEPTION_HANDLER: every error leaves in the one shape.
-
-    Unknown exceptions are logged with their traceback and answer a 500 that leaks nothing.
-    """
+def _as_api_exception(exc: Exception) -> exceptions.APIException | None:
     if isinstance(exc, Http404):
-        exc = exceptions.NotFound()
-    elif isinstance(exc, PermissionDenied):
-        exc = exceptions.PermissionDenied()
-    elif isinstance(exc, DjangoValidationError):
-        exc = exceptions.ValidationError(as_serializer_error(exc))
+        return exceptions.NotFound()
+    if isinstance(exc, PermissionDenied):
+        return exceptions.PermissionDenied()
+    if isinstance(exc, DjangoValidationError):
+        return exceptions.ValidationError(as_serializer_error(exc))
+    if isinstance(exc, exceptions.APIException):
+        return exc
+    return None
 
-    if not isinstance(exc, exceptions.APIException):
-        logger.exception("Unhandled error in API view", exc_info=exc)
-        set_rollback()
-        return Response(
-            error_body(500, "server_error", "Internal server error."),
-            status=status.HTTP_500_INTERNAL_SERVER_ERROR,
-        )
 
+def _error_parts(exc: exceptions.APIException) -> tuple[dict, dict]:
     headers = {}
     if getattr(exc, "auth_header", None):
         headers["WWW-Authenticate"] = exc.auth_header
     if getattr(exc, "wait", None):
         headers["Retry-After"] = str(int(exc.wait))
-
     message, details = _message_and_details(exc)
     code = getattr(exc, "error_code", None) or _default_code(exc)
     if isinstance(exc, ApiError):
         details = exc.details
+    return error_body(exc.status_code, code, message, details), headers
+
+
+def exception_handler(exc: Exception, context: dict) -> Response:
+    """DRF's EXCEPTION_HANDLER: every error leaves in the one shape.
+
+    Unknown exceptions are logged with their traceback and answer a 500 that leaks nothing.
+    """
+    api_exc = _as_api_exception(exc)
     set_rollback()
-    return Response(
-        error_body(exc.status_code, code, message, details), exc.status_code, headers=headers
-    )
+    if api_exc is None:
+        logger.exception("Unhandled error in API view", exc_info=exc)
+        return Response(
+            error_body(500, "server_error", "Internal server error."),
+            status=status.HTTP_500_INTERNAL_SERVER_ERROR,
+        )
+    body, headers = _error_parts(api_exc)
+    return Response(body, api_exc.status_code, headers=headers)
+
+
+def exception_response(exc: Exception) -> JsonResponse | None:
+    """The error-shaped response for ``exc`` in plain (non-DRF) views; None if unknown."""
+    api_exc = _as_api_exception(exc)
+    if api_exc is None:
+        return None
+    body, headers = _error_parts(api_exc)
+    if isinstance(api_exc, (exceptions.NotAuthenticated, exceptions.AuthenticationFailed)):
+        headers.setdefault("WWW-Authenticate", 'Bearer realm="api"')
+    response = JsonResponse(body, status=api_exc.status_code)
+    for name, value in headers.items():
+        response[name] = value
+    return response
 
 
 def _default_code(exc: exceptions.APIException) -> str:

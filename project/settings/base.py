@@ -190,6 +190,7 @@ SPECTACULAR_SETTINGS = {
     "SCHEMA_PATH_PREFIX": r"/api/v1",
     "POSTPROCESSING_HOOKS": [
         "drf_spectacular.hooks.postprocess_schema_enums",
+        "llm.schema.add_stream_endpoint",
         "project.api.schema.add_error_responses",
     ],
     "ENUM_NAME_OVERRIDES": {},
