@@ -1,9 +1,15 @@
+from decimal import Decimal
+
 from django.contrib import admin, messages
-from django.db.models import QuerySet
+from django.db.models import DecimalField, OuterRef, QuerySet, Subquery, Sum
+from django.db.models.functions import Coalesce
 from django.http import HttpRequest
 
+from accounts.admin import UserAdmin
+from accounts.models import User
+from accounts.quotas import month_start
 from llm.catalog import provider_target
-from llm.models import LLMModel
+from llm.models import Conversation, LLMModel, Message, Usage
 
 
 @admin.register(LLMModel)
@@ -47,3 +53,123 @@ class LLMModelAdmin(admin.ModelAdmin):
     def disable(self, request: HttpRequest, queryset: QuerySet[LLMModel]) -> None:
         count = queryset.update(enabled=False)
         self.message_user(request, f"Disabled {count} model(s).", messages.SUCCESS)
+
+
+class MessageInline(admin.TabularInline):
+    model = Message
+    extra = 0
+    can_delete = False
+    show_change_link = False
+    ordering = ["position"]
+    fields = [
+        "position",
+        "role",
+        "status",
+        "content_preview",
+        "finish_reason",
+        "input_tokens",
+        "output_tokens",
+        "cost",
+        "latency_ms",
+        "error",
+        "created_at",
+    ]
+    readonly_fields = fields
+
+    def has_add_permission(self, request: HttpRequest, obj=None) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj=None) -> bool:
+        return False
+
+    @admin.display(description="content")
+    def content_preview(self, message: Message) -> str:
+        return message.content if len(message.content) <= 300 else message.content[:300] + "…"
+
+
+@admin.register(Conversation)
+class ConversationAdmin(admin.ModelAdmin):
+    list_display = ["__str__", "owner", "model", "archived", "created_at", "updated_at"]
+    list_filter = [
+        ("model", admin.RelatedOnlyFieldListFilter),
+        ("owner", admin.RelatedOnlyFieldListFilter),
+        "archived",
+        "created_at",
+    ]
+    search_fields = ["title", "owner__email", "=id"]
+    list_select_related = ["owner", "model"]
+    date_hierarchy = "created_at"
+    readonly_fields = ["id", "owner", "model", "created_at", "updated_at"]
+    fields = [
+        "id",
+        "owner",
+        "title",
+        "model",
+        "system_prompt",
+        "temperature",
+        "max_tokens",
+        "archived",
+        "created_at",
+        "updated_at",
+    ]
+    inlines = [MessageInline]
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False  # conversations are started by their owners through the API
+
+
+@admin.register(Usage)
+class UsageAdmin(admin.ModelAdmin):
+    list_display = ["created_at", "user", "model", "input_tokens", "output_tokens", "cost"]
+    list_filter = [("model", admin.RelatedOnlyFieldListFilter), "created_at"]
+    search_fields = ["user__email"]
+    list_select_related = ["user", "model"]
+    date_hierarchy = "created_at"
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj=None) -> bool:
+        return False
+
+
+def _this_month(field: str) -> Subquery:
+    rows = (
+        Usage.objects.filter(user=OuterRef("pk"), created_at__gte=month_start())
+        .order_by()
+        .values("user")
+        .annotate(total=Sum(field))
+        .values("total")
+    )
+    return Subquery(rows)
+
+
+admin.site.unregister(User)
+
+
+@admin.register(User)
+class UserWithUsageAdmin(UserAdmin):
+    """The accounts admin plus this month's usage, computed in the list's own query."""
+
+    list_display = [*UserAdmin.list_display, "tokens_this_month", "cost_this_month"]
+
+    def get_queryset(self, request: HttpRequest) -> QuerySet[User]:
+        return (
+            super()
+            .get_queryset(request)
+            .annotate(
+                month_input=Coalesce(_this_month("input_tokens"), 0),
+                month_output=Coalesce(_this_month("output_tokens"), 0),
+                month_cost=Coalesce(
+                    _this_month("cost"), Decimal(0), output_field=DecimalField(max_digits=14, decimal_places=6)
+                ),
+            )
+        )
+
+    @admin.display(description="tokens this month", ordering="month_input")
+    def tokens_this_month(self, user: User) -> int:
+        return user.month_input + user.month_output
+
+    @admin.display(description="cost this month (USD)", ordering="month_cost")
+    def cost_this_month(self, user: User) -> str:
+        return f"{user.month_cost:.2f}"

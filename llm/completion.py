@@ -13,7 +13,7 @@ from django.utils import timezone
 from jobs.exceptions import PermanentJobError, TransientJobError
 from jobs.models import Job, JobStatus
 from jobs.services import job_cancel_requested
-from llm import streams
+from llm import metrics, streams
 from llm.catalog import provider_target, unavailable_reason
 from llm.models import Message, MessageRole, MessageStatus
 from llm.providers import (
@@ -100,19 +100,30 @@ def completion_run(job: Job) -> None:
             if job_cancel_requested(job.pk):
                 raise ReplyCancelled
 
+    labels = {"provider": model.provider, "model": model.slug}
     try:
         result = provider.complete(request, on_delta=on_delta)
     except ReplyCancelled:
+        metrics.COMPLETIONS.labels(**labels, outcome="cancelled").inc()
         _keep_partial(message, "".join(parts))
         return
     except ProviderError as exc:
         _keep_partial(message, "".join(parts))
         if exc.transient:
+            metrics.COMPLETIONS.labels(**labels, outcome="transient_error").inc()
             Message.objects.filter(pk=message.pk).update(status=MessageStatus.QUEUED)
             raise TransientJobError(str(exc), retry_after=exc.retry_after) from exc
+        metrics.COMPLETIONS.labels(**labels, outcome="permanent_error").inc()
         raise PermanentJobError(str(exc)) from exc
 
     _store_result(message, result)
+    metrics.COMPLETIONS.labels(**labels, outcome="completed").inc()
+    metrics.INPUT_TOKENS.labels(**labels).inc(result.input_tokens)
+    metrics.OUTPUT_TOKENS.labels(**labels).inc(result.output_tokens)
+    metrics.COST.labels(**labels).inc(float(message.cost))
+    metrics.DURATION.labels(**labels).observe(result.latency_ms / 1000)
+    if result.time_to_first_token_ms is not None:
+        metrics.TIME_TO_FIRST_TOKEN.labels(**labels).observe(result.time_to_first_token_ms / 1000)
 
 
 def _keep_partial(message: Message, text: str) -> None:

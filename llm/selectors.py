@@ -117,3 +117,15 @@ def usage_tokens_since(user: User, since: datetime) -> int:
         tokens=Coalesce(Sum(F("input_tokens") + F("output_tokens")), 0)
     )
     return totals["tokens"]
+
+
+def usage_totals(*, since: date, until: date, group_by: str) -> list[dict]:
+    """Everyone's usage between two UTC dates grouped by ``user`` (email), ``model`` (slug) or
+    ``day``, for operators' reports; cost stays Decimal."""
+    rows = Usage.objects.filter(created_at__date__gte=since, created_at__date__lte=until)
+    group = {
+        "user": F("user__email"),
+        "model": F("model__slug"),
+        "day": TruncDate("created_at", tzinfo=UTC),
+    }[group_by]
+    return list(rows.values(**{group_by: group}).annotate(**_USAGE_SUMS).order_by(group_by))

@@ -3,7 +3,9 @@ recording a finished reply exactly once."""
 
 import hashlib
 import json
+from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
@@ -217,3 +219,42 @@ def usage_record(*, message: Message, user: User) -> Usage:
         },
     )
     return usage
+
+
+def conversations_purgeable(
+    *, updated_before: datetime, owner: User | None = None, archived_only: bool = False
+):
+    """Conversations old enough to purge, never one with a reply still being written."""
+    conversations = Conversation.objects.filter(updated_at__lt=updated_before).exclude(
+        messages__status__in=ACTIVE_STATUSES
+    )
+    if owner is not None:
+        conversations = conversations.filter(owner=owner)
+    if archived_only:
+        conversations = conversations.filter(archived=True)
+    return conversations.order_by("pk")
+
+
+@dataclass(frozen=True, slots=True)
+class PurgeResult:
+    conversations: int
+    messages: int
+
+
+def conversations_purge(
+    *, conversations, batch_size: int = 500, on_batch: Callable[[int], object] | None = None
+) -> PurgeResult:
+    """Delete ``conversations`` in batches of ``batch_size`` (short transactions, bounded
+    memory). Usage rows stay, with their message link set to null."""
+    deleted_conversations = deleted_messages = 0
+    while True:
+        batch = list(conversations.values_list("pk", flat=True)[:batch_size])
+        if not batch:
+            break
+        with transaction.atomic():
+            _, counts = Conversation.objects.filter(pk__in=batch).delete()
+        deleted_conversations += counts.get("llm.Conversation", 0)
+        deleted_messages += counts.get("llm.Message", 0)
+        if on_batch:
+            on_batch(len(batch))
+    return PurgeResult(deleted_conversations, deleted_messages)

@@ -1,9 +1,9 @@
 from django.contrib import admin
 from django.urls import include, path
-from django_prometheus import exports
 from drf_spectacular.views import SpectacularAPIView, SpectacularRedocView, SpectacularSwaggerView
 
 from project import health
+from project.metrics import metrics_view
 
 api_v1 = [
     path("auth/", include("accounts.api.urls")),
@@ -13,7 +13,7 @@ api_v1 = [
 urlpatterns = [
     path("healthz", health.healthz, name="healthz"),
     path("readyz", health.readyz, name="readyz"),
-    path("metrics", exports.ExportToDjangoView, name="prometheus-metrics"),
+    path("metrics", metrics_view, name="prometheus-metrics"),
     path("api/v1/", include(api_v1)),
     path("api/schema/", SpectacularAPIView.as_view(), name="schema"),
     path("api/docs/", SpectacularSwaggerView.as_view(url_name="schema"), name="swagger-ui"),

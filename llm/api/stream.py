@@ -20,7 +20,7 @@ from rest_framework.request import Request
 
 from accounts.authentication import ApiKeyAuthentication, JWTAuthentication
 from accounts.models import User
-from llm import selectors, streams
+from llm import metrics, selectors, streams
 from llm.api.serializers import MessageSerializer
 from llm.models import Message, MessageStatus
 from project.api.errors import error_response, exception_response
@@ -63,12 +63,16 @@ async def _events(message: Message, live: bool, after: str) -> AsyncIterator[str
             yield _event("error", {"code": message.status, "message": message.error})
         return
     yield ": stream open\n\n"  # flush headers to the client at once
-    async for item in streams.reply_follow(str(message.pk), after=after, block_ms=KEEP_ALIVE_MS):
-        if item is None:
-            yield ": keep-alive\n\n"
-            continue
-        entry_id, event, data = item
-        yield _event(event, data, entry_id)
+    metrics.OPEN_STREAMS.inc()
+    try:
+        async for item in streams.reply_follow(str(message.pk), after=after, block_ms=KEEP_ALIVE_MS):
+            if item is None:
+                yield ": keep-alive\n\n"
+                continue
+            entry_id, event, data = item
+            yield _event(event, data, entry_id)
+    finally:
+        metrics.OPEN_STREAMS.dec()
 
 
 async def message_stream(request: HttpRequest, conversation_pk, message_pk) -> HttpResponse:

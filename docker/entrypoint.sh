@@ -1,0 +1,22 @@
+#!/bin/sh
+# One image, three roles: web (default), worker, migrate.
+set -eu
+
+if [ -n "${PROMETHEUS_MULTIPROC_DIR:-}" ]; then
+  # Metrics files belong to this container's processes; stale ones would be counted twice.
+  rm -rf "$PROMETHEUS_MULTIPROC_DIR" && mkdir -p "$PROMETHEUS_MULTIPROC_DIR"
+fi
+
+case "${1:-web}" in
+  web)
+    exec gunicorn -c docker/gunicorn.conf.py project.asgi:application ;;
+  worker)
+    # SIGTERM is a warm shutdown: the current job finishes; a job cut off by a kill is
+    # recovered by reconcile_jobs (see README "Jobs").
+    exec python manage.py rqworker completions default --with-scheduler ;;
+  migrate)
+    python manage.py migrate --noinput
+    exec python manage.py seed_models ;;
+  *)
+    exec "$@" ;;
+esac
