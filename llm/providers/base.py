@@ -1,0 +1,133 @@
+"""The provider interface every caller uses, and the one place errors are classified.
+
+Retries: the SDKs' own retries are switched off (``max_retries=0``). The job layer retries
+instead, with exponential backoff that honours ``Retry-After``, and records every attempt; two
+layers retrying would multiply attempts and hide them. Every call has a timeout.
+"""
+
+import email.utils
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Literal, Protocol
+
+
+@dataclass(frozen=True, slots=True)
+class ChatMessage:
+    role: Literal["user", "assistant"]
+    content: str
+
+
+@dataclass(frozen=True, slots=True)
+class ChatRequest:
+    model: str  # the provider's own model name
+    messages: list[ChatMessage]
+    max_tokens: int
+    system: str = ""
+    temperature: float | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class CompletionResult:
+    text: str
+    finish_reason: str  # OpenAI's vocabulary: stop, length, content_filter, tool_calls
+    input_tokens: int
+    output_tokens: int
+    response_id: str
+    time_to_first_token_ms: int | None
+    latency_ms: int
+
+
+class ProviderError(Exception):
+    """A failed provider call. ``transient`` says whether trying again may succeed;
+    ``retry_after`` is the server's advice in seconds, when it gave one. The message never
+    contains credentials."""
+
+    transient: bool = False
+
+    def __init__(
+        self, message: str, *, status_code: int | None = None, retry_after: float | None = None
+    ) -> None:
+        super().__init__(message)
+        self.status_code = status_code
+        self.retry_after = retry_after
+
+
+class TransientProviderError(ProviderError):
+    transient = True
+
+
+class PermanentProviderError(ProviderError):
+    transient = False
+
+
+DeltaCallback = Callable[[str], None]
+
+
+class ChatProvider(Protocol):
+    def complete(
+        self, request: ChatRequest, on_delta: DeltaCallback | None = None
+    ) -> CompletionResult:
+        """Stream a reply: call ``on_delta`` with each text delta as it arrives (an exception
+        raised by it aborts the call and closes the stream), then return the whole result.
+        Raises ``ProviderError`` for every provider failure."""
+        ...
+
+
+TRANSIENT_STATUSES = {408, 409, 429, 529}
+
+
+def is_transient_status(status: int) -> bool:
+    return status in TRANSIENT_STATUSES or status >= 500
+
+
+def parse_retry_after(headers: Mapping[str, str] | None) -> float | None:
+    """Seconds to wait from ``retry-after-ms`` or ``Retry-After`` (seconds or an HTTP date)."""
+    if not headers:
+        return None
+    millis = headers.get("retry-after-ms")
+    if millis:
+        try:
+            return max(float(millis) / 1000, 0.0)
+        except ValueError:
+            pass
+    value = headers.get("retry-after")
+    if not value:
+        return None
+    try:
+        return max(float(value), 0.0)
+    except ValueError:
+        pass
+    try:
+        when = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    return max(when.timestamp() - time.time(), 0.0)
+
+
+def error_for_status(
+    status: int, message: str, headers: Mapping[str, str] | None = None
+) -> ProviderError:
+    error_class = TransientProviderError if is_transient_status(status) else PermanentProviderError
+    return error_class(
+        f"Provider answered {status}: {message}",
+        status_code=status,
+        retry_after=parse_retry_after(headers),
+    )
+
+
+def connection_error(response_id: str | None) -> TransientProviderError:
+    """A transport failure: refused before anything arrived, or cut once the stream began."""
+    if response_id:
+        return TransientProviderError("The connection to the provider dropped mid-stream.")
+    return TransientProviderError("Could not connect to the provider.")
+
+
+def normalise_finish_reason(reason: str | None) -> str:
+    return {
+        "end_turn": "stop",
+        "stop_sequence": "stop",
+        "max_tokens": "length",
+        "tool_use": "tool_calls",
+        "refusal": "content_filter",
+    }.get(reason or "", reason or "")
