@@ -34,9 +34,15 @@ class LLMModelAdmin(admin.ModelAdmin):
     actions = ["enable", "disable"]
     fieldsets = (
         (None, {"fields": ("slug", "display_name", "enabled")}),
-        ("Provider", {"fields": ("provider", "provider_model", "base_url", "api_key_env", "is_standin")}),
+        (
+            "Provider",
+            {"fields": ("provider", "provider_model", "base_url", "api_key_env", "is_standin")},
+        ),
         ("Limits", {"fields": ("context_window", "max_output_tokens")}),
-        ("Prices (USD per million tokens)", {"fields": ("input_price_per_mtok", "output_price_per_mtok")}),
+        (
+            "Prices (USD per million tokens)",
+            {"fields": ("input_price_per_mtok", "output_price_per_mtok")},
+        ),
         ("Dates", {"fields": ("created_at", "updated_at")}),
     )
 
@@ -161,7 +167,9 @@ class UserWithUsageAdmin(UserAdmin):
                 month_input=Coalesce(_this_month("input_tokens"), 0),
                 month_output=Coalesce(_this_month("output_tokens"), 0),
                 month_cost=Coalesce(
-                    _this_month("cost"), Decimal(0), output_field=DecimalField(max_digits=14, decimal_places=6)
+                    _this_month("cost"),
+                    Decimal(0),
+                    output_field=DecimalField(max_digits=14, decimal_places=6),
                 ),
             )
         )

@@ -42,14 +42,79 @@ DEFAULT_CATALOG = [
     _m("gpt-4.1-nano", "GPT-4.1 nano", "openai", "gpt-4.1-nano", 1_047_576, 32_768, "0.10", "0.40"),
     _m("gpt-4o", "GPT-4o", "openai", "gpt-4o", 128_000, 16_384, "2.50", "10.00"),
     _m("gpt-4o-mini", "GPT-4o mini", "openai", "gpt-4o-mini", 128_000, 16_384, "0.15", "0.60"),
-    _m("claude-opus-4-1", "Claude Opus 4.1", "anthropic", "claude-opus-4-1-20250805", 200_000, 32_000, "15.00", "75.00"),
-    _m("claude-sonnet-4-5", "Claude Sonnet 4.5", "anthropic", "claude-sonnet-4-5-20250929", 200_000, 64_000, "3.00", "15.00"),
-    _m("claude-haiku-4-5", "Claude Haiku 4.5", "anthropic", "claude-haiku-4-5-20251001", 200_000, 64_000, "1.00", "5.00"),
-    _m("claude-sonnet-4", "Claude Sonnet 4", "anthropic", "claude-sonnet-4-20250514", 200_000, 64_000, "3.00", "15.00"),
-    _m("claude-3-5-haiku", "Claude 3.5 Haiku", "anthropic", "claude-3-5-haiku-20241022", 200_000, 8_192, "0.80", "4.00"),
+    _m(
+        "claude-opus-4-1",
+        "Claude Opus 4.1",
+        "anthropic",
+        "claude-opus-4-1-20250805",
+        200_000,
+        32_000,
+        "15.00",
+        "75.00",
+    ),
+    _m(
+        "claude-sonnet-4-5",
+        "Claude Sonnet 4.5",
+        "anthropic",
+        "claude-sonnet-4-5-20250929",
+        200_000,
+        64_000,
+        "3.00",
+        "15.00",
+    ),
+    _m(
+        "claude-haiku-4-5",
+        "Claude Haiku 4.5",
+        "anthropic",
+        "claude-haiku-4-5-20251001",
+        200_000,
+        64_000,
+        "1.00",
+        "5.00",
+    ),
+    _m(
+        "claude-sonnet-4",
+        "Claude Sonnet 4",
+        "anthropic",
+        "claude-sonnet-4-20250514",
+        200_000,
+        64_000,
+        "3.00",
+        "15.00",
+    ),
+    _m(
+        "claude-3-5-haiku",
+        "Claude 3.5 Haiku",
+        "anthropic",
+        "claude-3-5-haiku-20241022",
+        200_000,
+        8_192,
+        "0.80",
+        "4.00",
+    ),
     # Local stand-ins: Parley's own fake provider, so a fresh install answers without any key.
-    _m("standin-gpt", "Local stand-in (OpenAI wire format)", "openai", "standin-chat", 16_384, 1_024, "1.00", "2.00", is_standin=True),
-    _m("standin-claude", "Local stand-in (Anthropic wire format)", "anthropic", "standin-chat", 16_384, 1_024, "1.00", "2.00", is_standin=True),
+    _m(
+        "standin-gpt",
+        "Local stand-in (OpenAI wire format)",
+        "openai",
+        "standin-chat",
+        16_384,
+        1_024,
+        "1.00",
+        "2.00",
+        is_standin=True,
+    ),
+    _m(
+        "standin-claude",
+        "Local stand-in (Anthropic wire format)",
+        "anthropic",
+        "standin-chat",
+        16_384,
+        1_024,
+        "1.00",
+        "2.00",
+        is_standin=True,
+    ),
 ]
 
 
@@ -84,7 +149,9 @@ def provider_target(model: LLMModel) -> ProviderTarget | None:
     api_key = os.environ.get(key_env, "") if key_env else ""
     if model.provider == Provider.OPENAI_COMPATIBLE:
         # Local servers such as Ollama accept any key; the SDK insists on one.
-        return ProviderTarget(model.provider, model.provider_model, api_key or "none", model.base_url)
+        return ProviderTarget(
+            model.provider, model.provider_model, api_key or "none", model.base_url
+        )
     if not api_key:
         return None
     return ProviderTarget(model.provider, model.provider_model, api_key, model.base_url or None)

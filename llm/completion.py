@@ -68,7 +68,9 @@ def completion_run(job: Job) -> None:
     if restarting:
         streams.reply_publish(str(message.pk), "reset", {"attempt": job.attempts})
 
-    max_tokens = conversation.max_tokens or min(model.max_output_tokens, settings.LLM_DEFAULT_MAX_TOKENS)
+    max_tokens = conversation.max_tokens or min(
+        model.max_output_tokens, settings.LLM_DEFAULT_MAX_TOKENS
+    )
     request = ChatRequest(
         model=target.model,
         messages=trim_messages(
@@ -79,7 +81,9 @@ def completion_run(job: Job) -> None:
         ),
         system=conversation.system_prompt,
         max_tokens=max_tokens,
-        temperature=float(conversation.temperature) if conversation.temperature is not None else None,
+        temperature=float(conversation.temperature)
+        if conversation.temperature is not None
+        else None,
     )
     provider = get_provider(
         target.provider,
@@ -163,15 +167,24 @@ def completion_finished(job: Job) -> None:
     if job.status == JobStatus.CANCELLED:
         message.status = MessageStatus.CANCELLED
         message.error = "Cancelled."
+        # A killed work horse never saved its partial text; the live stream has it.
+        message.content = message.content or streams.reply_text_so_far(str(message.pk))
     elif job.status == JobStatus.FAILED:
         message.status = MessageStatus.FAILED
         message.error = job.last_error or "The completion failed."
     else:
         return
     message.completed_at = timezone.now()
-    message.save(update_fields=["status", "error", "completed_at"])
+    message.save(update_fields=["status", "error", "content", "completed_at"])
     streams.reply_publish(
         str(message.pk),
         "error",
         {"code": message.status, "message": message.error, "message_object": _serialized(message)},
+    )
+
+
+def completion_requeued(job: Job) -> None:
+    """Retry hook: a failed or cancelled reply is being written again."""
+    Message.objects.filter(pk=job.payload.get("message_id")).update(
+        status=MessageStatus.QUEUED, error="", completed_at=None
     )

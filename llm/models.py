@@ -39,10 +39,16 @@ class LLMModel(models.Model):
     context_window = models.PositiveIntegerField()
     max_output_tokens = models.PositiveIntegerField()
     input_price_per_mtok = models.DecimalField(
-        max_digits=10, decimal_places=4, default=Decimal(0), help_text="USD per million input tokens."
+        max_digits=10,
+        decimal_places=4,
+        default=Decimal(0),
+        help_text="USD per million input tokens.",
     )
     output_price_per_mtok = models.DecimalField(
-        max_digits=10, decimal_places=4, default=Decimal(0), help_text="USD per million output tokens."
+        max_digits=10,
+        decimal_places=4,
+        default=Decimal(0),
+        help_text="USD per million output tokens.",
     )
     enabled = models.BooleanField(default=True)
     created_at = models.DateTimeField(auto_now_add=True)
@@ -53,10 +59,12 @@ class LLMModel(models.Model):
         verbose_name = "model"
         constraints = [
             models.CheckConstraint(
-                condition=Q(provider__in=[p.value for p in Provider]), name="llm_model_provider_valid"
+                condition=Q(provider__in=[p.value for p in Provider]),
+                name="llm_model_provider_valid",
             ),
             models.CheckConstraint(
-                condition=Q(max_output_tokens__gt=0) & Q(context_window__gt=models.F("max_output_tokens")),
+                condition=Q(max_output_tokens__gt=0)
+                & Q(context_window__gt=models.F("max_output_tokens")),
                 name="llm_model_output_fits_window",
             ),
             models.CheckConstraint(
@@ -122,7 +130,9 @@ class Message(models.Model):
     """A turn of a conversation. Assistant replies carry their status, usage, cost and timing."""
 
     id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
-    conversation = models.ForeignKey(Conversation, on_delete=models.CASCADE, related_name="messages")
+    conversation = models.ForeignKey(
+        Conversation, on_delete=models.CASCADE, related_name="messages"
+    )
     position = models.PositiveIntegerField(help_text="Order within the conversation, from 1.")
     role = models.CharField(max_length=16, choices=MessageRole.choices)
     content = models.TextField(blank=True)
@@ -190,3 +200,6 @@ class Usage(models.Model):
         constraints = [
             models.CheckConstraint(condition=Q(cost__gte=0), name="llm_usage_cost_not_negative"),
         ]
+
+    def __str__(self) -> str:
+        return f"{self.input_tokens}+{self.output_tokens} tokens, ${self.cost}"

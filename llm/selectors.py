@@ -12,6 +12,7 @@ from django.shortcuts import get_object_or_404
 from accounts.models import User
 from llm.catalog import provider_target, unavailable_reason
 from llm.models import Conversation, LLMModel, Message, Usage
+from llm.providers.pricing import COST_QUANTUM
 from project.api.exceptions import ApiError
 
 
@@ -86,7 +87,9 @@ class UsageReport:
 _USAGE_SUMS = {
     "input_tokens": Coalesce(Sum("input_tokens"), 0),
     "output_tokens": Coalesce(Sum("output_tokens"), 0),
-    "cost": Coalesce(Sum("cost"), Decimal(0), output_field=DecimalField(max_digits=14, decimal_places=6)),
+    "cost": Coalesce(
+        Sum("cost"), Decimal(0), output_field=DecimalField(max_digits=14, decimal_places=6)
+    ),
     "requests": Count("id"),
 }
 
@@ -97,7 +100,11 @@ def usage_report(*, user_id: int, since: date, until: date) -> UsageReport:
     rows = Usage.objects.filter(
         user_id=user_id, created_at__date__gte=since, created_at__date__lte=until
     )
-    by_day = rows.annotate(date=TruncDate("created_at", tzinfo=UTC)).values("date").annotate(**_USAGE_SUMS)
+    by_day = (
+        rows.annotate(date=TruncDate("created_at", tzinfo=UTC))
+        .values("date")
+        .annotate(**_USAGE_SUMS)
+    )
     by_model = rows.values(model_slug=F("model__slug")).annotate(**_USAGE_SUMS)
     return UsageReport(
         user=user_id,
@@ -128,4 +135,9 @@ def usage_totals(*, since: date, until: date, group_by: str) -> list[dict]:
         "model": F("model__slug"),
         "day": TruncDate("created_at", tzinfo=UTC),
     }[group_by]
-    return list(rows.values(**{group_by: group}).annotate(**_USAGE_SUMS).order_by(group_by))
+    grouped = rows.values(group_key=group).annotate(**_USAGE_SUMS).order_by("group_key")
+    # SQLite sums decimals as floats; quantise back to the stored precision.
+    return [
+        {group_by: row.pop("group_key"), **row, "cost": Decimal(row["cost"]).quantize(COST_QUANTUM)}
+        for row in grouped
+    ]

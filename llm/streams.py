@@ -66,3 +66,15 @@ async def reply_follow(
                     return
     finally:
         await client.aclose()
+
+
+def reply_text_so_far(message_id: str) -> str:
+    """The text streamed since the last ``reset``: what a reader has seen of the reply."""
+    parts: list[str] = []
+    for _, fields in _client().xrange(_stream_key(message_id)):
+        event = fields[b"event"].decode()
+        if event == "reset":
+            parts.clear()
+        elif event == "delta":
+            parts.append(json.loads(fields[b"data"])["text"])
+    return "".join(parts)

@@ -13,7 +13,8 @@ from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, CollectorRegistry, 
 from prometheus_client.multiprocess import MultiProcessCollector
 from prometheus_client.registry import Collector
 
-_scrape_registry = CollectorRegistry(auto_describe=True)
+# No auto_describe: describing would run the collectors (database queries) at start-up.
+_scrape_registry = CollectorRegistry(auto_describe=False)
 
 
 def register_scrape_collector(collector: Collector) -> None:

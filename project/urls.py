@@ -8,6 +8,7 @@ from project.metrics import metrics_view
 api_v1 = [
     path("auth/", include("accounts.api.urls")),
     path("", include("llm.api.urls")),
+    path("", include("jobs.api.urls")),
 ]
 
 urlpatterns = [

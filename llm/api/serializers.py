@@ -7,8 +7,12 @@ from llm.models import Conversation, LLMModel, Message
 
 
 class LLMModelSerializer(serializers.ModelSerializer):
-    input_price_per_mtok = serializers.DecimalField(max_digits=10, decimal_places=4, coerce_to_string=True)
-    output_price_per_mtok = serializers.DecimalField(max_digits=10, decimal_places=4, coerce_to_string=True)
+    input_price_per_mtok = serializers.DecimalField(
+        max_digits=10, decimal_places=4, coerce_to_string=True
+    )
+    output_price_per_mtok = serializers.DecimalField(
+        max_digits=10, decimal_places=4, coerce_to_string=True
+    )
 
     class Meta:
         model = LLMModel
@@ -144,6 +148,10 @@ class UsageReportSerializer(serializers.Serializer):
 
 
 class UsageQuerySerializer(serializers.Serializer):
-    since = serializers.DateField(required=False, help_text="First day (UTC), default: this month's first.")
-    until = serializers.DateField(required=False, help_text="Last day included (UTC), default: today.")
+    since = serializers.DateField(
+        required=False, help_text="First day (UTC), default: this month's first."
+    )
+    until = serializers.DateField(
+        required=False, help_text="Last day included (UTC), default: today."
+    )
     user = serializers.IntegerField(required=False, help_text="Staff only: another user's id.")

@@ -65,7 +65,9 @@ async def _events(message: Message, live: bool, after: str) -> AsyncIterator[str
     yield ": stream open\n\n"  # flush headers to the client at once
     metrics.OPEN_STREAMS.inc()
     try:
-        async for item in streams.reply_follow(str(message.pk), after=after, block_ms=KEEP_ALIVE_MS):
+        async for item in streams.reply_follow(
+            str(message.pk), after=after, block_ms=KEEP_ALIVE_MS
+        ):
             if item is None:
                 yield ": keep-alive\n\n"
                 continue
@@ -87,7 +89,9 @@ async def message_stream(request: HttpRequest, conversation_pk, message_pk) -> H
         return response
     last_event_id = request.headers.get("Last-Event-ID") or request.GET.get("last_event_id") or "0"
     after = last_event_id if _ENTRY_ID.match(last_event_id) else "0"
-    response = StreamingHttpResponse(_events(message, live, after), content_type="text/event-stream")
+    response = StreamingHttpResponse(
+        _events(message, live, after), content_type="text/event-stream"
+    )
     response["Cache-Control"] = "no-cache"
     response["X-Accel-Buffering"] = "no"  # tell nginx-style proxies not to buffer
     return response

@@ -13,7 +13,9 @@ message = views.MessageViewSet.as_view({"get": "retrieve"})
 urlpatterns = [
     *router.urls,
     path("conversations/<uuid:conversation_pk>/messages/", messages, name="message-list"),
-    path("conversations/<uuid:conversation_pk>/messages/<uuid:pk>/", message, name="message-detail"),
+    path(
+        "conversations/<uuid:conversation_pk>/messages/<uuid:pk>/", message, name="message-detail"
+    ),
     path(
         "conversations/<uuid:conversation_pk>/messages/<uuid:message_pk>/stream/",
         stream.message_stream,

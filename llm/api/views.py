@@ -56,7 +56,9 @@ CONVERSATION_TAG = ["conversations"]
         summary="Your conversations",
         parameters=[
             OpenApiParameter("search", str, description="Case-insensitive match on the title."),
-            OpenApiParameter("archived", bool, description="Only archived (true) or active (false)."),
+            OpenApiParameter(
+                "archived", bool, description="Only archived (true) or active (false)."
+            ),
         ],
     ),
     retrieve=extend_schema(tags=CONVERSATION_TAG, summary="One of your conversations"),
@@ -205,5 +207,3 @@ class UsageView(APIView):
             raise PermissionDenied("Only staff can see another user's usage.")
         report = selectors.usage_report(user_id=user_id, since=since, until=until)
         return Response(serializers.UsageReportSerializer(report).data)
-
-

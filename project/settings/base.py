@@ -249,3 +249,14 @@ LOGGING = {
         "httpcore": {"level": "WARNING"},
     },
 }
+
+# --- Jobs ------------------------------------------------------------------------------------
+JOBS_MAX_ATTEMPTS = env.int("JOBS_MAX_ATTEMPTS", default=4)
+JOBS_BACKOFF_BASE = env.float("JOBS_BACKOFF_BASE", default=2.0)  # seconds before attempt 2
+JOBS_BACKOFF_MAX = env.float("JOBS_BACKOFF_MAX", default=120.0)
+JOBS_TIMEOUT = env.int("JOBS_TIMEOUT", default=600)  # RQ kills a job running longer
+# A running job's worker refreshes a heartbeat; this long without one means the worker died.
+JOBS_HEARTBEAT_TTL = env.int("JOBS_HEARTBEAT_TTL", default=30)
+JOBS_RECONCILE_INTERVAL = env.int("JOBS_RECONCILE_INTERVAL", default=30)
+# Queued jobs younger than this are left to their on-commit enqueue by reconcile.
+JOBS_ENQUEUE_GRACE = env.int("JOBS_ENQUEUE_GRACE", default=10)

@@ -111,8 +111,12 @@ class TestConversations:
 
     def test_uncallable_model_is_a_400_that_says_why(self, auth_client):
         LLMModel.objects.create(
-            slug="gpt-x", display_name="X", provider="openai", provider_model="gpt-x",
-            context_window=1000, max_output_tokens=100,
+            slug="gpt-x",
+            display_name="X",
+            provider="openai",
+            provider_model="gpt-x",
+            context_window=1000,
+            max_output_tokens=100,
         )
         response = create(auth_client, model="gpt-x")
         assert response.status_code == 400
@@ -144,7 +148,11 @@ class TestConversations:
     def test_search_and_archived_filters(self, auth_client, user, model):
         ConversationFactory(owner=user, model=model, title="Tax questions")
         ConversationFactory(owner=user, model=model, title="Holiday", archived=True)
-        titles = lambda q: [c["title"] for c in auth_client.get(f"/api/v1/conversations/{q}").json()["results"]]  # noqa: E731
+
+        def titles(query):
+            response = auth_client.get(f"/api/v1/conversations/{query}")
+            return [c["title"] for c in response.json()["results"]]
+
         assert titles("?search=tax") == ["Tax questions"]
         assert titles("?archived=true") == ["Holiday"]
         assert titles("?archived=false") == ["Tax questions"]
@@ -161,7 +169,10 @@ class TestConversations:
         assert other_client.patch(base, {"title": "mine"}, format="json").status_code == 404
         assert other_client.delete(base).status_code == 404
         assert other_client.get(base + "messages/").status_code == 404
-        assert other_client.post(base + "messages/", {"content": "hi"}, format="json").status_code == 404
+        assert (
+            other_client.post(base + "messages/", {"content": "hi"}, format="json").status_code
+            == 404
+        )
         assert other_client.get("/api/v1/conversations/").json()["count"] == 0
         assert Conversation.objects.get().title == conversation.title
 
@@ -242,7 +253,12 @@ class TestPostingMessages:
         user.monthly_token_budget = 100
         user.save()
         Usage.objects.create(
-            user=user, model=model, input_tokens=60, output_tokens=40, cost=0, created_at=timezone.now()
+            user=user,
+            model=model,
+            input_tokens=60,
+            output_tokens=40,
+            cost=0,
+            created_at=timezone.now(),
         )
         conversation = ConversationFactory(owner=user, model=model)
         response = self.post(auth_client, conversation)
@@ -276,7 +292,9 @@ class TestPostingMessages:
         assert other_client.get(url).status_code == 404
         assert other_client.get(url + "stream/").status_code == 404
         other = ConversationFactory(owner=user, model=model)
-        wrong_conversation = f"/api/v1/conversations/{other.pk}/messages/{body['assistant_message']['id']}/"
+        wrong_conversation = (
+            f"/api/v1/conversations/{other.pk}/messages/{body['assistant_message']['id']}/"
+        )
         assert auth_client.get(wrong_conversation).status_code == 404
 
     def test_stream_requires_authentication(self, api_client, user, model):
@@ -289,11 +307,17 @@ class TestPostingMessages:
     def test_messages_list_queries_do_not_grow(self, auth_client, user, model):
         conversation = ConversationFactory(owner=user, model=model)
         for position in range(1, 3):
-            Message.objects.create(conversation=conversation, position=position, role="user", content="x")
+            Message.objects.create(
+                conversation=conversation, position=position, role="user", content="x"
+            )
         url = f"/api/v1/conversations/{conversation.pk}/messages/"
         few = count_queries(auth_client, url)
         for position in range(3, 23):
             Message.objects.create(
-                conversation=conversation, position=position, role="assistant", content="y", model=model
+                conversation=conversation,
+                position=position,
+                role="assistant",
+                content="y",
+                model=model,
             )
         assert count_queries(auth_client, url) == few

@@ -33,17 +33,38 @@ def usage_rows(user, other_user):
     ]
     for owner, model, tokens_in, tokens_out, cost, when in rows:
         Usage.objects.create(
-            user=owner, model=model, input_tokens=tokens_in, output_tokens=tokens_out,
-            cost=Decimal(cost), created_at=when,
+            user=owner,
+            model=model,
+            input_tokens=tokens_in,
+            output_tokens=tokens_out,
+            cost=Decimal(cost),
+            created_at=when,
         )
 
 
 def test_usage_by_day_and_model(auth_client, usage_rows):
     body = auth_client.get("/api/v1/usage/?since=2026-11-01&until=2026-11-10").json()
-    assert body["total"] == {"input_tokens": 1300, "output_tokens": 570, "cost": "0.012450", "requests": 3}
+    assert body["total"] == {
+        "input_tokens": 1300,
+        "output_tokens": 570,
+        "cost": "0.012450",
+        "requests": 3,
+    }
     assert body["by_day"] == [
-        {"date": "2026-11-02", "input_tokens": 300, "output_tokens": 70, "cost": "0.001950", "requests": 2},
-        {"date": "2026-11-03", "input_tokens": 1000, "output_tokens": 500, "cost": "0.010500", "requests": 1},
+        {
+            "date": "2026-11-02",
+            "input_tokens": 300,
+            "output_tokens": 70,
+            "cost": "0.001950",
+            "requests": 2,
+        },
+        {
+            "date": "2026-11-03",
+            "input_tokens": 1000,
+            "output_tokens": 500,
+            "cost": "0.010500",
+            "requests": 1,
+        },
     ]
     assert [(m["model"], m["cost"]) for m in body["by_model"]] == [
         ("m-claude", "0.010500"),
@@ -51,14 +72,17 @@ def test_usage_by_day_and_model(auth_client, usage_rows):
     ]
 
 
-def test_staff_may_ask_for_anyone_and_others_may_not(auth_client, staff_client, other_user, usage_rows):
+def test_staff_may_ask_for_anyone_and_others_may_not(
+    auth_client, staff_client, other_user, usage_rows
+):
     url = f"/api/v1/usage/?since=2026-11-01&until=2026-11-10&user={other_user.pk}"
     assert auth_client.get(url).status_code == 403
     assert staff_client.get(url).json()["total"]["cost"] == "0.000123"
 
 
 @pytest.mark.parametrize(
-    "query", ["since=2026-11-10&until=2026-11-01", "since=2020-01-01&until=2026-01-01", "since=yesterday"]
+    "query",
+    ["since=2026-11-10&until=2026-11-01", "since=2020-01-01&until=2026-01-01", "since=yesterday"],
 )
 def test_bad_ranges(auth_client, query):
     response = auth_client.get(f"/api/v1/usage/?{query}")
@@ -68,7 +92,14 @@ def test_bad_ranges(auth_client, query):
 
 def test_defaults_to_this_month(auth_client, user):
     model = StandinModelFactory(slug="now")
-    Usage.objects.create(user=user, model=model, input_tokens=1, output_tokens=2, cost=Decimal("0.5"), created_at=timezone.now())
+    Usage.objects.create(
+        user=user,
+        model=model,
+        input_tokens=1,
+        output_tokens=2,
+        cost=Decimal("0.5"),
+        created_at=timezone.now(),
+    )
     body = auth_client.get("/api/v1/usage/").json()
     assert body["total"]["requests"] == 1
     assert body["until"] == timezone.now().date().isoformat()
@@ -77,25 +108,48 @@ def test_defaults_to_this_month(auth_client, user):
 class TestUsageReportCommand:
     def run(self, *args) -> str:
         out = io.StringIO()
-        call_command("usage_report", "--since", "2026-11-01", "--until", "2026-11-10", *args, stdout=out)
+        call_command(
+            "usage_report", "--since", "2026-11-01", "--until", "2026-11-10", *args, stdout=out
+        )
         return out.getvalue()
 
     def test_json_by_user(self, usage_rows, user, other_user):
         rows = json.loads(self.run("--group-by", "user", "--format", "json"))
         expected = [
-            {"user": other_user.email, "input_tokens": 7, "output_tokens": 7, "cost": "0.000123", "requests": 1},
-            {"user": user.email, "input_tokens": 1300, "output_tokens": 570, "cost": "0.012450", "requests": 3},
+            {
+                "user": other_user.email,
+                "input_tokens": 7,
+                "output_tokens": 7,
+                "cost": "0.000123",
+                "requests": 1,
+            },
+            {
+                "user": user.email,
+                "input_tokens": 1300,
+                "output_tokens": 570,
+                "cost": "0.012450",
+                "requests": 3,
+            },
         ]
         assert rows == sorted(expected, key=lambda r: r["user"])
 
     def test_csv_by_model(self, usage_rows):
         rows = list(csv.DictReader(io.StringIO(self.run("--group-by", "model", "--format", "csv"))))
-        assert {r["model"]: r["cost"] for r in rows} == {"m-claude": "0.010500", "m-gpt": "0.002073"}
+        assert {r["model"]: r["cost"] for r in rows} == {
+            "m-claude": "0.010500",
+            "m-gpt": "0.002073",
+        }
 
     def test_table_by_day_has_a_total(self, usage_rows):
         table = self.run("--group-by", "day")
         assert "2026-11-02" in table and "2026-11-03" in table
-        assert table.strip().splitlines()[-1].split()[:5] == ["TOTAL", "1307", "577", "0.012573", "4"]
+        assert table.strip().splitlines()[-1].split()[:5] == [
+            "TOTAL",
+            "1307",
+            "577",
+            "0.012573",
+            "4",
+        ]
 
     def test_bad_range_fails(self):
         with pytest.raises(CommandError):
@@ -106,14 +160,27 @@ class TestPurge:
     def make(self, user, model, *, days_old: int, archived: bool = False) -> Conversation:
         conversation = ConversationFactory(owner=user, model=model, archived=archived)
         message = Message.objects.create(
-            conversation=conversation, position=1, role="assistant", content="hi", model=model,
-            input_tokens=10, output_tokens=5, cost=Decimal("0.01"),
+            conversation=conversation,
+            position=1,
+            role="assistant",
+            content="hi",
+            model=model,
+            input_tokens=10,
+            output_tokens=5,
+            cost=Decimal("0.01"),
         )
         Usage.objects.create(
-            user=user, model=model, message=message, input_tokens=10, output_tokens=5,
-            cost=Decimal("0.01"), created_at=timezone.now(),
+            user=user,
+            model=model,
+            message=message,
+            input_tokens=10,
+            output_tokens=5,
+            cost=Decimal("0.01"),
+            created_at=timezone.now(),
         )
-        Conversation.objects.filter(pk=conversation.pk).update(updated_at=timezone.now() - timedelta(days=days_old))
+        Conversation.objects.filter(pk=conversation.pk).update(
+            updated_at=timezone.now() - timedelta(days=days_old)
+        )
         return conversation
 
     def test_purges_old_conversations_and_keeps_usage(self, user, other_user):
@@ -141,7 +208,15 @@ class TestPurge:
         self.make(user, model, days_old=40)
         archived = self.make(user, model, days_old=40, archived=True)
         theirs = self.make(other_user, model, days_old=40, archived=True)
-        call_command("purge_conversations", "--older-than", "30", "--user", user.email, "--archived-only", stdout=io.StringIO())
+        call_command(
+            "purge_conversations",
+            "--older-than",
+            "30",
+            "--user",
+            user.email,
+            "--archived-only",
+            stdout=io.StringIO(),
+        )
         remaining = set(Conversation.objects.values_list("pk", flat=True))
         assert archived.pk not in remaining and theirs.pk in remaining and len(remaining) == 2
 
@@ -149,7 +224,9 @@ class TestPurge:
         model = StandinModelFactory(slug="p")
         for _ in range(5):
             self.make(user, model, days_old=40)
-        call_command("purge_conversations", "--older-than", "30", "--batch-size", "2", stdout=io.StringIO())
+        call_command(
+            "purge_conversations", "--older-than", "30", "--batch-size", "2", stdout=io.StringIO()
+        )
         assert not Conversation.objects.exists()
 
     def test_unknown_user_fails(self):

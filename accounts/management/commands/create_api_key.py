@@ -27,5 +27,7 @@ class Command(BaseCommand):
             raise CommandError("--name may be at most 100 characters.")
         expires_at = timezone.now() + timedelta(days=expires_in_days) if expires_in_days else None
         issued = api_key_create(owner=user, name=name, expires_at=expires_at)
-        self.stderr.write(f"API key '{name}' (prefix {issued.api_key.prefix}) for {user.email}. Store it now:")
+        self.stderr.write(
+            f"API key '{name}' (prefix {issued.api_key.prefix}) for {user.email}. Store it now:"
+        )
         self.stdout.write(issued.secret)

@@ -22,7 +22,16 @@ class Command(BaseCommand):
         parser.add_argument("--batch-size", type=int, default=500)
         parser.add_argument("--dry-run", action="store_true", help="Count, delete nothing.")
 
-    def handle(self, *args, older_than: int, user: str | None, archived_only: bool, batch_size: int, dry_run: bool, **options) -> None:
+    def handle(
+        self,
+        *args,
+        older_than: int,
+        user: str | None,
+        archived_only: bool,
+        batch_size: int,
+        dry_run: bool,
+        **options,
+    ) -> None:
         if older_than < 0:
             raise CommandError("--older-than must be 0 or more days.")
         if batch_size < 1:
@@ -33,14 +42,22 @@ class Command(BaseCommand):
             if owner is None:
                 raise CommandError(f"No user with email {user}.")
         cutoff = timezone.now() - timedelta(days=older_than)
-        candidates = conversations_purgeable(updated_before=cutoff, owner=owner, archived_only=archived_only)
+        candidates = conversations_purgeable(
+            updated_before=cutoff, owner=owner, archived_only=archived_only
+        )
         total = candidates.count()
         if dry_run:
             messages = sum(c.messages.count() for c in candidates.only("pk"))
-            self.stdout.write(f"[dry run] would delete {total} conversation(s) with {messages} message(s)")
+            self.stdout.write(
+                f"[dry run] would delete {total} conversation(s) with {messages} message(s)"
+            )
             return
-        with tqdm(total=total, unit="conv", disable=total < batch_size or None, file=self.stderr) as bar:
-            result = conversations_purge(conversations=candidates, batch_size=batch_size, on_batch=bar.update)
+        with tqdm(
+            total=total, unit="conv", disable=total < batch_size or None, file=self.stderr
+        ) as bar:
+            result = conversations_purge(
+                conversations=candidates, batch_size=batch_size, on_batch=bar.update
+            )
         self.stdout.write(
             f"deleted {result.conversations} conversation(s) with {result.messages} message(s); usage totals kept"
         )

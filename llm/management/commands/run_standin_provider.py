@@ -19,9 +19,22 @@ class Command(BaseCommand):
         parser.add_argument("--tokens-per-second", type=float, default=40.0, help="0 = no pacing.")
         parser.add_argument("--reply-tokens", type=int, default=60)
 
-    def handle(self, *args, host: str, port: int, latency_ms: int, tokens_per_second: float, reply_tokens: int, **options) -> None:
+    def handle(
+        self,
+        *args,
+        host: str,
+        port: int,
+        latency_ms: int,
+        tokens_per_second: float,
+        reply_tokens: int,
+        **options,
+    ) -> None:
         server = StandinServer(
-            host, port, latency_ms=latency_ms, tokens_per_second=tokens_per_second, reply_tokens=reply_tokens
+            host,
+            port,
+            latency_ms=latency_ms,
+            tokens_per_second=tokens_per_second,
+            reply_tokens=reply_tokens,
         )
         self.stdout.write(f"stand-in provider listening on {server.url}")
         try:

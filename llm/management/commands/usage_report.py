@@ -18,7 +18,9 @@ class Command(BaseCommand):
         parser.add_argument("--group-by", choices=["user", "model", "day"], default="user")
         parser.add_argument("--format", choices=["table", "csv", "json"], default="table")
 
-    def handle(self, *args, since: date, until: date, group_by: str, format: str, **options) -> None:
+    def handle(
+        self, *args, since: date, until: date, group_by: str, format: str, **options
+    ) -> None:
         if until < since:
             raise CommandError("--until is before --since.")
         rows = usage_totals(since=since, until=until, group_by=group_by)
@@ -43,4 +45,9 @@ class Command(BaseCommand):
         self.stdout.write(line)
         self.stdout.write("-" * len(line))
         for row in cells:
-            self.stdout.write("  ".join(v.rjust(w) if i else v.ljust(w) for i, (v, w) in enumerate(zip(row, widths, strict=True))))
+            self.stdout.write(
+                "  ".join(
+                    v.rjust(w) if i else v.ljust(w)
+                    for i, (v, w) in enumerate(zip(row, widths, strict=True))
+                )
+            )

@@ -1,0 +1,54 @@
+"""Job metrics: finished jobs and retries (counted where they happen, summed across worker
+processes in multiprocess mode), and queue depth / oldest queued age computed at scrape time
+from the database, which is the source of truth."""
+
+from django.db.models import Count, Min
+from django.utils import timezone
+from prometheus_client import Counter
+from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.registry import Collector
+
+FINISHED = Counter(
+    "parley_jobs_finished_total",
+    "Jobs that reached a final status in a worker, by kind and status.",
+    ["kind", "status"],
+)
+RETRIES = Counter(
+    "parley_jobs_retries_total",
+    "Transient failures that were scheduled for another attempt.",
+    ["kind"],
+)
+
+
+class QueueCollector(Collector):
+    """``parley_jobs_queued`` and ``parley_jobs_oldest_queued_age_seconds`` per queue."""
+
+    def collect(self):
+        from jobs.models import Job, JobStatus
+
+        depth = GaugeMetricFamily(
+            "parley_jobs_queued", "Jobs waiting to run, per queue.", labels=["queue"]
+        )
+        age = GaugeMetricFamily(
+            "parley_jobs_oldest_queued_age_seconds",
+            "Age of the oldest job waiting to run, per queue (0 when none).",
+            labels=["queue"],
+        )
+        in_progress = GaugeMetricFamily(
+            "parley_jobs_in_progress", "Jobs running now, per queue.", labels=["queue"]
+        )
+        now = timezone.now()
+        rows = (
+            Job.objects.filter(status__in=[JobStatus.QUEUED, JobStatus.IN_PROGRESS])
+            .values("queue", "status")
+            .annotate(count=Count("id"), oldest=Min("created_at"))
+        )
+        for row in rows:
+            if row["status"] == JobStatus.QUEUED:
+                depth.add_metric([row["queue"]], row["count"])
+                age.add_metric([row["queue"]], (now - row["oldest"]).total_seconds())
+            else:
+                in_progress.add_metric([row["queue"]], row["count"])
+        yield depth
+        yield age
+        yield in_progress

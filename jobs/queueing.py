@@ -1,0 +1,140 @@
+"""Everything that touches RQ and Redis for jobs: delivery, cancel flags, heartbeats.
+The database stays the source of truth; these are delivery mechanisms."""
+
+import logging
+import threading
+from datetime import timedelta
+
+import django_rq
+import redis
+from django.conf import settings
+from rq.command import send_stop_job_command
+from rq.exceptions import InvalidJobOperation, NoSuchJobError
+from rq.job import Job as RQJob
+from rq.job import JobStatus as RQStatus
+
+logger = logging.getLogger("parley.jobs")
+
+RUNNER = "jobs.runner.run_job"
+RESULT_TTL = 300  # results are in the database; RQ's copy is only for the dashboard
+FAILURE_TTL = 24 * 3600
+
+
+def _cancel_key(job_id) -> str:
+    return f"parley:job:{job_id}:cancel"
+
+
+def _heartbeat_key(job_id) -> str:
+    return f"parley:job:{job_id}:heartbeat"
+
+
+def connection(queue: str = "default") -> redis.Redis:
+    return django_rq.get_connection(queue)
+
+
+def rq_enqueue(job_id, queue: str, *, delay: float = 0) -> bool:
+    """Put the job on its RQ queue now (or after ``delay`` seconds, via the worker's
+    scheduler). Returns False, and logs, when Redis cannot be reached: the job stays queued in
+    the database and ``reconcile_jobs`` delivers it later."""
+    rq_queue = django_rq.get_queue(queue, commit_mode="auto")
+    options = {
+        "job_id": str(job_id),
+        "job_timeout": settings.JOBS_TIMEOUT,
+        "result_ttl": RESULT_TTL,
+        "failure_ttl": FAILURE_TTL,
+    }
+    try:
+        if delay > 0:
+            rq_queue.enqueue_in(timedelta(seconds=delay), RUNNER, str(job_id), **options)
+        else:
+            rq_queue.enqueue(RUNNER, str(job_id), **options)
+    except redis.RedisError as exc:
+        logger.warning(
+            "Could not enqueue job; reconcile_jobs will deliver it",
+            extra={"job_id": str(job_id), "error": type(exc).__name__},
+        )
+        return False
+    return True
+
+
+def rq_is_pending(job_id, queue: str) -> bool:
+    """Whether RQ still holds the job waiting to run (queued, scheduled or deferred)."""
+    try:
+        status = RQJob.fetch(str(job_id), connection=connection(queue)).get_status(refresh=False)
+    except NoSuchJobError:
+        return False
+    return status in (RQStatus.QUEUED, RQStatus.SCHEDULED, RQStatus.DEFERRED, RQStatus.STARTED)
+
+
+def rq_discard(job_id, queue: str) -> None:
+    """Take a not-yet-started job off RQ (best effort: the runner re-checks the database)."""
+    try:
+        RQJob.fetch(str(job_id), connection=connection(queue)).cancel()
+    except (NoSuchJobError, InvalidJobOperation, redis.RedisError):
+        pass
+
+
+def rq_stop(job_id, queue: str) -> None:
+    """Ask the worker running the job to kill its work horse (forking workers)."""
+    try:
+        send_stop_job_command(connection(queue), str(job_id))
+    except (InvalidJobOperation, NoSuchJobError, redis.RedisError):
+        pass
+
+
+def cancel_flag_set(job_id, queue: str = "default") -> None:
+    try:
+        connection(queue).set(_cancel_key(job_id), "1", ex=24 * 3600)
+    except redis.RedisError:
+        pass
+
+
+def cancel_flag_clear(job_id, queue: str = "default") -> None:
+    try:
+        connection(queue).delete(_cancel_key(job_id))
+    except redis.RedisError:
+        pass
+
+
+def cancel_flag_is_set(job_id, queue: str = "default") -> bool:
+    try:
+        return bool(connection(queue).exists(_cancel_key(job_id)))
+    except redis.RedisError:
+        return False
+
+
+def heartbeat_alive(job_id, queue: str = "default") -> bool:
+    return bool(connection(queue).exists(_heartbeat_key(job_id)))
+
+
+class Heartbeat:
+    """While a handler runs, refresh a key that expires JOBS_HEARTBEAT_TTL seconds after the
+    process stops refreshing it (killed, out of memory, machine gone)."""
+
+    def __init__(self, job_id, queue: str = "default") -> None:
+        self._key = _heartbeat_key(job_id)
+        self._ttl = settings.JOBS_HEARTBEAT_TTL
+        self._connection = connection(queue)
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._beat, daemon=True, name=f"heartbeat-{job_id}")
+
+    def _beat(self) -> None:
+        while True:
+            try:
+                self._connection.set(self._key, "1", ex=self._ttl)
+            except redis.RedisError:
+                pass
+            if self._stop.wait(max(self._ttl / 3, 0.2)):
+                return
+
+    def __enter__(self) -> "Heartbeat":
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc_info) -> None:
+        self._stop.set()
+        self._thread.join(timeout=5)
+        try:
+            self._connection.delete(self._key)
+        except redis.RedisError:
+            pass
