@@ -27,6 +27,12 @@ def _claim(job_id: str) -> Job | None:
         job = Job.objects.select_for_update().filter(pk=job_id).first()
         if job is None or job.status != JobStatus.QUEUED:
             return None
+        if job.next_attempt_at and job.next_attempt_at > timezone.now():
+            # RQ's scheduler works in whole seconds and may release a retry early: put it
+            # back for the rest of its backoff, so Retry-After is really honoured.
+            remaining = (job.next_attempt_at - timezone.now()).total_seconds()
+            queueing.rq_enqueue(job.pk, job.queue, delay=remaining)
+            return None
         job = job_transition(
             job=job,
             to=JobStatus.IN_PROGRESS,

@@ -39,3 +39,28 @@ def asgi_server() -> Iterator[str]:
     finally:
         server.should_exit = True
         thread.join(timeout=10)
+
+
+def work_until_idle(*, queues=("completions", "default"), timeout: float = 20.0) -> None:
+    """Run a real RQ SimpleWorker (in burst mode, with its scheduler) until no job is queued
+    or running in the database, waiting for scheduled retries to come due."""
+    import django_rq
+    from rq.worker import SimpleWorker
+
+    from jobs.models import Job, JobStatus
+
+    deadline = time.monotonic() + timeout
+    while True:
+        worker = django_rq.get_worker(*queues, worker_class=SimpleWorker)
+        worker.work(burst=True, with_scheduler=True, logging_level="WARNING")
+        if not Job.objects.filter(status__in=[JobStatus.QUEUED, JobStatus.IN_PROGRESS]).exists():
+            return
+        if time.monotonic() > deadline:
+            raise TimeoutError(
+                "jobs still pending: "
+                + ", ".join(
+                    f"{j.kind}:{j.status}"
+                    for j in Job.objects.exclude(status__in=["completed", "failed", "cancelled"])
+                )
+            )
+        time.sleep(0.05)
