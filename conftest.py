@@ -65,3 +65,20 @@ def other_client(other_user) -> APIClient:
 @pytest.fixture
 def staff_client(staff_user) -> APIClient:
     return _client_for(staff_user)
+
+
+@pytest.fixture(scope="session")
+def standin_server():
+    """The stand-in provider on a free port, for the whole session."""
+    from llm.standin import StandinServer
+
+    server = StandinServer(reply_tokens=24).start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def standin(standin_server, settings):
+    """Point the catalog's stand-in models at the running stand-in provider."""
+    settings.STANDIN_BASE_URL = standin_server.url
+    return standin_server

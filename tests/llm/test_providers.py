@@ -1,0 +1,213 @@
+"""The provider layer through the real openai and anthropic SDKs, over HTTP, against the
+stand-in provider: replies, streaming, usage, every fault's classification, timeouts."""
+
+import logging
+import time
+from decimal import Decimal
+
+import pytest
+
+from llm.providers import (
+    ChatMessage,
+    ChatRequest,
+    PermanentProviderError,
+    ProviderError,
+    TransientProviderError,
+    completion_cost,
+    estimate_tokens,
+    get_provider,
+    trim_messages,
+)
+from llm.standin.behaviour import prompt_tokens
+
+FAKE_KEY = "sk-parley-test-key-9f8e7d6c5b4a"
+PROVIDERS = ["openai", "anthropic"]
+
+
+def provider_for(standin_server, name, timeout=10.0):
+    base_url = standin_server.url + "/v1" if name == "openai" else standin_server.url
+    return get_provider(name, api_key=FAKE_KEY, base_url=base_url, timeout=timeout)
+
+
+def ask(model="standin-chat", text="Tell me about Parley", system="", max_tokens=200):
+    return ChatRequest(
+        model=model, messages=[ChatMessage("user", text)], system=system, max_tokens=max_tokens
+    )
+
+
+@pytest.mark.parametrize("name", PROVIDERS)
+class TestReplies:
+    def test_streamed_reply_with_deltas_in_order_and_usage(self, standin_server, name):
+        deltas = []
+        result = provider_for(standin_server, name).complete(ask(), on_delta=deltas.append)
+        assert len(deltas) == 24  # the stand-in's reply length, one token per delta
+        assert "".join(deltas) == result.text
+        assert result.text.startswith('You said: "Tell me about Parley".')
+        assert result.output_tokens == 24
+        assert result.input_tokens == prompt_tokens("", [{"role": "user", "content": "Tell me about Parley"}])
+        assert result.finish_reason == "stop"
+        assert result.response_id
+        assert 0 <= result.time_to_first_token_ms <= result.latency_ms
+
+    def test_replies_are_deterministic(self, standin_server, name):
+        provider = provider_for(standin_server, name)
+        assert provider.complete(ask()).text == provider.complete(ask()).text
+        assert provider.complete(ask()).text != provider.complete(ask(text="Other")).text
+
+    def test_system_prompt_is_delivered(self, standin_server, name):
+        result = provider_for(standin_server, name).complete(ask(system="Answer in French."))
+        assert "system prompt of 17 characters" in result.text
+
+    def test_max_tokens_cuts_the_reply(self, standin_server, name):
+        result = provider_for(standin_server, name).complete(ask(max_tokens=5))
+        assert result.output_tokens == 5
+        assert result.finish_reason == "length"
+
+    def test_conversation_history_is_sent(self, standin_server, name):
+        request = ChatRequest(
+            model="standin-chat",
+            messages=[
+                ChatMessage("user", "first"),
+                ChatMessage("assistant", "reply"),
+                ChatMessage("user", "second question"),
+            ],
+            max_tokens=50,
+        )
+        assert 'You said: "second question"' in provider_for(standin_server, name).complete(request).text
+
+    def test_aborting_from_the_callback_stops_the_stream(self, standin_server, name):
+        seen = []
+
+        def stop_after_three(text):
+            seen.append(text)
+            if len(seen) == 3:
+                raise KeyboardInterrupt
+
+        with pytest.raises(KeyboardInterrupt):
+            provider_for(standin_server, name).complete(ask("standin-tps50-len100"), on_delta=stop_after_three)
+        assert len(seen) == 3
+
+
+@pytest.mark.parametrize("name", PROVIDERS)
+@pytest.mark.parametrize(
+    ("model", "error_class", "status"),
+    [
+        ("standin-429", TransientProviderError, 429),
+        ("standin-500", TransientProviderError, 500),
+        ("standin-529", TransientProviderError, 529),
+        ("standin-400", PermanentProviderError, 400),
+        ("standin-401", PermanentProviderError, 401),
+        ("gpt-unknown", PermanentProviderError, 404),
+        ("standin-drop", TransientProviderError, None),
+        ("standin-errorevent", TransientProviderError, None),
+    ],
+)
+def test_faults_are_classified(standin_server, name, model, error_class, status):
+    with pytest.raises(ProviderError) as caught:
+        provider_for(standin_server, name).complete(ask(model))
+    assert type(caught.value) is error_class
+    assert caught.value.status_code == status
+    assert FAKE_KEY not in str(caught.value)
+
+
+@pytest.mark.parametrize("name", PROVIDERS)
+def test_retry_after_is_read(standin_server, name):
+    provider = provider_for(standin_server, name)
+    request = ask("standin-429")
+    with pytest.raises(TransientProviderError) as caught:
+        provider.complete(request)
+    assert caught.value.retry_after == 1.0
+    from llm.providers.base import parse_retry_after
+
+    assert parse_retry_after({"retry-after": "7"}) == 7.0
+    assert parse_retry_after({"retry-after-ms": "1500"}) == 1.5
+    assert 0 < parse_retry_after({"retry-after": "Wed, 21 Oct 2099 07:28:00 GMT"})
+
+
+@pytest.mark.parametrize("name", PROVIDERS)
+def test_a_hung_provider_times_out_as_transient(standin_server, name):
+    started = time.monotonic()
+    with pytest.raises(TransientProviderError, match="did not answer in time"):
+        provider_for(standin_server, name, timeout=0.5).complete(ask("standin-hang"))
+    assert time.monotonic() - started < 3
+
+
+@pytest.mark.parametrize("name", PROVIDERS)
+def test_flaky_fails_once_then_succeeds(standin_server, name):
+    provider = provider_for(standin_server, name)
+    request = ask("standin-flaky", text=f"flaky for {name}")
+    with pytest.raises(TransientProviderError):
+        provider.complete(request)
+    assert provider.complete(request).output_tokens == 24
+
+
+def test_unreachable_provider_is_transient():
+    provider = get_provider("openai", api_key=FAKE_KEY, base_url="http://127.0.0.1:1/v1", timeout=1)
+    with pytest.raises(TransientProviderError, match="Could not connect"):
+        provider.complete(ask())
+
+
+@pytest.mark.parametrize("name", PROVIDERS)
+def test_keys_never_reach_logs_or_errors(standin_server, name, caplog):
+    caplog.set_level(logging.DEBUG)
+    provider = provider_for(standin_server, name)
+    provider.complete(ask())
+    with pytest.raises(ProviderError) as caught:
+        provider.complete(ask("standin-401"))
+    assert FAKE_KEY not in str(caught.value) and FAKE_KEY not in repr(caught.value)
+    handler = next(h for h in logging.getLogger().handlers if h.get_name() == "console")
+    rendered = "\n".join(handler.format(r) for r in caplog.records if handler.filter(r))
+    assert caplog.records  # the SDKs did log at DEBUG
+    assert FAKE_KEY not in rendered
+
+
+class TestContextTrimming:
+    def message(self, role, tokens):
+        return ChatMessage(role, "x" * (tokens * 3))  # 3 bytes a token in the estimate
+
+    def test_keeps_the_newest_that_fit(self):
+        messages = [self.message("user", 100), self.message("assistant", 100), self.message("user", 100)]
+        # each message costs 104 (100 + overhead 4); window leaves room for exactly two
+        kept = trim_messages(system="", messages=messages, context_window=104 * 2 + 3 + 50, max_tokens=50)
+        assert kept == messages[2:]  # the assistant reply is dropped too: user must come first
+        everything = trim_messages(system="", messages=messages, context_window=104 * 3 + 3 + 50, max_tokens=50)
+        assert everything == messages
+
+    def test_exact_edge(self):
+        messages = [self.message("user", 10), self.message("user", 10)]
+        fits = 14 * 2 + 3 + 100
+        assert len(trim_messages(system="", messages=messages, context_window=fits, max_tokens=100)) == 2
+        assert len(trim_messages(system="", messages=messages, context_window=fits - 1, max_tokens=100)) == 1
+
+    def test_system_prompt_is_always_kept_and_counted(self):
+        messages = [self.message("user", 10), self.message("user", 10)]
+        system = "s" * 30  # 10 tokens + 4
+        fits = 14 * 2 + 3 + 14 + 100
+        assert len(trim_messages(system=system, messages=messages, context_window=fits, max_tokens=100)) == 2
+        assert len(trim_messages(system=system, messages=messages, context_window=fits - 1, max_tokens=100)) == 1
+
+    def test_too_long_even_alone(self):
+        with pytest.raises(PermanentProviderError, match="too long"):
+            trim_messages(system="", messages=[self.message("user", 500)], context_window=400, max_tokens=100)
+
+    def test_estimate_is_conservative(self):
+        english = "The quick brown fox jumps over the lazy dog. " * 20
+        assert estimate_tokens(english) >= len(english) / 4  # real tokenizers: ~4 chars/token
+        assert estimate_tokens("日本語のテキスト") >= 8
+
+
+def test_cost_arithmetic_is_decimal():
+    cost = completion_cost(
+        input_tokens=1234,
+        output_tokens=567,
+        input_price_per_mtok=Decimal("3"),
+        output_price_per_mtok=Decimal("15"),
+    )
+    assert cost == Decimal("0.012207")
+    assert isinstance(cost, Decimal)
+    assert completion_cost(
+        input_tokens=1, output_tokens=0, input_price_per_mtok=Decimal("0.5"), output_price_per_mtok=Decimal(0)
+    ) == Decimal("0.000001")  # 0.0000005 rounds half up
+    assert completion_cost(
+        input_tokens=0, output_tokens=0, input_price_per_mtok=Decimal(1), output_price_per_mtok=Decimal(1)
+    ) == Decimal("0.000000")
