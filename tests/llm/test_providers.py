@@ -44,7 +44,9 @@ class TestReplies:
         assert "".join(deltas) == result.text
         assert result.text.startswith('You said: "Tell me about Parley".')
         assert result.output_tokens == 24
-        assert result.input_tokens == prompt_tokens("", [{"role": "user", "content": "Tell me about Parley"}])
+        assert result.input_tokens == prompt_tokens(
+            "", [{"role": "user", "content": "Tell me about Parley"}]
+        )
         assert result.finish_reason == "stop"
         assert result.response_id
         assert 0 <= result.time_to_first_token_ms <= result.latency_ms
@@ -73,7 +75,10 @@ class TestReplies:
             ],
             max_tokens=50,
         )
-        assert 'You said: "second question"' in provider_for(standin_server, name).complete(request).text
+        assert (
+            'You said: "second question"'
+            in provider_for(standin_server, name).complete(request).text
+        )
 
     def test_aborting_from_the_callback_stops_the_stream(self, standin_server, name):
         seen = []
@@ -84,7 +89,9 @@ class TestReplies:
                 raise KeyboardInterrupt
 
         with pytest.raises(KeyboardInterrupt):
-            provider_for(standin_server, name).complete(ask("standin-tps50-len100"), on_delta=stop_after_three)
+            provider_for(standin_server, name).complete(
+                ask("standin-tps50-len100"), on_delta=stop_after_three
+            )
         assert len(seen) == 3
 
 
@@ -166,29 +173,59 @@ class TestContextTrimming:
         return ChatMessage(role, "x" * (tokens * 3))  # 3 bytes a token in the estimate
 
     def test_keeps_the_newest_that_fit(self):
-        messages = [self.message("user", 100), self.message("assistant", 100), self.message("user", 100)]
+        messages = [
+            self.message("user", 100),
+            self.message("assistant", 100),
+            self.message("user", 100),
+        ]
         # each message costs 104 (100 + overhead 4); window leaves room for exactly two
-        kept = trim_messages(system="", messages=messages, context_window=104 * 2 + 3 + 50, max_tokens=50)
+        kept = trim_messages(
+            system="", messages=messages, context_window=104 * 2 + 3 + 50, max_tokens=50
+        )
         assert kept == messages[2:]  # the assistant reply is dropped too: user must come first
-        everything = trim_messages(system="", messages=messages, context_window=104 * 3 + 3 + 50, max_tokens=50)
+        everything = trim_messages(
+            system="", messages=messages, context_window=104 * 3 + 3 + 50, max_tokens=50
+        )
         assert everything == messages
 
     def test_exact_edge(self):
         messages = [self.message("user", 10), self.message("user", 10)]
         fits = 14 * 2 + 3 + 100
-        assert len(trim_messages(system="", messages=messages, context_window=fits, max_tokens=100)) == 2
-        assert len(trim_messages(system="", messages=messages, context_window=fits - 1, max_tokens=100)) == 1
+        assert (
+            len(trim_messages(system="", messages=messages, context_window=fits, max_tokens=100))
+            == 2
+        )
+        assert (
+            len(
+                trim_messages(system="", messages=messages, context_window=fits - 1, max_tokens=100)
+            )
+            == 1
+        )
 
     def test_system_prompt_is_always_kept_and_counted(self):
         messages = [self.message("user", 10), self.message("user", 10)]
         system = "s" * 30  # 10 tokens + 4
         fits = 14 * 2 + 3 + 14 + 100
-        assert len(trim_messages(system=system, messages=messages, context_window=fits, max_tokens=100)) == 2
-        assert len(trim_messages(system=system, messages=messages, context_window=fits - 1, max_tokens=100)) == 1
+        assert (
+            len(
+                trim_messages(system=system, messages=messages, context_window=fits, max_tokens=100)
+            )
+            == 2
+        )
+        assert (
+            len(
+                trim_messages(
+                    system=system, messages=messages, context_window=fits - 1, max_tokens=100
+                )
+            )
+            == 1
+        )
 
     def test_too_long_even_alone(self):
         with pytest.raises(PermanentProviderError, match="too long"):
-            trim_messages(system="", messages=[self.message("user", 500)], context_window=400, max_tokens=100)
+            trim_messages(
+                system="", messages=[self.message("user", 500)], context_window=400, max_tokens=100
+            )
 
     def test_estimate_is_conservative(self):
         english = "The quick brown fox jumps over the lazy dog. " * 20
@@ -206,8 +243,14 @@ def test_cost_arithmetic_is_decimal():
     assert cost == Decimal("0.012207")
     assert isinstance(cost, Decimal)
     assert completion_cost(
-        input_tokens=1, output_tokens=0, input_price_per_mtok=Decimal("0.5"), output_price_per_mtok=Decimal(0)
+        input_tokens=1,
+        output_tokens=0,
+        input_price_per_mtok=Decimal("0.5"),
+        output_price_per_mtok=Decimal(0),
     ) == Decimal("0.000001")  # 0.0000005 rounds half up
     assert completion_cost(
-        input_tokens=0, output_tokens=0, input_price_per_mtok=Decimal(1), output_price_per_mtok=Decimal(1)
+        input_tokens=0,
+        output_tokens=0,
+        input_price_per_mtok=Decimal(1),
+        output_price_per_mtok=Decimal(1),
     ) == Decimal("0.000000")
