@@ -1,5 +1,5 @@
 #!/bin/sh
-# One image, three roles: web (default), worker, migrate.
+# One image, four roles: web (default), worker, scheduler, migrate.
 set -eu
 
 if [ -n "${PROMETHEUS_MULTIPROC_DIR:-}" ]; then
@@ -14,6 +14,9 @@ case "${1:-web}" in
     # SIGTERM is a warm shutdown: the current job finishes; a job cut off by a kill is
     # recovered by reconcile_jobs (see README "Jobs").
     exec python manage.py rqworker completions default --with-scheduler ;;
+  scheduler)
+    # Exactly one per deployment: runs reconcile_jobs every JOBS_RECONCILE_INTERVAL seconds.
+    exec python manage.py rqcron jobs.cron ;;
   migrate)
     python manage.py migrate --noinput
     exec python manage.py seed_models ;;

@@ -57,23 +57,38 @@ class AnthropicMessagesProvider:
         input_tokens = output_tokens = 0
         stopped = False
         try:
-            stream = self._client.messages.create(**options)
+            # The SDK's own request, SSE decoding and error events, but events as plain dicts:
+            # a pydantic model per token is most of the layer's cost (bench/README.md).
+            stream = self._client.post(
+                "/v1/messages",
+                body=options,
+                cast_to=object,
+                stream=True,
+                stream_cls=anthropic.Stream[object],
+            )
             with stream:
                 for event in stream:
-                    if event.type == "message_start":
-                        response_id = event.message.id
-                        input_tokens = event.message.usage.input_tokens or 0
-                        output_tokens = event.message.usage.output_tokens or 0
-                    elif event.type == "content_block_delta" and event.delta.type == "text_delta":
-                        if first_token_at is None:
-                            first_token_at = time.perf_counter()
-                        parts.append(event.delta.text)
-                        if on_delta is not None:
-                            on_delta(event.delta.text)
-                    elif event.type == "message_delta":
-                        stop_reason = event.delta.stop_reason or stop_reason
-                        output_tokens = event.usage.output_tokens or output_tokens
-                    elif event.type == "message_stop":
+                    kind = event.get("type")
+                    if kind == "content_block_delta":
+                        delta = event.get("delta") or {}
+                        if delta.get("type") == "text_delta":
+                            if first_token_at is None:
+                                first_token_at = time.perf_counter()
+                            parts.append(delta["text"])
+                            if on_delta is not None:
+                                on_delta(delta["text"])
+                    elif kind == "message_start":
+                        message = event.get("message") or {}
+                        response_id = message.get("id", "")
+                        usage = message.get("usage") or {}
+                        input_tokens = usage.get("input_tokens") or 0
+                        output_tokens = usage.get("output_tokens") or 0
+                    elif kind == "message_delta":
+                        stop_reason = (event.get("delta") or {}).get("stop_reason") or stop_reason
+                        output_tokens = (event.get("usage") or {}).get(
+                            "output_tokens"
+                        ) or output_tokens
+                    elif kind == "message_stop":
                         stopped = True
         except anthropic.APIStatusError as exc:
             if exc.status_code == 200:  # an `error` event after the stream had started

@@ -45,6 +45,7 @@ class _Server(ThreadingHTTPServer):
 
 class _Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
+    disable_nagle_algorithm = True  # each token leaves at once, as from a real provider
     server: _Server
 
     def log_message(self, format: str, *args) -> None:  # quiet: tests and benches read stdout
