@@ -82,6 +82,67 @@ def percentile(values: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, max(0, round(q * len(ordered)) - 1))]
 
 
+def bench_provider(name: str, base: str, raw_client: httpx.Client, runs: int) -> None:
+    provider = get_provider(
+        name,
+        api_key="bench",
+        base_url=base + "/v1" if name == "openai" else base,
+        timeout=30,
+    )
+    request = ChatRequest(model="standin-chat", messages=MESSAGES, max_tokens=1024)
+    url, body, headers = raw_request(name, base)
+    payload = json.dumps(body)
+
+    def parley():
+        deltas = []
+        result = provider.complete(request, on_delta=deltas.append)
+        assert result.output_tokens == REPLY_TOKENS and len(deltas) == REPLY_TOKENS
+
+    def raw():
+        with raw_client.stream(
+            "POST",
+            url,
+            content=payload,
+            headers={**headers, "content-type": "application/json"},
+        ) as response:
+            for _ in response.iter_bytes():
+                pass
+
+    for _ in range(20):  # warm connection pools and imports
+        parley()
+        raw()
+    overheads, totals, raws = [], [], []
+    for _ in range(runs):
+        t0 = time.perf_counter()
+        raw()
+        t1 = time.perf_counter()
+        parley()
+        t2 = time.perf_counter()
+        raws.append((t1 - t0) * 1000)
+        totals.append((t2 - t1) * 1000)
+        overheads.append(((t2 - t1) - (t1 - t0)) * 1000)
+    print(
+        f"{name:<9} raw stream p50 {statistics.median(raws):6.2f} ms | via provider layer p50 "
+        f"{statistics.median(totals):6.2f} ms | overhead p50 {statistics.median(overheads):5.2f} ms, "
+        f"p99 {percentile(overheads, 0.99):5.2f} ms ({statistics.median(overheads) / REPLY_TOKENS * 1000:.1f} us/token)"
+    )
+
+    profiler = cProfile.Profile()
+    profiler.enable()
+    for _ in range(50):
+        parley()
+    profiler.disable()
+    out = io.StringIO()
+    pstats.Stats(profiler, stream=out).sort_stats("tottime").print_stats(8)
+    lines = [line for line in out.getvalue().splitlines() if line.strip()]
+    start = next(i for i, line in enumerate(lines) if "tottime" in line)
+    print(f"  where the time goes ({name}, 50 completions, top self-time):")
+    for line in lines[start + 1 : start + 9]:
+        parts = line.split(None, 5)
+        if len(parts) == 6:
+            print(f"    {float(parts[1]) / 50 * 1000:6.2f} ms/completion  {parts[5][-80:]}")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--runs", type=int, default=300)
@@ -95,64 +156,7 @@ def main() -> None:
     try:
         raw_client = httpx.Client(timeout=30)
         for name in ("openai", "anthropic"):
-            provider = get_provider(
-                name,
-                api_key="bench",
-                base_url=base + "/v1" if name == "openai" else base,
-                timeout=30,
-            )
-            request = ChatRequest(model="standin-chat", messages=MESSAGES, max_tokens=1024)
-            url, body, headers = raw_request(name, base)
-            payload = json.dumps(body)
-
-            def parley():
-                deltas = []
-                result = provider.complete(request, on_delta=deltas.append)
-                assert result.output_tokens == REPLY_TOKENS and len(deltas) == REPLY_TOKENS
-
-            def raw():
-                with raw_client.stream(
-                    "POST",
-                    url,
-                    content=payload,
-                    headers={**headers, "content-type": "application/json"},
-                ) as response:
-                    for _ in response.iter_bytes():
-                        pass
-
-            for _ in range(20):  # warm connection pools and imports
-                parley()
-                raw()
-            overheads, totals, raws = [], [], []
-            for _ in range(args.runs):
-                t0 = time.perf_counter()
-                raw()
-                t1 = time.perf_counter()
-                parley()
-                t2 = time.perf_counter()
-                raws.append((t1 - t0) * 1000)
-                totals.append((t2 - t1) * 1000)
-                overheads.append(((t2 - t1) - (t1 - t0)) * 1000)
-            print(
-                f"{name:<9} raw stream p50 {statistics.median(raws):6.2f} ms | via provider layer p50 "
-                f"{statistics.median(totals):6.2f} ms | overhead p50 {statistics.median(overheads):5.2f} ms, "
-                f"p99 {percentile(overheads, 0.99):5.2f} ms ({statistics.median(overheads) / REPLY_TOKENS * 1000:.1f} us/token)"
-            )
-
-            profiler = cProfile.Profile()
-            profiler.enable()
-            for _ in range(50):
-                parley()
-            profiler.disable()
-            out = io.StringIO()
-            pstats.Stats(profiler, stream=out).sort_stats("tottime").print_stats(8)
-            lines = [line for line in out.getvalue().splitlines() if line.strip()]
-            start = next(i for i, line in enumerate(lines) if "tottime" in line)
-            print(f"  where the time goes ({name}, 50 completions, top self-time):")
-            for line in lines[start + 1 : start + 9]:
-                parts = line.split(None, 5)
-                if len(parts) == 6:
-                    print(f"    {float(parts[1]) / 50 * 1000:6.2f} ms/completion  {parts[5][-80:]}")
+            bench_provider(name, base, raw_client, args.runs)
     finally:
         standin.terminate()
         standin.wait(timeout=5)
