@@ -3,6 +3,7 @@ recording a finished reply exactly once."""
 
 import hashlib
 import json
+import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
@@ -11,13 +12,14 @@ from typing import Any
 
 from django.conf import settings
 from django.db import transaction
-from django.db.models import Max
+from django.db.models import Count, Max, Q
 from django.utils import timezone
 
 from accounts.models import User
 from accounts.quotas import user_budget
 from jobs.models import Job
 from jobs.services import job_cancel, job_create
+from llm.catalog import provider_target
 from llm.models import Conversation, LLMModel, Message, MessageRole, MessageStatus, Usage
 from llm.selectors import model_get_available
 from project.api.exceptions import ApiError, Conflict
@@ -153,7 +155,9 @@ def message_post(
         )
     if conversation.archived:
         raise Conflict("The conversation is archived; unarchive it to continue.", code="archived")
-    model = model_get_available(slug=conversation.model.slug)
+    model = conversation.model
+    if not model.enabled or provider_target(model) is None:
+        model_get_available(slug=model.slug)  # raises the 400 that says why
     budget = user_budget(user=owner)
     if budget.exhausted:
         raise ApiError(
@@ -163,45 +167,53 @@ def message_post(
     with transaction.atomic():
         # Locking the conversation serialises posts to it, so positions never collide.
         Conversation.objects.select_for_update().filter(pk=conversation.pk).first()
-        if conversation.messages.filter(status__in=ACTIVE_STATUSES).exists():
+        state = conversation.messages.aggregate(
+            last=Max("position"), active=Count("pk", filter=Q(status__in=ACTIVE_STATUSES))
+        )
+        if state["active"]:
             raise Conflict(
                 "A reply is still being written; wait for it or cancel its job.",
                 code="reply_in_progress",
             )
-        count_and_last = conversation.messages.aggregate(last=Max("position"))
-        last = count_and_last["last"] or 0
+        last = state["last"] or 0
         if last + 2 > settings.LLM_MAX_MESSAGES_PER_CONVERSATION:
             raise ApiError(
                 f"The conversation has reached {settings.LLM_MAX_MESSAGES_PER_CONVERSATION} "
                 "messages; start a new one.",
                 code="conversation_full",
             )
-        user_message = Message.objects.create(
-            conversation=conversation, position=last + 1, role=MessageRole.USER, content=content
-        )
-        assistant = Message.objects.create(
-            conversation=conversation,
-            position=last + 2,
-            role=MessageRole.ASSISTANT,
-            status=MessageStatus.QUEUED,
-            model=model,
-        )
+        user_message_id, assistant_id = uuid.uuid4(), uuid.uuid4()
         job, created = job_create(
             kind=COMPLETION_JOB_KIND,
             owner=owner,
-            payload={"message_id": str(assistant.pk), "user_message_id": str(user_message.pk)},
+            payload={"message_id": str(assistant_id), "user_message_id": str(user_message_id)},
             queue=COMPLETION_QUEUE,
             idempotency_key=idempotency_key or None,
             request_fingerprint=fingerprint,
         )
         if not created:  # lost a race with the same Idempotency-Key
-            transaction.set_rollback(True)
-        else:
-            assistant.job = job
-            assistant.save(update_fields=["job"])
-            Conversation.objects.filter(pk=conversation.pk).update(updated_at=timezone.now())
-    if not created:
-        return _replay(job)
+            return _replay(job)
+        user_message, assistant = Message.objects.bulk_create(
+            [
+                Message(
+                    id=user_message_id,
+                    conversation=conversation,
+                    position=last + 1,
+                    role=MessageRole.USER,
+                    content=content,
+                ),
+                Message(
+                    id=assistant_id,
+                    conversation=conversation,
+                    position=last + 2,
+                    role=MessageRole.ASSISTANT,
+                    status=MessageStatus.QUEUED,
+                    model=model,
+                    job=job,
+                ),
+            ]
+        )
+        Conversation.objects.filter(pk=conversation.pk).update(updated_at=timezone.now())
     return PostedMessage(user_message, assistant, job, created=True)
 
 

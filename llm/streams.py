@@ -34,10 +34,11 @@ def _client() -> redis.Redis:
 
 def reply_publish(message_id: str, event: str, data: dict[str, Any]) -> str:
     """Append one event to the reply's stream; final events start its expiry clock."""
-    client = _client()
     key = _stream_key(message_id)
-    entry_id = client.xadd(key, {"event": event, "data": json.dumps(data)})
-    client.expire(key, STREAM_TTL_SECONDS)
+    pipeline = _client().pipeline(transaction=False)  # one round trip per event
+    pipeline.xadd(key, {"event": event, "data": json.dumps(data)})
+    pipeline.expire(key, STREAM_TTL_SECONDS)
+    entry_id, _ = pipeline.execute()
     return entry_id.decode() if isinstance(entry_id, bytes) else entry_id
 
 

@@ -85,7 +85,16 @@ DATABASES["default"]["CONN_HEALTH_CHECKS"] = True
 DATABASES["default"]["ENGINE"] = DATABASES["default"]["ENGINE"].replace(
     "django.db.backends.", "django_prometheus.db.backends."
 )
-if DATABASES["default"]["ENGINE"].endswith("sqlite3"):
+if DATABASES["default"]["ENGINE"].endswith("postgresql") and env.bool("DB_POOL", default=True):
+    # Under ASGI every request runs its sync code in a fresh thread, so per-thread persistent
+    # connections pile up ("too many clients"); a process-wide psycopg pool bounds them.
+    DATABASES["default"]["CONN_MAX_AGE"] = 0
+    DATABASES["default"].setdefault("OPTIONS", {})["pool"] = {
+        "min_size": env.int("DB_POOL_MIN_SIZE", default=1),
+        "max_size": env.int("DB_POOL_MAX_SIZE", default=10),
+        "timeout": env.float("DB_POOL_TIMEOUT", default=10.0),
+    }
+elif DATABASES["default"]["ENGINE"].endswith("sqlite3"):
     # The web server and worker threads share one file: wait for locks instead of failing.
     DATABASES["default"].setdefault("OPTIONS", {}).update(
         {"timeout": 20, "transaction_mode": "IMMEDIATE", "init_command": "PRAGMA journal_mode=WAL;"}
@@ -107,7 +116,10 @@ RQ_QUEUES = {
     "default": {"URL": REDIS_URL, "DEFAULT_TIMEOUT": 600},
     "completions": {"URL": REDIS_URL, "DEFAULT_TIMEOUT": 600},
 }
-RQ = {"COMMIT_MODE": "on_db_commit"}
+# Workers run jobs in their own process (no fork per job): a completion is I/O-bound, and a
+# forked work horse would rebuild its provider clients and database connection every time
+# (bench/README.md). Scale with more worker processes. Cancelling uses the handler's flag.
+RQ = {"COMMIT_MODE": "on_db_commit", "WORKER_CLASS": "rq.worker.SimpleWorker"}
 RQ_SHOW_ADMIN_LINK = True
 
 # --- Auth -----------------------------------------------------------------------------------
