@@ -51,7 +51,10 @@ async def reply_follow(
 ) -> AsyncIterator[tuple[str, str, dict[str, Any]] | None]:
     """Yield ``(entry_id, event, data)`` from after ``after`` until a final event; yields None
     whenever ``block_ms`` passes with nothing new, so the caller can send a keep-alive."""
-    client = aioredis.Redis.from_url(settings.REDIS_URL)
+    # The read must outlast the server-side BLOCK, or every quiet stream would time out.
+    client = aioredis.Redis.from_url(
+        settings.REDIS_URL, socket_timeout=block_ms / 1000 + 10, socket_connect_timeout=5
+    )
     key = _stream_key(message_id)
     try:
         while True:

@@ -10,10 +10,12 @@ with ``Last-Event-ID`` to resume after it with nothing missed or repeated. Comme
 (``: keep-alive``) are sent while nothing happens."""
 
 import json
+import logging
 import re
 from collections.abc import AsyncIterator
 
 from asgiref.sync import sync_to_async
+from django.db import connection
 from django.http import HttpRequest, HttpResponse, StreamingHttpResponse
 from rest_framework import exceptions
 from rest_framework.request import Request
@@ -25,6 +27,7 @@ from llm.api.serializers import MessageSerializer
 from llm.models import Message, MessageStatus
 from project.api.errors import error_response, exception_response
 
+logger = logging.getLogger("parley.llm")
 _ENTRY_ID = re.compile(r"^\d{1,20}-\d{1,20}$")
 KEEP_ALIVE_MS = 15000
 
@@ -39,11 +42,18 @@ def _authenticate(request: HttpRequest) -> User:
 
 
 def _load(request: HttpRequest, conversation_pk, message_pk) -> tuple[Message, bool]:
-    user = _authenticate(request)
-    message = selectors.message_get(
-        owner=user, conversation_id=conversation_pk, message_id=message_pk
-    )
-    return message, streams.reply_stream_exists(str(message.pk))
+    try:
+        user = _authenticate(request)
+        message = selectors.message_get(
+            owner=user, conversation_id=conversation_pk, message_id=message_pk
+        )
+        return message, streams.reply_stream_exists(str(message.pk))
+    finally:
+        # The stream may stay open for minutes: give the database connection back now, not
+        # when the response ends, or open streams would exhaust the pool. (Inside a test's
+        # transaction there is nothing to give back.)
+        if not connection.in_atomic_block:
+            connection.close()
 
 
 def _event(event: str, data: dict, entry_id: str | None = None) -> str:
