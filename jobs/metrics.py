@@ -2,11 +2,16 @@
 processes in multiprocess mode), and queue depth / oldest queued age computed at scrape time
 from the database, which is the source of truth."""
 
+import logging
+
+from django.db import DatabaseError
 from django.db.models import Count, Min
 from django.utils import timezone
 from prometheus_client import Counter
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
+
+logger = logging.getLogger("parley.jobs")
 
 FINISHED = Counter(
     "parley_jobs_finished_total",
@@ -38,11 +43,15 @@ class QueueCollector(Collector):
             "parley_jobs_in_progress", "Jobs running now, per queue.", labels=["queue"]
         )
         now = timezone.now()
-        rows = (
-            Job.objects.filter(status__in=[JobStatus.QUEUED, JobStatus.IN_PROGRESS])
-            .values("queue", "status")
-            .annotate(count=Count("id"), oldest=Min("created_at"))
-        )
+        try:
+            rows = list(
+                Job.objects.filter(status__in=[JobStatus.QUEUED, JobStatus.IN_PROGRESS])
+                .values("queue", "status")
+                .annotate(count=Count("id"), oldest=Min("created_at"))
+            )
+        except DatabaseError:  # the rest of /metrics is still worth serving
+            logger.warning("Queue metrics unavailable: database error", exc_info=True)
+            return
         for row in rows:
             if row["status"] == JobStatus.QUEUED:
                 depth.add_metric([row["queue"]], row["count"])

@@ -1,0 +1,74 @@
+"""The deployment files: the compose file validates, and the image's roles are wired."""
+
+import os
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+import yaml
+
+ROOT = Path(__file__).resolve().parent.parent
+COMPOSE = ROOT / "docker" / "compose.yml"
+
+
+def compose_command() -> list[str] | None:
+    if (
+        shutil.which("docker")
+        and subprocess.run(["docker", "compose", "version"], capture_output=True).returncode == 0
+    ):
+        return ["docker", "compose"]
+    if shutil.which("docker-compose"):
+        return ["docker-compose"]
+    return None
+
+
+@pytest.mark.skipif(
+    compose_command() is None,
+    reason="neither `docker compose` nor docker-compose is installed (.ci/run installs it)",
+)
+def test_compose_config_validates():
+    env = {**os.environ, "SECRET_KEY": "s" * 50, "JWT_SIGNING_KEY": "j" * 50}
+    result = subprocess.run(
+        [*compose_command(), "-f", str(COMPOSE), "config"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 0, result.stderr
+    config = yaml.safe_load(result.stdout)
+    services = config["services"]
+    assert set(services) == {"postgres", "redis", "migrate", "web", "worker", "scheduler"}
+    # `--scale worker=N` needs a worker without a fixed name or published port.
+    assert "container_name" not in services["worker"] and "ports" not in services["worker"]
+    for role in ("web", "worker", "scheduler"):
+        assert (
+            services[role]["depends_on"]["migrate"]["condition"] == "service_completed_successfully"
+        )
+        assert services[role]["environment"]["DATABASE_URL"].startswith("postgres://")
+        assert services[role]["environment"]["REDIS_URL"].startswith("redis://redis")
+
+
+def test_compose_refuses_to_start_without_secrets():
+    command = compose_command()
+    if command is None:
+        pytest.skip("no compose tool")
+    env = {k: v for k, v in os.environ.items() if k not in ("SECRET_KEY", "JWT_SIGNING_KEY")}
+    result = subprocess.run(
+        [*command, "-f", str(COMPOSE), "config"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode != 0
+    assert "SECRET_KEY" in result.stderr
+
+
+def test_entrypoint_knows_every_role():
+    script = (ROOT / "docker" / "entrypoint.sh").read_text()
+    for role in ("web)", "worker)", "scheduler)", "migrate)"):
+        assert role in script
+    dockerfile = (ROOT / "docker" / "Dockerfile").read_text()
+    assert "USER parley" in dockerfile and "HEALTHCHECK" in dockerfile and "AS build" in dockerfile
