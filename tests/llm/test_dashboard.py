@@ -1,0 +1,135 @@
+"""The staff dashboard: what it shows, who may see it, and that it stays within a fixed
+number of queries as data grows."""
+
+from datetime import date, timedelta
+from decimal import Decimal
+
+import pytest
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
+from django.utils import timezone
+
+from jobs.models import Job
+from llm.dashboard import dashboard_daily_usage
+from llm.models import Message, Usage
+from tests.accounts.factories import UserFactory
+from tests.llm.factories import ConversationFactory, StandinModelFactory
+
+pytestmark = pytest.mark.django_db
+
+
+def make_data(users: int) -> None:
+    now = timezone.now()
+    for index in range(users):
+        owner = UserFactory()
+        model = StandinModelFactory(slug=f"dash-{index}")
+        Usage.objects.create(
+            user=owner,
+            model=model,
+            input_tokens=100,
+            output_tokens=50,
+            cost=Decimal("1.25"),
+            created_at=now,
+        )
+        Job.objects.create(
+            kind="llm.completion", owner=owner, status=["queued", "failed", "completed"][index % 3]
+        )
+        conversation = ConversationFactory(owner=owner, model=model)
+        Message.objects.create(
+            conversation=conversation,
+            position=1,
+            role="assistant",
+            status="completed",
+            model=model,
+            latency_ms=100 + index,
+            completed_at=now,
+        )
+
+
+def test_shows_spend_jobs_latency_spenders_and_queues(client, staff_user):
+    now = timezone.now()
+    model = StandinModelFactory(slug="fast-model")
+    spender = UserFactory(email="big@example.com")
+    Usage.objects.create(
+        user=spender,
+        model=model,
+        input_tokens=1000,
+        output_tokens=234,
+        cost=Decimal("12.345"),
+        created_at=now,
+    )
+    conversation = ConversationFactory(owner=spender, model=model)
+    for position, latency in enumerate(range(100, 1001, 100), start=1):
+        Message.objects.create(
+            conversation=conversation,
+            position=position,
+            role="assistant",
+            status="completed",
+            model=model,
+            latency_ms=latency,
+            completed_at=now,
+        )
+    Job.objects.create(kind="llm.completion", owner=spender, status="failed")
+    Job.objects.create(kind="llm.completion", owner=spender, status="queued", queue="completions")
+
+    client.force_login(staff_user)
+    response = client.get("/admin/dashboard/")
+    assert response.status_code == 200
+    html = response.content.decode()
+    assert "<svg" in html and "<polyline" in html
+    assert "1234 tokens" in html and "$12.35" in html  # the 30-day totals
+    context = response.context
+    latency = next(row for row in context["latency"] if row["model"] == "fast-model")
+    assert (latency["count"], latency["p50"], latency["p95"]) == (10, 500, 1000)
+    assert context["spenders"][0]["email"] == "big@example.com"
+    assert "big@example.com" in html and "12.35" in html
+    statuses = {row["status"]: row["all"] for row in context["jobs"]}
+    assert statuses["failed"] == 1 and statuses["queued"] == 1
+    assert context["queues"][0]["queue"] == "completions" and context["queues"][0]["queued"] == 1
+
+
+def test_linked_from_the_admin_index(client, staff_user):
+    client.force_login(staff_user)
+    assert "/admin/dashboard/" in client.get("/admin/").content.decode()
+
+
+def test_refused_to_non_staff_and_anonymous(client, user):
+    assert client.get("/admin/dashboard/").status_code == 302
+    client.force_login(user)
+    response = client.get("/admin/dashboard/")
+    assert response.status_code == 302 and "/admin/login/" in response["Location"]
+
+
+def test_query_count_is_fixed(client, staff_user):
+    client.force_login(staff_user)
+
+    def queries() -> int:
+        with CaptureQueriesContext(connection) as ctx:
+            assert client.get("/admin/dashboard/").status_code == 200
+        return len(ctx)
+
+    make_data(2)
+    few = queries()
+    make_data(20)
+    assert queries() == few
+
+
+def test_daily_usage_fills_missing_days(user):
+    model = StandinModelFactory(slug="daily")
+    today = date(2026, 11, 20)
+    for day, tokens in ((today, 10), (today, 5), (today - timedelta(days=2), 7)):
+        Usage.objects.create(
+            user=user,
+            model=model,
+            input_tokens=tokens,
+            output_tokens=0,
+            cost=Decimal("0.10"),
+            created_at=timezone.make_aware(timezone.datetime(day.year, day.month, day.day, 12)),
+        )
+    days = dashboard_daily_usage(days=4, today=today)
+    assert [(d.day.day, d.tokens, str(d.cost)) for d in days] == [
+        (17, 0, "0.000000"),
+        (18, 7, "0.100000"),
+        (19, 0, "0.000000"),
+        (20, 15, "0.200000"),
+    ]
