@@ -154,6 +154,27 @@ def pending(stack: Stack) -> int:
     )
 
 
+def bench_env(standin_port: int, **extra: str) -> dict[str, str]:
+    """Production settings against the bench database and Redis database 9."""
+    return {
+        **os.environ,
+        "DJANGO_SETTINGS_MODULE": "project.settings.production",
+        "SECRET_KEY": "bench-secret-key-" + "x" * 40,
+        "JWT_SIGNING_KEY": "bench-jwt-key-" + "y" * 40,
+        "SECURE_SSL_REDIRECT": "false",
+        "ALLOWED_HOSTS": "127.0.0.1,localhost",
+        "DATABASE_URL": os.environ.get(
+            "DATABASE_URL", "postgres://postgres@127.0.0.1:5432/parley_bench"
+        ),
+        "REDIS_URL": os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/9"),
+        "STANDIN_BASE_URL": f"http://127.0.0.1:{standin_port}",
+        "THROTTLE_USER_RATE": "1000000/minute",
+        "THROTTLE_AUTH_RATE": "1000000/minute",
+        "LOG_LEVEL": "WARNING",
+        **extra,
+    }
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--posts", type=int, default=400)
@@ -169,22 +190,12 @@ def main() -> None:
 
     web_port, standin_port = free_port(), free_port()
     database = os.environ.get("DATABASE_URL", "postgres://postgres@127.0.0.1:5432/parley_bench")
-    env = {
-        **os.environ,
-        "DJANGO_SETTINGS_MODULE": "project.settings.production",
-        "SECRET_KEY": "bench-secret-key-" + "x" * 40,
-        "JWT_SIGNING_KEY": "bench-jwt-key-" + "y" * 40,
-        "SECURE_SSL_REDIRECT": "false",
-        "ALLOWED_HOSTS": "127.0.0.1,localhost",
-        "DATABASE_URL": database,
-        "REDIS_URL": os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/9"),
-        "STANDIN_BASE_URL": f"http://127.0.0.1:{standin_port}",
-        "THROTTLE_USER_RATE": "1000000/minute",
-        "THROTTLE_AUTH_RATE": "1000000/minute",
-        "PORT": str(web_port),
-        "WEB_CONCURRENCY": str(args.web_workers),
-        "LOG_LEVEL": "WARNING",
-    }
+    env = bench_env(
+        standin_port,
+        DATABASE_URL=database,
+        PORT=str(web_port),
+        WEB_CONCURRENCY=str(args.web_workers),
+    )
     env.pop("PROMETHEUS_MULTIPROC_DIR", None)
     if "parley_bench" in database:
         subprocess.run(

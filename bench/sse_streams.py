@@ -8,7 +8,6 @@ lets a worker write the replies and checks that every stream received its `done`
 
 import argparse
 import asyncio
-import os
 import statistics
 import sys
 import time
@@ -17,7 +16,7 @@ from pathlib import Path
 import httpx
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from completions import PY, Stack, free_port, pct, wait_http
+from completions import PY, Stack, bench_env, free_port, pct, wait_http
 
 
 def rss_mb(pid: int) -> float:
@@ -107,22 +106,7 @@ def main() -> None:
     parser.add_argument("--streams", type=int, default=300)
     args = parser.parse_args()
     web_port, standin_port = free_port(), free_port()
-    env = {
-        **os.environ,
-        "DJANGO_SETTINGS_MODULE": "project.settings.production",
-        "SECRET_KEY": "bench-secret-key-" + "x" * 40,
-        "JWT_SIGNING_KEY": "bench-jwt-key-" + "y" * 40,
-        "SECURE_SSL_REDIRECT": "false",
-        "ALLOWED_HOSTS": "127.0.0.1,localhost",
-        "DATABASE_URL": os.environ.get(
-            "DATABASE_URL", "postgres://postgres@127.0.0.1:5432/parley_bench"
-        ),
-        "REDIS_URL": os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/9"),
-        "STANDIN_BASE_URL": f"http://127.0.0.1:{standin_port}",
-        "THROTTLE_USER_RATE": "1000000/minute",
-        "THROTTLE_AUTH_RATE": "1000000/minute",
-        "LOG_LEVEL": "WARNING",
-    }
+    env = bench_env(standin_port)
     import subprocess
 
     import redis

@@ -8,6 +8,7 @@ import time
 
 from django.conf import settings
 from django.db import transaction
+from django.db.models import Q
 from django.utils import timezone
 
 from jobs.exceptions import PermanentJobError, TransientJobError
@@ -36,10 +37,9 @@ class ReplyCancelled(Exception):
 
 
 def _context(message: Message) -> list[ChatMessage]:
+    """The turns before this reply: every user message and the replies that completed."""
     earlier = message.conversation.messages.filter(position__lt=message.position).filter(
-        role=MessageRole.USER
-    ) | message.conversation.messages.filter(
-        position__lt=message.position, role=MessageRole.ASSISTANT, status=MessageStatus.COMPLETED
+        Q(role=MessageRole.USER) | Q(role=MessageRole.ASSISTANT, status=MessageStatus.COMPLETED)
     )
     return [ChatMessage(role=m.role, content=m.content) for m in earlier.order_by("position")]
 

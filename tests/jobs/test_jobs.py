@@ -14,7 +14,6 @@ import redis
 from django.conf import settings
 from django.core.management import call_command
 from django.db import connection, transaction
-from django.test.utils import CaptureQueriesContext
 from rq import Queue
 
 from jobs.models import Job, JobStatus
@@ -22,6 +21,7 @@ from jobs.services import job_cancel, job_create, job_retry, job_transition, job
 from project.api.exceptions import ApiError, Conflict
 from tests.jobs.kinds import terminal_hook_calls
 from tests.live import work_until_idle
+from tests.queries import queries_for_get
 
 ROOT = Path(__file__).resolve().parents[2]
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -348,17 +348,12 @@ class TestJobsApi:
         assert Job.objects.get(pk=job.pk).status == JobStatus.QUEUED
 
     def test_list_queries_do_not_grow(self, auth_client, user):
-        def queries():
-            with CaptureQueriesContext(connection) as ctx:
-                assert auth_client.get("/api/v1/jobs/").status_code == 200
-            return len(ctx)
-
         for _ in range(2):
             create(user)
-        few = queries()
+        few = queries_for_get(auth_client, "/api/v1/jobs/")
         for _ in range(20):
             create(user)
-        assert queries() == few
+        assert queries_for_get(auth_client, "/api/v1/jobs/") == few
 
     def test_admin_actions_use_the_services(self, client, staff_user, user):
         queued, finished = create(user), create(user, kind="test.broken")

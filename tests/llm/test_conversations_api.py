@@ -2,12 +2,11 @@
 ownership, limits, idempotency, query counts."""
 
 import pytest
-from django.db import connection
-from django.test.utils import CaptureQueriesContext
 
 from jobs.models import Job
 from llm.models import Conversation, LLMModel, Message
 from tests.llm.factories import ConversationFactory, StandinModelFactory
+from tests.queries import queries_for_get
 
 pytestmark = pytest.mark.django_db
 
@@ -24,12 +23,6 @@ def model():
 
 def create(client, **body):
     return client.post("/api/v1/conversations/", {"model": "standin-test", **body}, format="json")
-
-
-def count_queries(client, url) -> int:
-    with CaptureQueriesContext(connection) as ctx:
-        assert client.get(url).status_code == 200
-    return len(ctx)
 
 
 class TestModels:
@@ -181,9 +174,9 @@ class TestConversations:
 
     def test_list_queries_do_not_grow(self, auth_client, user, model):
         ConversationFactory.create_batch(2, owner=user, model=model)
-        few = count_queries(auth_client, "/api/v1/conversations/")
+        few = queries_for_get(auth_client, "/api/v1/conversations/")
         ConversationFactory.create_batch(20, owner=user, model=model)
-        assert count_queries(auth_client, "/api/v1/conversations/") == few
+        assert queries_for_get(auth_client, "/api/v1/conversations/") == few
 
 
 class TestPostingMessages:
@@ -311,7 +304,7 @@ class TestPostingMessages:
                 conversation=conversation, position=position, role="user", content="x"
             )
         url = f"/api/v1/conversations/{conversation.pk}/messages/"
-        few = count_queries(auth_client, url)
+        few = queries_for_get(auth_client, url)
         for position in range(3, 23):
             Message.objects.create(
                 conversation=conversation,
@@ -320,4 +313,4 @@ class TestPostingMessages:
                 content="y",
                 model=model,
             )
-        assert count_queries(auth_client, url) == few
+        assert queries_for_get(auth_client, url) == few

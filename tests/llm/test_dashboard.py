@@ -5,8 +5,6 @@ from datetime import date, timedelta
 from decimal import Decimal
 
 import pytest
-from django.db import connection
-from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
 from jobs.models import Job
@@ -14,6 +12,7 @@ from llm.dashboard import dashboard_daily_usage
 from llm.models import Message, Usage
 from tests.accounts.factories import UserFactory
 from tests.llm.factories import ConversationFactory, StandinModelFactory
+from tests.queries import queries_for_get
 
 pytestmark = pytest.mark.django_db
 
@@ -103,15 +102,10 @@ def test_refused_to_non_staff_and_anonymous(client, user):
 def test_query_count_is_fixed(client, staff_user):
     client.force_login(staff_user)
 
-    def queries() -> int:
-        with CaptureQueriesContext(connection) as ctx:
-            assert client.get("/admin/dashboard/").status_code == 200
-        return len(ctx)
-
     make_data(2)
-    few = queries()
+    few = queries_for_get(client, "/admin/dashboard/")
     make_data(20)
-    assert queries() == few
+    assert queries_for_get(client, "/admin/dashboard/") == few
 
 
 def test_daily_usage_fills_missing_days(user):
