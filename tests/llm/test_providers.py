@@ -254,3 +254,32 @@ def test_cost_arithmetic_is_decimal():
         input_price_per_mtok=Decimal(1),
         output_price_per_mtok=Decimal(1),
     ) == Decimal("0.000000")
+
+
+@pytest.mark.django_db
+def test_openai_compatible_endpoint_from_the_catalog(standin_server, monkeypatch):
+    """A catalog entry for an OpenAI-compatible server (Ollama, vLLM...) with its own base URL
+    and, optionally, the name of the variable holding its key."""
+    from llm.catalog import provider_target
+    from llm.models import LLMModel
+
+    entry = LLMModel.objects.create(
+        slug="local-llama",
+        display_name="Local Llama",
+        provider="openai_compatible",
+        provider_model="standin-chat",
+        base_url=standin_server.url + "/v1",
+        context_window=8192,
+        max_output_tokens=512,
+    )
+    target = provider_target(entry)
+    assert target.api_key == "none"  # keyless local servers still get a placeholder
+    entry.api_key_env = "LOCAL_LLAMA_KEY"
+    monkeypatch.setenv("LOCAL_LLAMA_KEY", "sk-local-secret-123456")
+    target = provider_target(entry)
+    assert target.api_key == "sk-local-secret-123456"
+    assert "sk-local-secret" not in repr(target)
+    provider = get_provider(
+        target.provider, api_key=target.api_key, base_url=target.base_url, timeout=5
+    )
+    assert provider.complete(ask()).output_tokens == 24
