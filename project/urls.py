@@ -21,7 +21,6 @@ urlpatterns = [
     path("api/docs/", SpectacularSwaggerView.as_view(url_name="schema"), name="swagger-ui"),
     path("api/redoc/", SpectacularRedocView.as_view(url_name="schema"), name="redoc"),
     path("admin/dashboard/", admin.site.admin_view(dashboard_view), name="parley-dashboard"),
-    path("admin/rq/", include("django_rq.urls")),
     path("admin/", admin.site.urls),
 ]
 

@@ -229,12 +229,14 @@ class TestMetricsCorsSchemaAdmin:
         )
         assert response.status_code == 302
         assert ApiKey.objects.get(pk=issued.api_key.pk).revoked_at is not None
-        assert client.get("/admin/rq/").status_code == 200
+        index = client.get("/admin/").content.decode()
+        assert "/admin/django_rq/dashboard/" in index  # the django-rq dashboard, linked
+        assert client.get("/admin/django_rq/dashboard/").status_code == 200
         assert client.get("/admin/accounts/user/").status_code == 200
 
     def test_rq_dashboard_is_staff_only(self, client, user):
         client.force_login(user)
-        assert client.get("/admin/rq/").status_code == 302
+        assert client.get("/admin/django_rq/dashboard/").status_code == 302
 
 
 class TestProductionSettings:
