@@ -78,7 +78,7 @@ def conversation_update(
         conversation.model = model_get_available(slug=model_slug)
     if params is not None:
         current = {"temperature": conversation.temperature, "max_tokens": conversation.max_tokens}
-        merged = {k: v for k, v in (current | params).items()}
+        merged = current | params
         if merged["temperature"] is not None:
             merged["temperature"] = float(merged["temperature"])
         for name, value in _params_fields(merged, conversation.model).items():
