@@ -94,6 +94,36 @@ class Stack:
             worker.wait(timeout=30)
         self.workers = []
 
+    def prepare(self, standin_port: int) -> None:
+        """A fresh bench database and Redis database, migrated and seeded, with the bench user
+        and a zero-latency stand-in provider."""
+        if "parley_bench" in self.env["DATABASE_URL"]:
+            for command in (["dropdb", "--if-exists"], ["createdb"]):
+                subprocess.run(
+                    [*command, "-h", "127.0.0.1", "-U", "postgres", "parley_bench"], check=True
+                )
+        import redis
+
+        redis.Redis.from_url(self.env["REDIS_URL"]).flushdb()
+        self.manage("migrate", "--noinput", "-v0")
+        self.manage("seed_models")
+        self.manage(
+            "ensure_demo_user", "--email", "bench@example.com", "--password", "bench-password-123"
+        )
+        self.spawn(
+            PY,
+            "manage.py",
+            "run_standin_provider",
+            "--port",
+            str(standin_port),
+            "--latency-ms",
+            "0",
+            "--tokens-per-second",
+            "0",
+            "--reply-tokens",
+            "20",
+        )
+
     def stop(self) -> None:
         for process in self.processes:
             if process.poll() is None:
@@ -197,38 +227,9 @@ def main() -> None:
         WEB_CONCURRENCY=str(args.web_workers),
     )
     env.pop("PROMETHEUS_MULTIPROC_DIR", None)
-    if "parley_bench" in database:
-        subprocess.run(
-            ["dropdb", "-h", "127.0.0.1", "-U", "postgres", "--if-exists", "parley_bench"],
-            check=True,
-        )
-        subprocess.run(
-            ["createdb", "-h", "127.0.0.1", "-U", "postgres", "parley_bench"], check=True
-        )
-    import redis
-
-    redis.Redis.from_url(env["REDIS_URL"]).flushdb()
-
     stack = Stack(env)
     try:
-        stack.manage("migrate", "--noinput", "-v0")
-        stack.manage("seed_models")
-        stack.manage(
-            "ensure_demo_user", "--email", "bench@example.com", "--password", "bench-password-123"
-        )
-        stack.spawn(
-            PY,
-            "manage.py",
-            "run_standin_provider",
-            "--port",
-            str(standin_port),
-            "--latency-ms",
-            "0",
-            "--tokens-per-second",
-            "0",
-            "--reply-tokens",
-            "20",
-        )
+        stack.prepare(standin_port)
         stack.spawn(
             PY, "-m", "gunicorn", "-c", "docker/gunicorn.conf.py", "project.asgi:application"
         )

@@ -107,35 +107,9 @@ def main() -> None:
     args = parser.parse_args()
     web_port, standin_port = free_port(), free_port()
     env = bench_env(standin_port)
-    import subprocess
-
-    import redis
-
-    subprocess.run(
-        ["dropdb", "-h", "127.0.0.1", "-U", "postgres", "--if-exists", "parley_bench"], check=True
-    )
-    subprocess.run(["createdb", "-h", "127.0.0.1", "-U", "postgres", "parley_bench"], check=True)
-    redis.Redis.from_url(env["REDIS_URL"]).flushdb()
     stack = Stack(env)
     try:
-        stack.manage("migrate", "--noinput", "-v0")
-        stack.manage("seed_models")
-        stack.manage(
-            "ensure_demo_user", "--email", "bench@example.com", "--password", "bench-password-123"
-        )
-        stack.spawn(
-            PY,
-            "manage.py",
-            "run_standin_provider",
-            "--port",
-            str(standin_port),
-            "--latency-ms",
-            "0",
-            "--tokens-per-second",
-            "0",
-            "--reply-tokens",
-            "20",
-        )
+        stack.prepare(standin_port)
         server = stack.spawn(
             PY,
             "-m",
