@@ -281,3 +281,33 @@ def test_streaming_with_resume_over_real_http(auth_client, user):
                 expired = read_events(response)
         assert [e["event"] for e in expired] == ["delta", "done"]
         assert expired[0]["data"]["text"] == stored.content
+
+
+def test_open_streams_do_not_hold_database_connections(auth_client, settings):
+    """More open streams than the connection pool holds, and other requests still work
+    (each stream gives its connection back before it starts waiting on Redis)."""
+    pool = settings.DATABASES["default"].get("OPTIONS", {}).get("pool", {})
+    streams = pool.get("max_size", 10) + 2
+    entry = model()
+    token = auth_client._credentials["HTTP_AUTHORIZATION"]
+    urls = []
+    for index in range(streams):
+        conversation = start_conversation(auth_client, entry.slug)
+        posted = send(auth_client, conversation, f"waiting {index}")
+        urls.append(message_url(conversation, posted["assistant_message"]["id"]) + "stream/")
+
+    with (
+        asgi_server() as base,
+        httpx.Client(base_url=base, timeout=10, headers={"Authorization": token}) as http,
+    ):
+        opened = [http.stream("GET", url) for url in urls]
+        responses = [stream.__enter__() for stream in opened]
+        try:
+            assert all(r.status_code == 200 for r in responses)
+            started = time.monotonic()
+            me = http.get("/api/v1/auth/me/")
+            assert me.status_code == 200
+            assert time.monotonic() - started < 5
+        finally:
+            for stream in opened:
+                stream.__exit__(None, None, None)
