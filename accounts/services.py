@@ -14,7 +14,7 @@ from django.utils import timezone
 from rest_framework_simplejwt.token_blacklist.models import BlacklistedToken, OutstandingToken
 
 from accounts.models import ApiKey, User
-from project.api.exceptions import ApiError
+from project.errors import InvalidInput
 
 API_KEY_PREFIX = "prl_"
 
@@ -23,7 +23,7 @@ def _password_check(password: str, user: User, *, field: str) -> None:
     try:
         validate_password(password, user)
     except DjangoValidationError as exc:
-        raise ApiError(
+        raise InvalidInput(
             "The password does not meet the requirements.",
             code="weak_password",
             details={field: exc.messages},
@@ -33,7 +33,7 @@ def _password_check(password: str, user: User, *, field: str) -> None:
 def user_create(*, email: str, password: str, name: str = "", is_staff: bool = False) -> User:
     """Create an active user. The password must pass the configured validators; an email
     already in use (in any letter case) is refused with ``email_taken``."""
-    email_taken = ApiError(
+    email_taken = InvalidInput(
         "An account with this email already exists.",
         code="email_taken",
         details={"email": ["An account with this email already exists."]},
@@ -98,7 +98,7 @@ class IssuedApiKey:
 def api_key_create(*, owner: User, name: str, expires_at: datetime | None = None) -> IssuedApiKey:
     """Issue a key ``prl_<prefix>_<secret>``; only the prefix and a hash of the whole key are kept."""
     if expires_at is not None and expires_at <= timezone.now():
-        raise ApiError("expires_at must be in the future.", code="invalid_expiry")
+        raise InvalidInput("expires_at must be in the future.", code="invalid_expiry")
     prefix = secrets.token_hex(4)
     secret = f"{API_KEY_PREFIX}{prefix}_{secrets.token_urlsafe(32)}"
     api_key = ApiKey.objects.create(

@@ -4,7 +4,7 @@ from django.http import HttpRequest
 
 from jobs import services
 from jobs.models import Job
-from project.api.exceptions import Conflict
+from project.errors import DomainError
 
 
 @admin.register(Job)
@@ -43,7 +43,7 @@ class JobAdmin(admin.ModelAdmin):
             try:
                 change(job=job)
                 done += 1
-            except Conflict as exc:
+            except DomainError as exc:
                 refused.append(f"{job.pk}: {exc.detail}")
         if done:
             self.message_user(request, f"{verb} {done} job(s).", messages.SUCCESS)

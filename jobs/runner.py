@@ -16,7 +16,7 @@ from jobs import metrics, queueing, registry
 from jobs.exceptions import PermanentJobError, TransientJobError
 from jobs.models import Job, JobStatus
 from jobs.services import job_schedule_retry, job_transition
-from project.api.exceptions import Conflict
+from project.errors import InvalidTransition
 from project.logging import bind_request_id, unbind_request_id
 
 logger = logging.getLogger("parley.jobs")
@@ -92,7 +92,7 @@ def _settle(change, **arguments) -> None:
     """Record the outcome unless the job moved on meanwhile (cancelled while running)."""
     try:
         change(**arguments)
-    except Conflict:
+    except InvalidTransition:
         job = arguments["job"]
         job.refresh_from_db(fields=["status"])
         logger.info(

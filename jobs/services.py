@@ -13,7 +13,7 @@ from django.utils import timezone
 
 from jobs import queueing, registry
 from jobs.models import ALLOWED_TRANSITIONS, TERMINAL_STATUSES, Job, JobStatus
-from project.api.exceptions import ApiError, Conflict
+from project.errors import IdempotencyKeyReused, InvalidTransition
 
 logger = logging.getLogger("parley.jobs")
 
@@ -22,10 +22,10 @@ def job_transition(*, job: Job, to: str, **fields: Any) -> Job:
     """Move ``job`` from the status it has in memory to ``to``, writing ``fields`` with it.
 
     The UPDATE is conditional on the stored status, so a racing cancel and worker cannot both
-    win; the loser gets a 409 ``Conflict`` naming the status the job really has. Terminal and
+    win; the loser gets ``InvalidTransition`` naming the status the job really has. Terminal and
     retry hooks of the job's kind run after the change."""
     if to not in ALLOWED_TRANSITIONS[job.status]:
-        raise Conflict(
+        raise InvalidTransition(
             f"A {job.status} job cannot become {to}.",
             code="invalid_transition",
             details={"status": job.status},
@@ -35,7 +35,7 @@ def job_transition(*, job: Job, to: str, **fields: Any) -> Job:
     updated = Job.objects.filter(pk=job.pk, status=job.status).update(status=to, **fields)
     if not updated:
         current = Job.objects.filter(pk=job.pk).values_list("status", flat=True).first()
-        raise Conflict(
+        raise InvalidTransition(
             f"The job is {current} now; it cannot become {to}.",
             code="invalid_transition",
             details={"status": current},
@@ -77,10 +77,8 @@ def _enqueue_on_commit(job: Job, *, delay: float = 0) -> None:
 
 def _same_request(existing: Job, fingerprint: str | None) -> tuple[Job, bool]:
     if (existing.request_fingerprint or None) != (fingerprint or None):
-        raise ApiError(
-            "This Idempotency-Key was already used with a different request.",
-            code="idempotency_key_reused",
-            status_code=422,
+        raise IdempotencyKeyReused(
+            "This Idempotency-Key was already used with a different request."
         )
     return existing, False
 
@@ -141,13 +139,13 @@ def job_cancel(*, job: Job) -> Job:
         job = job_transition(job=job, to=JobStatus.CANCELLED, cancel_requested_at=timezone.now())
         queueing.rq_stop(job.pk, job.queue)
         return job
-    raise Conflict(f"A {job.status} job cannot be cancelled.", code="not_cancellable")
+    raise InvalidTransition(f"A {job.status} job cannot be cancelled.", code="not_cancellable")
 
 
 def job_retry(*, job: Job) -> Job:
     """Queue a failed or cancelled job again, with a fresh budget of attempts."""
     if job.status not in (JobStatus.FAILED, JobStatus.CANCELLED):
-        raise Conflict(f"A {job.status} job cannot be retried.", code="not_retryable")
+        raise InvalidTransition(f"A {job.status} job cannot be retried.", code="not_retryable")
     with transaction.atomic():
         job = job_transition(
             job=job,
@@ -248,6 +246,6 @@ def jobs_reconcile(*, dry_run: bool = False) -> ReconcileReport:
 def _transition_quietly(job: Job, to: str, **fields: Any) -> bool:
     try:
         job_transition(job=job, to=to, **fields)
-    except Conflict:  # it moved on by itself meanwhile
+    except InvalidTransition:  # it moved on by itself meanwhile
         return False
     return True

@@ -13,7 +13,7 @@ from accounts.models import User
 from llm.catalog import provider_target, unavailable_reason
 from llm.models import Conversation, LLMModel, Message, Usage
 from llm.providers.pricing import COST_QUANTUM
-from project.api.exceptions import ApiError
+from project.errors import InvalidInput
 
 
 def model_list_available() -> list[LLMModel]:
@@ -30,14 +30,14 @@ def model_get_available(*, slug: str) -> LLMModel:
     """The model clients asked for, or a 400 that says why it cannot be used."""
     model = LLMModel.objects.filter(slug=slug).first()
     if model is None:
-        raise ApiError(
+        raise InvalidInput(
             f"Unknown model '{slug}'. GET /api/v1/models/ lists the models you can use.",
             code="model_unknown",
             details={"model": [f"Unknown model '{slug}'."]},
         )
     if not model.enabled or provider_target(model) is None:
         reason = unavailable_reason(model)
-        raise ApiError(reason, code="model_unavailable", details={"model": [reason]})
+        raise InvalidInput(reason, code="model_unavailable", details={"model": [reason]})
     return model
 
 

@@ -22,7 +22,7 @@ from jobs.services import job_cancel, job_create
 from llm.catalog import provider_target
 from llm.models import Conversation, LLMModel, Message, MessageRole, MessageStatus, Usage
 from llm.selectors import model_get_available
-from project.api.exceptions import ApiError, Conflict
+from project.errors import Conflict, IdempotencyKeyReused, InvalidInput, NotAllowed
 
 COMPLETION_JOB_KIND = "llm.completion"
 COMPLETION_QUEUE = "completions"
@@ -33,7 +33,7 @@ def _params_fields(params: dict[str, Any] | None, model: LLMModel) -> dict[str, 
     params = params or {}
     max_tokens = params.get("max_tokens")
     if max_tokens is not None and max_tokens > model.max_output_tokens:
-        raise ApiError(
+        raise InvalidInput(
             f"max_tokens may be at most {model.max_output_tokens} for model '{model.slug}'.",
             code="max_tokens_too_large",
             details={"params": {"max_tokens": [f"At most {model.max_output_tokens}."]}},
@@ -140,15 +140,13 @@ def message_post(
         existing = Job.objects.filter(owner=owner, idempotency_key=idempotency_key).first()
         if existing is not None:
             if existing.request_fingerprint != fingerprint:
-                raise ApiError(
-                    "This Idempotency-Key was already used with a different request.",
-                    code="idempotency_key_reused",
-                    status_code=422,
+                raise IdempotencyKeyReused(
+                    "This Idempotency-Key was already used with a different request."
                 )
             return _replay(existing)
 
     if len(content) > settings.LLM_MAX_MESSAGE_CHARS:
-        raise ApiError(
+        raise InvalidInput(
             f"Message is {len(content)} characters; the limit is {settings.LLM_MAX_MESSAGE_CHARS}.",
             code="message_too_long",
             details={"content": [f"At most {settings.LLM_MAX_MESSAGE_CHARS} characters."]},
@@ -160,9 +158,7 @@ def message_post(
         model_get_available(slug=model.slug)  # raises the 400 that says why
     budget = user_budget(user=owner)
     if budget.exhausted:
-        raise ApiError(
-            "Your monthly token budget is used up.", code="budget_exhausted", status_code=403
-        )
+        raise NotAllowed("Your monthly token budget is used up.", code="budget_exhausted")
 
     with transaction.atomic():
         # Locking the conversation serialises posts to it, so positions never collide.
@@ -177,7 +173,7 @@ def message_post(
             )
         last = state["last"] or 0
         if last + 2 > settings.LLM_MAX_MESSAGES_PER_CONVERSATION:
-            raise ApiError(
+            raise InvalidInput(
                 f"The conversation has reached {settings.LLM_MAX_MESSAGES_PER_CONVERSATION} "
                 "messages; start a new one.",
                 code="conversation_full",

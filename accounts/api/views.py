@@ -11,8 +11,8 @@ from rest_framework_simplejwt.tokens import RefreshToken
 from accounts import selectors, services
 from accounts.api import serializers
 from accounts.models import ApiKey
-from project.api.exceptions import ApiError
 from project.api.throttling import AuthRateThrottle
+from project.errors import NotAllowed
 
 AUTH_TAG = ["auth"]
 
@@ -53,7 +53,7 @@ class RegisterView(APIView):
     )
     def post(self, request: Request) -> Response:
         if not settings.REGISTRATION_OPEN:
-            raise ApiError("Registration is closed.", code="registration_closed", status_code=403)
+            raise NotAllowed("Registration is closed.", code="registration_closed")
         data = serializers.RegisterSerializer(data=request.data)
         data.is_valid(raise_exception=True)
         user = services.user_create(**data.validated_data)

@@ -13,7 +13,7 @@ from accounts.quotas import month_start
 from llm import selectors, services
 from llm.api import serializers
 from llm.models import Conversation
-from project.api.exceptions import ApiError
+from project.errors import InvalidInput
 
 MAX_USAGE_RANGE_DAYS = 366
 IDEMPOTENCY_KEY_MAX = 255
@@ -170,7 +170,7 @@ class MessageViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.
         data.is_valid(raise_exception=True)
         key = request.headers.get("Idempotency-Key", "").strip()
         if len(key) > IDEMPOTENCY_KEY_MAX:
-            raise ApiError(
+            raise InvalidInput(
                 f"Idempotency-Key may be at most {IDEMPOTENCY_KEY_MAX} characters.",
                 code="invalid_idempotency_key",
             )
@@ -199,9 +199,11 @@ class UsageView(APIView):
         since: date = query.validated_data.get("since") or month_start().date()
         until: date = query.validated_data.get("until") or today
         if until < since:
-            raise ApiError("`until` is before `since`.", code="invalid_range")
+            raise InvalidInput("`until` is before `since`.", code="invalid_range")
         if (until - since).days >= MAX_USAGE_RANGE_DAYS:
-            raise ApiError(f"At most {MAX_USAGE_RANGE_DAYS} days at once.", code="range_too_long")
+            raise InvalidInput(
+                f"At most {MAX_USAGE_RANGE_DAYS} days at once.", code="range_too_long"
+            )
         user_id = query.validated_data.get("user", request.user.pk)
         if user_id != request.user.pk and not request.user.is_staff:
             raise PermissionDenied("Only staff can see another user's usage.")

@@ -7,6 +7,7 @@
 """
 
 import logging
+import math
 from typing import Any
 
 from django.core.exceptions import PermissionDenied
@@ -17,6 +18,7 @@ from rest_framework.response import Response
 from rest_framework.serializers import as_serializer_error
 from rest_framework.views import set_rollback
 
+from project import errors as domain
 from project.api.exceptions import ApiError
 from project.logging import current_request_id
 
@@ -59,7 +61,38 @@ def _message_and_details(exc: exceptions.APIException) -> tuple[str, Any]:
     return str(detail), None
 
 
+# The one table from domain errors to HTTP statuses; the most specific class wins (MRO order).
+STATUS_BY_ERROR: dict[type[domain.DomainError], int] = {
+    domain.DomainError: 400,
+    domain.InvalidInput: 400,
+    domain.NotAllowed: 403,
+    domain.NotFound: 404,
+    domain.Conflict: 409,
+    domain.IdempotencyKeyReused: 422,
+    domain.LimitExceeded: 429,
+    domain.Unavailable: 503,
+}
+
+
+def status_for(error: domain.DomainError) -> int:
+    for cls in type(error).__mro__:
+        if cls in STATUS_BY_ERROR:
+            return STATUS_BY_ERROR[cls]
+    return 400
+
+
+def _from_domain(error: domain.DomainError) -> ApiError:
+    api_error = ApiError(
+        error.message, code=error.code, status_code=status_for(error), details=error.details
+    )
+    if error.retry_after is not None:
+        api_error.wait = error.retry_after
+    return api_error
+
+
 def _as_api_exception(exc: Exception) -> exceptions.APIException | None:
+    if isinstance(exc, domain.DomainError):
+        return _from_domain(exc)
     if isinstance(exc, Http404):
         return exceptions.NotFound()
     if isinstance(exc, PermissionDenied):
@@ -76,7 +109,7 @@ def _error_parts(exc: exceptions.APIException) -> tuple[dict, dict]:
     if getattr(exc, "auth_header", None):
         headers["WWW-Authenticate"] = exc.auth_header
     if getattr(exc, "wait", None):
-        headers["Retry-After"] = str(int(exc.wait))
+        headers["Retry-After"] = str(max(1, math.ceil(exc.wait)))
     message, details = _message_and_details(exc)
     code = getattr(exc, "error_code", None) or _default_code(exc)
     if isinstance(exc, ApiError):

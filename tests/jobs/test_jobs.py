@@ -18,7 +18,7 @@ from rq import Queue
 
 from jobs.models import Job, JobStatus
 from jobs.services import job_cancel, job_create, job_retry, job_transition, jobs_reconcile
-from project.api.exceptions import ApiError, Conflict
+from project.errors import IdempotencyKeyReused, InvalidTransition
 from tests.jobs.kinds import terminal_hook_calls
 from tests.live import work_until_idle
 from tests.queries import queries_for_get
@@ -100,14 +100,14 @@ class TestLifecycle:
 
     def test_transitions_are_checked(self, user):
         job = create(user)
-        with pytest.raises(Conflict):
+        with pytest.raises(InvalidTransition):
             job_transition(job=job, to=JobStatus.COMPLETED)  # queued cannot complete directly
         stale = Job.objects.get(pk=job.pk)
         job_transition(job=job, to=JobStatus.IN_PROGRESS)
-        with pytest.raises(Conflict):  # the other copy thought it was still queued
+        with pytest.raises(InvalidTransition):  # the other copy thought it was still queued
             job_transition(job=stale, to=JobStatus.IN_PROGRESS)
         job_transition(job=job, to=JobStatus.COMPLETED)
-        with pytest.raises(Conflict):
+        with pytest.raises(InvalidTransition):
             job_transition(job=job, to=JobStatus.QUEUED)
 
 
@@ -155,9 +155,9 @@ class TestCancelAndRetry:
         job = create(user)
         work_until_idle()
         job.refresh_from_db()
-        with pytest.raises(Conflict):
+        with pytest.raises(InvalidTransition):
             job_cancel(job=job)
-        with pytest.raises(Conflict):
+        with pytest.raises(InvalidTransition):
             job_retry(job=job)
 
 
@@ -280,7 +280,7 @@ class TestIdempotency:
                 idempotency_key="k",
                 request_fingerprint="a",
             )
-        with pytest.raises(ApiError) as error:
+        with pytest.raises(IdempotencyKeyReused) as error:
             job_create(
                 kind="test.echo",
                 owner=user,
@@ -288,7 +288,7 @@ class TestIdempotency:
                 idempotency_key="k",
                 request_fingerprint="b",
             )
-        assert error.value.status_code == 422
+        assert error.value.code == "idempotency_key_reused"
         with transaction.atomic():  # keys are per owner
             _, created = job_create(
                 kind="test.echo",
