@@ -1,29 +1,34 @@
 """The only package that imports vendor SDKs. Everything else uses this interface."""
 
 from llm.providers.base import (
+    AsyncChatProvider,
     ChatMessage,
     ChatProvider,
     ChatRequest,
     CompletionResult,
     PermanentProviderError,
     ProviderError,
+    ProviderTimeout,
     TransientProviderError,
 )
 from llm.providers.context import estimate_tokens, trim_messages
-from llm.providers.factory import PROVIDERS, get_provider
+from llm.providers.factory import PROVIDERS, get_async_provider, get_provider
 from llm.providers.pricing import completion_cost
 
 __all__ = [
     "PROVIDERS",
+    "AsyncChatProvider",
     "ChatMessage",
     "ChatProvider",
     "ChatRequest",
     "CompletionResult",
     "PermanentProviderError",
     "ProviderError",
+    "ProviderTimeout",
     "TransientProviderError",
     "completion_cost",
     "estimate_tokens",
+    "get_async_provider",
     "get_provider",
     "trim_messages",
 ]

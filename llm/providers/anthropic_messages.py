@@ -1,21 +1,19 @@
-"""Anthropic Messages through the official SDK. The system prompt goes in ``system``."""
+"""Anthropic Messages through the official SDK: what differs from the shared skeleton
+(``streaming.py``). The system prompt goes in ``system``; errors can also arrive as an
+``error`` event after the stream has answered 200."""
 
-import time
+import json
 
 import anthropic
-import httpx2
 
 from llm.providers.base import (
     ChatRequest,
-    CompletionResult,
-    DeltaCallback,
     PermanentProviderError,
     ProviderError,
     TransientProviderError,
-    connection_error,
     error_for_status,
-    normalise_finish_reason,
 )
+from llm.providers.streaming import ReplyAccumulator, SdkClasses, StreamingChatProvider
 
 # Error types Anthropic may send inside a stream that has already answered 200.
 TRANSIENT_STREAM_ERRORS = {"overloaded_error", "api_error", "rate_limit_error", "timeout_error"}
@@ -29,101 +27,80 @@ def _error_type_and_message(body: object, fallback: str) -> tuple[str | None, st
     return None, fallback
 
 
-class AnthropicMessagesProvider:
+class AnthropicMessagesProvider(StreamingChatProvider):
     name = "anthropic"
+    path = "/v1/messages"
+    sdk = SdkClasses(
+        status_error=anthropic.APIStatusError,
+        timeout_error=anthropic.APITimeoutError,
+        connection_error=anthropic.APIConnectionError,
+        api_error=anthropic.APIError,
+        stream=anthropic.Stream,
+        async_stream=anthropic.AsyncStream,
+    )
 
-    def __init__(self, client: anthropic.Anthropic) -> None:
-        self._client = client
-
-    def complete(
-        self, request: ChatRequest, on_delta: DeltaCallback | None = None
-    ) -> CompletionResult:
-        options: dict = {
+    def build_body(self, request: ChatRequest) -> dict:
+        body: dict = {
             "model": request.model,
             "max_tokens": request.max_tokens,
             "messages": [{"role": m.role, "content": m.content} for m in request.messages],
-            "stream": True,
         }
         if request.system:
-            options["system"] = request.system
+            body["system"] = request.system
         if request.temperature is not None:
-            options["temperature"] = min(request.temperature, 1.0)  # Anthropic's range is 0-1
+            body["temperature"] = min(request.temperature, 1.0)  # Anthropic's range is 0-1
+        if request.top_p is not None:
+            body["top_p"] = request.top_p
+        if request.stop:
+            body["stop_sequences"] = list(request.stop)
+        return body
 
-        started = time.perf_counter()
-        first_token_at: float | None = None
-        parts: list[str] = []
-        response_id = ""
-        stop_reason = None
-        input_tokens = output_tokens = 0
-        stopped = False
-        try:
-            # The SDK's own request, SSE decoding and error events, but events as plain dicts:
-            # a pydantic model per token is most of the layer's cost (bench/README.md).
-            stream = self._client.post(
-                "/v1/messages",
-                body=options,
-                cast_to=object,
-                stream=True,
-                stream_cls=anthropic.Stream[object],
+    def read_event(self, event: dict, reply: ReplyAccumulator) -> str | None:
+        kind = event.get("type")
+        if kind == "content_block_delta":
+            delta = event.get("delta") or {}
+            if delta.get("type") == "text_delta":
+                return reply.text(delta["text"])
+            if delta.get("type") == "input_json_delta":
+                block = reply.tool_calls.get(event.get("index", 0))
+                if block is not None:
+                    block["_json"] = block.get("_json", "") + delta.get("partial_json", "")
+        elif kind == "content_block_start":
+            block = event.get("content_block") or {}
+            if block.get("type") == "tool_use":
+                reply.tool_calls[event.get("index", 0)] = dict(block)
+        elif kind == "content_block_stop":
+            block = reply.tool_calls.get(event.get("index", 0))
+            if block is not None and "_json" in block:
+                raw = block.pop("_json")
+                block["input"] = json.loads(raw) if raw else {}
+        elif kind == "message_start":
+            message = event.get("message") or {}
+            reply.response_id = message.get("id", "")
+            usage = message.get("usage") or {}
+            reply.input_tokens = usage.get("input_tokens") or 0
+            reply.output_tokens = usage.get("output_tokens") or 0
+        elif kind == "message_delta":
+            delta = event.get("delta") or {}
+            reply.finish_reason = delta.get("stop_reason") or reply.finish_reason
+            reply.stop_sequence = delta.get("stop_sequence") or reply.stop_sequence
+            reply.output_tokens = (event.get("usage") or {}).get(
+                "output_tokens"
+            ) or reply.output_tokens
+        elif kind == "message_stop":
+            reply.finished = True
+        return None
+
+    def status_error(self, exc: anthropic.APIStatusError) -> ProviderError:
+        kind, message = _error_type_and_message(exc.body, exc.message)
+        if exc.status_code == 200:  # an `error` event after the stream had started
+            error_class = (
+                TransientProviderError
+                if kind in TRANSIENT_STREAM_ERRORS
+                else PermanentProviderError
             )
-            with stream:
-                for event in stream:
-                    kind = event.get("type")
-                    if kind == "content_block_delta":
-                        delta = event.get("delta") or {}
-                        if delta.get("type") == "text_delta":
-                            if first_token_at is None:
-                                first_token_at = time.perf_counter()
-                            parts.append(delta["text"])
-                            if on_delta is not None:
-                                on_delta(delta["text"])
-                    elif kind == "message_start":
-                        message = event.get("message") or {}
-                        response_id = message.get("id", "")
-                        usage = message.get("usage") or {}
-                        input_tokens = usage.get("input_tokens") or 0
-                        output_tokens = usage.get("output_tokens") or 0
-                    elif kind == "message_delta":
-                        stop_reason = (event.get("delta") or {}).get("stop_reason") or stop_reason
-                        output_tokens = (event.get("usage") or {}).get(
-                            "output_tokens"
-                        ) or output_tokens
-                    elif kind == "message_stop":
-                        stopped = True
-        except anthropic.APIStatusError as exc:
-            if exc.status_code == 200:  # an `error` event after the stream had started
-                kind, message = _error_type_and_message(exc.body, exc.message)
-                error_class = (
-                    TransientProviderError
-                    if kind in TRANSIENT_STREAM_ERRORS
-                    else PermanentProviderError
-                )
-                raise error_class(f"The provider failed mid-stream ({kind}): {message}") from None
-            _, message = _error_type_and_message(exc.body, exc.message)
-            raise error_for_status(exc.status_code, message, exc.response.headers) from None
-        except anthropic.APITimeoutError:
-            raise TransientProviderError("The provider did not answer in time.") from None
-        except anthropic.APIConnectionError:
-            raise connection_error(response_id) from None
-        except httpx2.TimeoutException:
-            raise TransientProviderError("The provider stopped sending in time.") from None
-        except httpx2.TransportError:
-            raise connection_error(response_id) from None
-
-        if not stopped:
-            raise TransientProviderError("The provider's stream ended before the reply finished.")
-        finished = time.perf_counter()
-        return CompletionResult(
-            text="".join(parts),
-            finish_reason=normalise_finish_reason(stop_reason),
-            input_tokens=input_tokens,
-            output_tokens=output_tokens,
-            response_id=response_id,
-            time_to_first_token_ms=round((first_token_at - started) * 1000)
-            if first_token_at
-            else None,
-            latency_ms=round((finished - started) * 1000),
-        )
+            return error_class(f"The provider failed mid-stream ({kind}): {message}")
+        return error_for_status(exc.status_code, message, exc.response.headers)
 
 
-__all__ = ["AnthropicMessagesProvider", "ProviderError"]
+__all__ = ["AnthropicMessagesProvider"]

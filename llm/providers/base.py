@@ -7,9 +7,9 @@ layers retrying would multiply attempts and hide them. Every call has a timeout.
 
 import email.utils
 import time
-from collections.abc import Callable, Mapping
-from dataclasses import dataclass
-from typing import Literal, Protocol
+from collections.abc import AsyncIterator, Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any, Literal, Protocol
 
 
 @dataclass(frozen=True, slots=True)
@@ -25,6 +25,12 @@ class ChatRequest:
     max_tokens: int
     system: str = ""
     temperature: float | None = None
+    top_p: float | None = None
+    stop: tuple[str, ...] = ()
+    # Fields of the provider's own wire format sent as given, over what the fields above build
+    # (e.g. ``tools``, ``tool_choice`` and the messages that carry tool calls). Only a caller
+    # that already speaks the provider's format sets them; nothing translates them.
+    passthrough: Mapping[str, Any] = field(default_factory=dict)
 
 
 @dataclass(frozen=True, slots=True)
@@ -36,6 +42,10 @@ class CompletionResult:
     response_id: str
     time_to_first_token_ms: int | None
     latency_ms: int
+    # Tool calls in the provider's own wire format (OpenAI ``tool_calls`` entries, Anthropic
+    # ``tool_use`` blocks); empty unless the request passed tools through.
+    tool_calls: tuple[dict, ...] = ()
+    stop_sequence: str | None = None
 
 
 class ProviderError(Exception):
@@ -61,6 +71,10 @@ class PermanentProviderError(ProviderError):
     transient = False
 
 
+class ProviderTimeout(TransientProviderError):
+    """The provider did not answer, or stopped sending, within the timeout."""
+
+
 DeltaCallback = Callable[[str], None]
 
 
@@ -71,6 +85,13 @@ class ChatProvider(Protocol):
         """Stream a reply: call ``on_delta`` with each text delta as it arrives (an exception
         raised by it aborts the call and closes the stream), then return the whole result.
         Raises ``ProviderError`` for every provider failure."""
+        ...
+
+
+class AsyncChatProvider(Protocol):
+    def astream(self, request: ChatRequest) -> AsyncIterator["str | CompletionResult"]:
+        """Yield each text delta as it arrives, then the whole ``CompletionResult`` last.
+        Closing the iterator early closes the provider's stream. Raises ``ProviderError``."""
         ...
 
 

@@ -1,21 +1,10 @@
-"""OpenAI Chat Completions (and any OpenAI-compatible server) through the official SDK."""
+"""OpenAI Chat Completions (and any OpenAI-compatible server) through the official SDK: what
+differs from the shared skeleton (``streaming.py``)."""
 
-import time
-
-import httpx2
 import openai
 
-from llm.providers.base import (
-    ChatRequest,
-    CompletionResult,
-    DeltaCallback,
-    ProviderError,
-    TransientProviderError,
-    connection_error,
-    error_for_status,
-    normalise_finish_reason,
-)
-from llm.providers.context import estimate_message_tokens, estimate_tokens
+from llm.providers.base import ChatRequest, ProviderError, error_for_status
+from llm.providers.streaming import ReplyAccumulator, SdkClasses, StreamingChatProvider
 
 
 def _status_message(exc: openai.APIStatusError) -> str:
@@ -27,95 +16,70 @@ def _status_message(exc: openai.APIStatusError) -> str:
     return exc.message
 
 
-class OpenAIChatProvider:
+class OpenAIChatProvider(StreamingChatProvider):
     """Streams Chat Completions, asking for usage in the last chunk (``include_usage``)."""
 
     name = "openai"
+    path = "/chat/completions"
+    sdk = SdkClasses(
+        status_error=openai.APIStatusError,
+        timeout_error=openai.APITimeoutError,
+        connection_error=openai.APIConnectionError,
+        api_error=openai.APIError,
+        stream=openai.Stream,
+        async_stream=openai.AsyncStream,
+    )
 
-    def __init__(self, client: openai.OpenAI) -> None:
-        self._client = client
-
-    def complete(
-        self, request: ChatRequest, on_delta: DeltaCallback | None = None
-    ) -> CompletionResult:
+    def build_body(self, request: ChatRequest) -> dict:
         messages = [{"role": "system", "content": request.system}] if request.system else []
         messages += [{"role": m.role, "content": m.content} for m in request.messages]
-        options: dict = {
+        body: dict = {
             "model": request.model,
             "messages": messages,
             "max_tokens": request.max_tokens,
-            "stream": True,
             "stream_options": {"include_usage": True},
         }
         if request.temperature is not None:
-            options["temperature"] = request.temperature
+            body["temperature"] = request.temperature
+        if request.top_p is not None:
+            body["top_p"] = request.top_p
+        if request.stop:
+            body["stop"] = list(request.stop)
+        return body
 
-        started = time.perf_counter()
-        first_token_at: float | None = None
-        parts: list[str] = []
-        finish_reason = response_id = None
-        usage = None
-        try:
-            # The SDK's own request, SSE decoding and error handling, but chunks as plain
-            # dicts: building a pydantic model per token cost ~0.25 ms (bench/README.md).
-            stream = self._client.post(
-                "/chat/completions",
-                body=options,
-                cast_to=object,
-                stream=True,
-                stream_cls=openai.Stream[object],
-            )
-            with stream:
-                for chunk in stream:
-                    response_id = response_id or chunk.get("id")
-                    if chunk.get("usage"):
-                        usage = chunk["usage"]
-                    for choice in chunk.get("choices") or ():
-                        text = (choice.get("delta") or {}).get("content")
-                        if text:
-                            if first_token_at is None:
-                                first_token_at = time.perf_counter()
-                            parts.append(text)
-                            if on_delta is not None:
-                                on_delta(text)
-                        if choice.get("finish_reason"):
-                            finish_reason = choice["finish_reason"]
-        except openai.APIStatusError as exc:
-            raise error_for_status(
-                exc.status_code, _status_message(exc), exc.response.headers
-            ) from None
-        except openai.APITimeoutError:
-            raise TransientProviderError("The provider did not answer in time.") from None
-        except openai.APIConnectionError:
-            raise connection_error(response_id) from None
-        except openai.APIError as exc:  # an error object inside the stream
-            raise TransientProviderError(f"The provider failed mid-stream: {exc.message}") from None
-        except httpx2.TimeoutException:
-            raise TransientProviderError("The provider stopped sending in time.") from None
-        except httpx2.TransportError:
-            raise connection_error(response_id) from None
+    def read_event(self, event: dict, reply: ReplyAccumulator) -> str | None:
+        if not reply.response_id:
+            reply.response_id = event.get("id") or ""
+        if usage := event.get("usage"):
+            reply.input_tokens = usage.get("prompt_tokens")
+            reply.output_tokens = usage.get("completion_tokens")
+        text = None
+        for choice in event.get("choices") or ():
+            delta = choice.get("delta") or {}
+            if piece := delta.get("content"):
+                text = reply.text(piece) if text is None else text + reply.text(piece)
+            for call in delta.get("tool_calls") or ():
+                _merge_tool_call(reply.tool_calls, call)
+            if reason := choice.get("finish_reason"):
+                reply.finish_reason = reason
+                reply.finished = True
+        return text
 
-        if finish_reason is None:
-            raise TransientProviderError("The provider's stream ended before the reply finished.")
-        text = "".join(parts)
-        finished = time.perf_counter()
-        if usage is not None:
-            input_tokens, output_tokens = usage["prompt_tokens"], usage["completion_tokens"]
-        else:  # some compatible servers ignore include_usage; estimate rather than record 0
-            input_tokens = sum(estimate_message_tokens(m) for m in request.messages)
-            input_tokens += estimate_tokens(request.system) if request.system else 0
-            output_tokens = estimate_tokens(text)
-        return CompletionResult(
-            text=text,
-            finish_reason=normalise_finish_reason(finish_reason),
-            input_tokens=input_tokens,
-            output_tokens=output_tokens,
-            response_id=response_id or "",
-            time_to_first_token_ms=round((first_token_at - started) * 1000)
-            if first_token_at
-            else None,
-            latency_ms=round((finished - started) * 1000),
-        )
+    def status_error(self, exc: openai.APIStatusError) -> ProviderError:
+        return error_for_status(exc.status_code, _status_message(exc), exc.response.headers)
 
 
-__all__ = ["OpenAIChatProvider", "ProviderError"]
+def _merge_tool_call(calls: dict[int, dict], fragment: dict) -> None:
+    """Tool calls stream as fragments by index: the first has id and name, later ones append
+    to the arguments string."""
+    call = calls.setdefault(
+        fragment.get("index", len(calls)),
+        {"id": "", "type": "function", "function": {"name": "", "arguments": ""}},
+    )
+    call["id"] = fragment.get("id") or call["id"]
+    function = fragment.get("function") or {}
+    call["function"]["name"] += function.get("name") or ""
+    call["function"]["arguments"] += function.get("arguments") or ""
+
+
+__all__ = ["OpenAIChatProvider"]

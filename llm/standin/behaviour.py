@@ -84,16 +84,25 @@ def count_tokens(text: str) -> int:
     return math.ceil(len(text) / 4) if text else 0
 
 
+def content_text(content) -> str:
+    """A message's text, whether a string or a list of content blocks."""
+    if isinstance(content, list):
+        return " ".join(block.get("text", "") for block in content if isinstance(block, dict))
+    return str(content or "")
+
+
 def prompt_tokens(system: str, messages: list[dict]) -> int:
     total = count_tokens(system) + (4 if system else 0)
     for message in messages:
-        content = message.get("content", "")
-        if isinstance(content, list):  # content blocks
-            content = " ".join(
-                block.get("text", "") for block in content if isinstance(block, dict)
-            )
-        total += count_tokens(str(content)) + 4
+        total += count_tokens(content_text(message.get("content", ""))) + 4
     return total + 3
+
+
+def last_user_text(messages: list[dict]) -> str:
+    return next(
+        (content_text(m.get("content", "")) for m in reversed(messages) if m.get("role") == "user"),
+        "",
+    )
 
 
 def prompt_digest(system: str, messages: list[dict]) -> str:
@@ -102,9 +111,7 @@ def prompt_digest(system: str, messages: list[dict]) -> str:
 
 def reply_tokens(system: str, messages: list[dict], length: int) -> list[str]:
     """The reply as its streamed pieces (one token each), derived only from the prompt."""
-    last_user = next(
-        (str(m.get("content", "")) for m in reversed(messages) if m.get("role") == "user"), ""
-    )
+    last_user = last_user_text(messages)
     opening = f'You said: "{last_user[:60]}".'
     if system:
         opening += f" (Following a system prompt of {len(system)} characters.)"

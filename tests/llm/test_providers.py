@@ -12,6 +12,7 @@ from llm.providers import (
     ChatRequest,
     PermanentProviderError,
     ProviderError,
+    ProviderTimeout,
     TransientProviderError,
     completion_cost,
     estimate_tokens,
@@ -283,3 +284,106 @@ def test_openai_compatible_endpoint_from_the_catalog(standin_server, monkeypatch
         target.provider, api_key=target.api_key, base_url=target.base_url, timeout=5
     )
     assert provider.complete(ask()).output_tokens == 24
+
+
+@pytest.mark.parametrize("name", PROVIDERS)
+def test_sampling_and_stop_sequences_are_sent_in_the_providers_own_fields(standin_server, name):
+    request = ChatRequest(
+        model="standin-chat",
+        messages=[ChatMessage("user", "Tell me about Parley")],
+        max_tokens=50,
+        temperature=0.3,
+        top_p=0.9,
+        stop=("Parley",),
+    )
+    result = provider_for(standin_server, name).complete(request)
+    body = standin_server.last_request.body
+    assert body["top_p"] == 0.9 and body["temperature"] == 0.3
+    stop_field = "stop" if name == "openai" else "stop_sequences"
+    assert body[stop_field] == ["Parley"]
+    assert result.text == 'You said: "Tell me about '  # cut before the stop sequence
+    assert result.finish_reason == "stop"
+    if name == "anthropic":
+        assert result.stop_sequence == "Parley"
+
+
+TOOLS = {
+    "openai": [
+        {
+            "type": "function",
+            "function": {"name": "lookup", "parameters": {"type": "object", "properties": {}}},
+        }
+    ],
+    "anthropic": [{"name": "lookup", "input_schema": {"type": "object", "properties": {}}}],
+}
+
+
+@pytest.mark.parametrize("name", PROVIDERS)
+def test_tools_pass_through_in_the_providers_format_and_calls_come_back(standin_server, name):
+    request = ChatRequest(
+        model="standin-chat",
+        messages=[ChatMessage("user", "find the weather")],
+        max_tokens=50,
+        passthrough={"tools": TOOLS[name]},
+    )
+    result = provider_for(standin_server, name).complete(request)
+    assert standin_server.last_request.body["tools"] == TOOLS[name]
+    assert result.finish_reason == "tool_calls"
+    (call,) = result.tool_calls
+    if name == "openai":
+        assert call["function"]["name"] == "lookup"
+        assert call["id"].startswith("call_")
+        assert call["function"]["arguments"] == '{"echo": "find the weather"}'
+    else:
+        assert call == {
+            "type": "tool_use",
+            "id": call["id"],
+            "name": "lookup",
+            "input": {"echo": "find the weather"},
+        }
+
+
+@pytest.mark.parametrize("name", PROVIDERS)
+def test_async_stream_yields_deltas_then_the_result(standin_server, name):
+    import asyncio
+
+    from llm.providers import CompletionResult, get_async_provider
+
+    async def run():
+        base_url = standin_server.url + "/v1" if name == "openai" else standin_server.url
+        provider = get_async_provider(name, api_key=FAKE_KEY, base_url=base_url, timeout=10)
+        return [item async for item in provider.astream(ask())]
+
+    items = asyncio.run(run())
+    *deltas, result = items
+    assert isinstance(result, CompletionResult)
+    assert len(deltas) == 24 and "".join(deltas) == result.text
+    assert result.output_tokens == 24
+
+
+@pytest.mark.parametrize("name", PROVIDERS)
+@pytest.mark.parametrize(
+    ("model", "error_class", "status"),
+    [
+        ("standin-429", TransientProviderError, 429),
+        ("standin-400", PermanentProviderError, 400),
+        ("standin-errorevent", TransientProviderError, None),
+        ("standin-hang", ProviderTimeout, None),
+    ],
+)
+def test_async_faults_are_translated_like_sync_ones(
+    standin_server, name, model, error_class, status
+):
+    import asyncio
+
+    from llm.providers import get_async_provider
+
+    async def run():
+        base_url = standin_server.url + "/v1" if name == "openai" else standin_server.url
+        provider = get_async_provider(name, api_key=FAKE_KEY, base_url=base_url, timeout=0.5)
+        return await provider.acomplete(ask(model))
+
+    with pytest.raises(ProviderError) as caught:
+        asyncio.run(run())
+    assert type(caught.value) is error_class
+    assert caught.value.status_code == status

@@ -1,0 +1,192 @@
+"""The skeleton both providers share: send one streamed request through the SDK, read its
+events into one accumulator, and translate every SDK and transport failure in one place.
+
+A provider subclass supplies only what differs between wire formats: the request body
+(``build_body``), how one event changes the reply (``read_event``), how its SDK reports a
+failed status (``status_error``), and its SDK's classes (``sdk``)."""
+
+import contextlib
+import time
+from collections.abc import AsyncIterator, Iterator
+from dataclasses import dataclass
+from typing import Any, ClassVar
+
+import httpx2
+
+from llm.providers.base import (
+    ChatRequest,
+    CompletionResult,
+    DeltaCallback,
+    ProviderError,
+    ProviderTimeout,
+    TransientProviderError,
+    connection_error,
+    normalise_finish_reason,
+)
+from llm.providers.context import estimate_message_tokens, estimate_tokens
+
+
+@dataclass(frozen=True, slots=True)
+class SdkClasses:
+    """What a vendor SDK raises and streams with; the skeleton catches these and nothing else."""
+
+    status_error: type[Exception]  # the server answered an error status (or an error event)
+    timeout_error: type[Exception]
+    connection_error: type[Exception]
+    api_error: type[Exception]  # any other SDK error: an error object inside the stream
+    stream: type
+    async_stream: type
+
+
+class ReplyAccumulator:
+    """Everything a streamed reply has said so far: text, ids, usage, finish, tool calls."""
+
+    __slots__ = (
+        "finish_reason",
+        "finished",
+        "first_token_at",
+        "input_tokens",
+        "output_tokens",
+        "parts",
+        "response_id",
+        "started",
+        "stop_sequence",
+        "tool_calls",
+    )
+
+    def __init__(self) -> None:
+        self.started = time.perf_counter()
+        self.first_token_at: float | None = None
+        self.parts: list[str] = []
+        self.response_id = ""
+        self.finish_reason: str | None = None
+        self.stop_sequence: str | None = None
+        self.input_tokens: int | None = None
+        self.output_tokens: int | None = None
+        self.tool_calls: dict[int, dict] = {}  # by the stream's index, in the wire format
+        self.finished = False
+
+    def text(self, piece: str) -> str:
+        if self.first_token_at is None:
+            self.first_token_at = time.perf_counter()
+        self.parts.append(piece)
+        return piece
+
+    def result(self, request: ChatRequest) -> CompletionResult:
+        if not self.finished:
+            raise TransientProviderError("The provider's stream ended before the reply finished.")
+        text = "".join(self.parts)
+        input_tokens, output_tokens = self.input_tokens, self.output_tokens
+        if input_tokens is None:  # some compatible servers send no usage: estimate, never 0
+            input_tokens = sum(estimate_message_tokens(m) for m in request.messages)
+            input_tokens += estimate_tokens(request.system) if request.system else 0
+        if output_tokens is None:
+            output_tokens = estimate_tokens(text)
+        finished = time.perf_counter()
+        return CompletionResult(
+            text=text,
+            finish_reason=normalise_finish_reason(self.finish_reason),
+            input_tokens=input_tokens,
+            output_tokens=output_tokens,
+            response_id=self.response_id,
+            time_to_first_token_ms=round((self.first_token_at - self.started) * 1000)
+            if self.first_token_at is not None
+            else None,
+            latency_ms=round((finished - self.started) * 1000),
+            tool_calls=tuple(self.tool_calls[index] for index in sorted(self.tool_calls)),
+            stop_sequence=self.stop_sequence,
+        )
+
+
+class StreamingChatProvider:
+    """One streamed call per reply through the SDK's own request, SSE decoding and error
+    handling, reading events as plain dicts (a pydantic model per token was most of the
+    layer's cost, bench/README.md). Built with a sync client (``complete``) or an async one
+    (``astream``); the factory decides which."""
+
+    name: ClassVar[str]
+    path: ClassVar[str]
+    sdk: ClassVar[SdkClasses]
+
+    def __init__(self, client: Any) -> None:
+        self._client = client
+
+    # --- what each wire format supplies --------------------------------------------------
+    def build_body(self, request: ChatRequest) -> dict:
+        raise NotImplementedError
+
+    def read_event(self, event: dict, reply: ReplyAccumulator) -> str | None:
+        """Apply one stream event to ``reply``; return the text it adds, if any."""
+        raise NotImplementedError
+
+    def status_error(self, exc: Any) -> ProviderError:
+        """The ProviderError for the SDK's status error ``exc``."""
+        raise NotImplementedError
+
+    # --- the shared skeleton --------------------------------------------------------------
+    def _body(self, request: ChatRequest) -> dict:
+        body = self.build_body(request)
+        body.update(request.passthrough)
+        body["stream"] = True
+        return body
+
+    @contextlib.contextmanager
+    def _translated_errors(self, reply: ReplyAccumulator) -> Iterator[None]:
+        sdk = self.sdk
+        try:
+            yield
+        except sdk.status_error as exc:
+            raise self.status_error(exc) from None
+        except sdk.timeout_error:
+            raise ProviderTimeout("The provider did not answer in time.") from None
+        except sdk.connection_error:
+            raise connection_error(reply.response_id) from None
+        except sdk.api_error as exc:  # an error object inside a stream that answered 200
+            message = getattr(exc, "message", str(exc))
+            raise TransientProviderError(f"The provider failed mid-stream: {message}") from None
+        except httpx2.TimeoutException:
+            raise ProviderTimeout("The provider stopped sending in time.") from None
+        except httpx2.TransportError:
+            raise connection_error(reply.response_id) from None
+
+    def complete(
+        self, request: ChatRequest, on_delta: DeltaCallback | None = None
+    ) -> CompletionResult:
+        reply = ReplyAccumulator()
+        with self._translated_errors(reply):
+            stream = self._client.post(
+                self.path,
+                body=self._body(request),
+                cast_to=object,
+                stream=True,
+                stream_cls=self.sdk.stream[object],
+            )
+            with stream:
+                for event in stream:
+                    text = self.read_event(event, reply)
+                    if text and on_delta is not None:
+                        on_delta(text)
+        return reply.result(request)
+
+    async def astream(self, request: ChatRequest) -> AsyncIterator[str | CompletionResult]:
+        reply = ReplyAccumulator()
+        with self._translated_errors(reply):
+            stream = await self._client.post(
+                self.path,
+                body=self._body(request),
+                cast_to=object,
+                stream=True,
+                stream_cls=self.sdk.async_stream[object],
+            )
+            async with stream:
+                async for event in stream:
+                    text = self.read_event(event, reply)
+                    if text:
+                        yield text
+        yield reply.result(request)
+
+    async def acomplete(self, request: ChatRequest) -> CompletionResult:
+        async for item in self.astream(request):
+            if isinstance(item, CompletionResult):
+                return item
+        raise TransientProviderError("The provider's stream ended before the reply finished.")

@@ -1,0 +1,215 @@
+"""What both wire formats of the stand-in share: the threaded HTTP server, the plumbing of
+one exchange (JSON replies, chunked SSE, dropping a connection), resolving a request's
+behaviour (faults included), the reply text with stop sequences, and paced streaming.
+
+Each wire format (``openai.py``, ``anthropic.py``) supplies its request parsing, its reply and
+event shapes and its error body."""
+
+import json
+import sys
+import threading
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+from llm.standin import behaviour as rules
+from llm.standin.behaviour import Behaviour
+
+FAULT_ERRORS = {
+    429: ("rate_limit_error", "Rate limit reached; slow down."),
+    500: ("api_error", "Internal server error."),
+    529: ("overloaded_error", "Overloaded."),
+    400: ("invalid_request_error", "Bad request (stand-in fault)."),
+    401: ("authentication_error", "Invalid API key."),
+}
+RECORDED_REQUESTS = 100
+
+
+@dataclass(frozen=True, slots=True)
+class RecordedRequest:
+    """One request as the stand-in received it, for tests to assert what a client sent."""
+
+    method: str
+    path: str
+    headers: dict[str, str]
+    body: dict | None
+
+
+@dataclass(slots=True)
+class Reply:
+    """The reply a prompt gets: its streamed pieces and why it ended."""
+
+    pieces: list[str]
+    truncated: bool  # cut by max_tokens
+    stop_sequence: str | None = None  # the stop sequence that ended it, if any
+    prompt_tokens: int = 0
+    tool_call: dict | None = field(default=None)  # {"name", "arguments"} when echoing a tool
+
+    @property
+    def text(self) -> str:
+        return "".join(self.pieces)
+
+
+class StandinHTTPServer(ThreadingHTTPServer):
+    daemon_threads = True
+    allow_reuse_address = True
+    request_queue_size = 256
+
+    def __init__(self, address, handler_class, defaults: Behaviour) -> None:
+        super().__init__(address, handler_class)
+        self.defaults = defaults
+        self.stopping = threading.Event()
+        self.seen_prompts: set[str] = set()
+        self.seen_lock = threading.Lock()
+        self.received: deque[RecordedRequest] = deque(maxlen=RECORDED_REQUESTS)
+
+    def handle_error(self, request, client_address) -> None:
+        if not isinstance(sys.exc_info()[1], (ConnectionError, TimeoutError)):
+            super().handle_error(request, client_address)  # a real bug: print it
+
+    def first_time(self, digest: str) -> bool:
+        with self.seen_lock:
+            if digest in self.seen_prompts:
+                return False
+            self.seen_prompts.add(digest)
+            return True
+
+
+class Exchange(BaseHTTPRequestHandler):
+    """One request and its answer. Routing lives in ``server.py``."""
+
+    protocol_version = "HTTP/1.1"
+    disable_nagle_algorithm = True  # each token leaves at once, as from a real provider
+    server: StandinHTTPServer
+    error: Callable  # the wire format's error writer: (status, kind, message, headers=None)
+
+    def log_message(self, format: str, *args) -> None:  # quiet: tests and benches read stdout
+        pass
+
+    def json(self, status: int, body: dict, headers: dict | None = None) -> None:
+        data = json.dumps(body).encode()
+        self.send_response(status)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(data)))
+        for name, value in (headers or {}).items():
+            self.send_header(name, value)
+        self.end_headers()
+        self.wfile.write(data)
+
+    def start_stream(self) -> None:
+        self.send_response(200)
+        self.send_header("Content-Type", "text/event-stream")
+        self.send_header("Cache-Control", "no-cache")
+        self.send_header("Transfer-Encoding", "chunked")
+        self.end_headers()
+
+    def chunk(self, text: str) -> None:
+        data = text.encode()
+        self.wfile.write(b"%x\r\n%s\r\n" % (len(data), data))
+        self.wfile.flush()
+
+    def end_stream(self) -> None:
+        self.wfile.write(b"0\r\n\r\n")
+        self.wfile.flush()
+
+    def drop(self) -> None:
+        """Cut the connection mid-stream, without the final chunk."""
+        self.close_connection = True
+        self.wfile.flush()
+        self.connection.shutdown(2)
+
+    def read_json(self) -> dict | None:
+        """The JSON body (recorded for tests), or None when it is not a JSON object."""
+        length = int(self.headers.get("Content-Length") or 0)
+        try:
+            body = json.loads(self.rfile.read(length) or b"{}")
+        except json.JSONDecodeError:
+            body = None
+        if not isinstance(body, dict):
+            body = None
+        self.server.received.append(
+            RecordedRequest(self.command, self.path, dict(self.headers.items()), body)
+        )
+        return body
+
+    def sleep(self, seconds: float) -> None:
+        self.server.stopping.wait(seconds)
+
+    def plan(self, body: dict, system: str, messages: list[dict]) -> Behaviour | None:
+        """Resolve behaviour; answers the request itself (and returns None) for faults."""
+        try:
+            plan = rules.resolve(self.server.defaults, str(body.get("model", "")), self.headers)
+        except rules.UnknownModel as exc:
+            self.error(404, "not_found_error", f"The model `{exc}` does not exist.")
+            return None
+        if plan.flaky and self.server.first_time(rules.prompt_digest(system, messages)):
+            plan = replace(plan, fault="429")
+        if plan.fault == "hang":
+            self.sleep(plan.hang_seconds)
+            plan = replace(plan, fault=None)
+        if plan.fault in ("429", "500", "529", "400", "401"):
+            status = int(plan.fault)
+            kind, message = FAULT_ERRORS[status]
+            headers = {"Retry-After": plan.retry_after} if status == 429 else None
+            self.error(status, kind, message, headers)
+            return None
+        return plan
+
+    def stream_pieces(self, pieces: list[str], plan: Behaviour, render, error) -> bool:
+        """Send each piece at the planned pace; returns False when a fault ended the stream
+        (dropped, or an error event sent) or the client went away."""
+        interval = 1 / plan.tokens_per_second if plan.tokens_per_second > 0 else 0
+        cut_at = max(len(pieces) // 2, 1) if plan.fault in ("drop", "errorevent") else None
+        try:
+            for index, piece in enumerate(pieces):
+                if cut_at is not None and index == cut_at:
+                    break
+                if interval:
+                    self.sleep(interval)
+                self.chunk(render(piece))
+            if plan.fault == "drop":
+                self.drop()
+                return False
+            if plan.fault == "errorevent":
+                self.chunk(error())
+                self.end_stream()
+                return False
+        except (BrokenPipeError, ConnectionResetError):
+            self.close_connection = True  # the client went away (e.g. it cancelled)
+            return False
+        return True
+
+
+def compose_reply(
+    plan: Behaviour,
+    *,
+    system: str,
+    messages: list[dict],
+    max_tokens: int,
+    stop: list[str] | None = None,
+    tool_name: str | None = None,
+) -> Reply:
+    """The reply for a prompt: ``plan.reply_tokens`` pieces capped by ``max_tokens``, cut
+    before the first stop sequence, or a call of ``tool_name`` echoing the last user text."""
+    prompt = rules.prompt_tokens(system, messages)
+    if tool_name is not None:
+        last_user = rules.last_user_text(messages)
+        return Reply([], False, None, prompt, {"name": tool_name, "arguments": {"echo": last_user}})
+    pieces = rules.reply_tokens(system, messages, min(plan.reply_tokens, max_tokens))
+    reply = Reply(pieces, plan.reply_tokens > max_tokens, None, prompt)
+    text = reply.text
+    hits = [(text.find(s), s) for s in stop or () if s and s in text]
+    if hits:
+        cut, sequence = min(hits)
+        kept: list[str] = []
+        length = 0
+        for piece in pieces:
+            if length + len(piece) > cut:
+                if cut > length:
+                    kept.append(piece[: cut - length])
+                break
+            kept.append(piece)
+            length += len(piece)
+        reply = Reply(kept, False, sequence, prompt)
+    return reply
