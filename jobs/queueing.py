@@ -13,6 +13,8 @@ from rq.exceptions import InvalidJobOperation, NoSuchJobError
 from rq.job import Job as RQJob
 from rq.job import JobStatus as RQStatus
 
+from project.redis import redis_client
+
 logger = logging.getLogger("parley.jobs")
 
 RUNNER = "jobs.runner.run_job"
@@ -29,14 +31,16 @@ def _heartbeat_key(job_id) -> str:
 
 
 def connection(queue: str = "default") -> redis.Redis:
-    return django_rq.get_connection(queue)
+    """The process's shared client for the queue's Redis (project.redis: one bounded, blocking
+    pool), not django_rq.get_connection(), which builds a new client and pool on every call."""
+    return redis_client(settings.RQ_QUEUES[queue]["URL"])
 
 
 def rq_enqueue(job_id, queue: str, *, delay: float = 0) -> bool:
     """Put the job on its RQ queue now (or after ``delay`` seconds, via the worker's
     scheduler). Returns False, and logs, when Redis cannot be reached: the job stays queued in
     the database and ``reconcile_jobs`` delivers it later."""
-    rq_queue = django_rq.get_queue(queue, commit_mode="auto")
+    rq_queue = django_rq.get_queue(queue, commit_mode="auto", connection=connection(queue))
     options = {
         "job_id": str(job_id),
         "job_timeout": settings.JOBS_TIMEOUT,

@@ -112,6 +112,15 @@ CACHES = {
         "OPTIONS": {"socket_connect_timeout": 2, "socket_timeout": 2},
     }
 }
+# project.redis: one client per process (sync) and per event loop (asyncio), each on a bounded
+# pool that makes callers wait for a free connection (up to REDIS_POOL_TIMEOUT s, then a
+# RedisError) instead of failing at once. An open reply stream holds one async connection.
+REDIS_POOL_MAX_CONNECTIONS = env.int("REDIS_POOL_MAX_CONNECTIONS", default=100)
+REDIS_POOL_TIMEOUT = env.float("REDIS_POOL_TIMEOUT", default=10.0)
+REDIS_SOCKET_TIMEOUT = env.float("REDIS_SOCKET_TIMEOUT", default=5.0)
+REDIS_SOCKET_CONNECT_TIMEOUT = env.float("REDIS_SOCKET_CONNECT_TIMEOUT", default=2.0)
+# Open SSE reply streams per user, counted across processes in Redis; more answer 429.
+STREAMS_MAX_PER_USER = env.int("STREAMS_MAX_PER_USER", default=20)
 RQ_QUEUES = {
     "default": {"URL": REDIS_URL, "DEFAULT_TIMEOUT": 600},
     "completions": {"URL": REDIS_URL, "DEFAULT_TIMEOUT": 600},
