@@ -154,4 +154,6 @@ class UsageQuerySerializer(serializers.Serializer):
     until = serializers.DateField(
         required=False, help_text="Last day included (UTC), default: today."
     )
-    user = serializers.IntegerField(required=False, help_text="Staff only: another user's id.")
+    user = serializers.IntegerField(
+        required=False, min_value=1, max_value=2**63 - 1, help_text="Staff only: another user's id."
+    )

@@ -1,0 +1,54 @@
+"""Hostile and odd input meets a 4xx in the error shape, never a 500: numbers and ids out of
+range, pagination, and the schema's view of every list's objects."""
+
+import pytest
+
+from tests.llm.factories import ConversationFactory
+
+pytestmark = pytest.mark.django_db
+
+
+def error_of(response, status):
+    assert response.status_code == status, response.content
+    body = response.json()
+    assert set(body["error"]) == {"status", "code", "message", "details", "request_id"}
+    assert body["error"]["status"] == status
+    return body["error"]
+
+
+class TestNumbersAndIdsAreBounded:
+    @pytest.mark.parametrize("user_id", ["99999999999999999999", "9223372036854775808", "0", "-3"])
+    def test_usage_user_out_of_range_is_400(self, staff_client, user_id):
+        error = error_of(staff_client.get(f"/api/v1/usage/?user={user_id}"), 400)
+        assert "user" in error["details"]
+
+    def test_usage_user_at_the_top_of_the_range_is_an_empty_report(self, staff_client):
+        response = staff_client.get("/api/v1/usage/?user=9223372036854775807")
+        assert response.status_code == 200
+        assert response.json()["total"]["requests"] == 0
+
+    @pytest.mark.parametrize(
+        "query", ["page=99999999999999999999999", "page=1e400", "page=-1", "page=0", "page=x"]
+    )
+    def test_a_page_that_does_not_exist_is_404(self, auth_client, query):
+        for url in ("/api/v1/jobs/", "/api/v1/conversations/", "/api/v1/auth/api-keys/"):
+            assert error_of(auth_client.get(f"{url}?{query}"), 404)["code"] == "not_found"
+
+    @pytest.mark.parametrize("size", ["99999999999999999999999", "1e400", "-5", "abc"])
+    def test_page_size_is_capped_or_ignored(self, auth_client, user, size):
+        ConversationFactory.create_batch(3, owner=user)
+        body = auth_client.get(f"/api/v1/conversations/?page_size={size}").json()
+        assert body["count"] == 3 and len(body["results"]) == 3
+
+    @pytest.mark.parametrize(
+        "url",
+        [
+            "/api/v1/auth/api-keys/99999999999999999999999/",
+            "/api/v1/auth/api-keys/-1/",
+            "/api/v1/auth/api-keys/1.5/",
+            "/api/v1/jobs/0.5/",
+            "/api/v1/conversations/12345678901234567890/",
+        ],
+    )
+    def test_ids_out_of_range_or_malformed_are_404(self, auth_client, url):
+        assert error_of(auth_client.get(url), 404)["code"] == "not_found"
