@@ -52,3 +52,12 @@ class TestNumbersAndIdsAreBounded:
     )
     def test_ids_out_of_range_or_malformed_are_404(self, auth_client, url):
         assert error_of(auth_client.get(url), 404)["code"] == "not_found"
+
+
+def test_message_views_describe_messages_to_the_schema():
+    from llm.api.views import MessageViewSet
+    from llm.models import Message
+
+    view = MessageViewSet()
+    view.swagger_fake_view = True
+    assert view.get_queryset().model is Message

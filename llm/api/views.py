@@ -12,7 +12,7 @@ from rest_framework.views import APIView
 from accounts.quotas import month_start
 from llm import selectors, services
 from llm.api import serializers
-from llm.models import Conversation
+from llm.models import Conversation, Message
 from project.errors import InvalidInput
 
 MAX_USAGE_RANGE_DAYS = 366
@@ -141,7 +141,7 @@ class MessageViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.
 
     def get_queryset(self):
         if getattr(self, "swagger_fake_view", False):
-            return Conversation.objects.none()
+            return Message.objects.none()
         return selectors.message_list(conversation=self.conversation())
 
     @extend_schema(
