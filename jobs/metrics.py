@@ -5,7 +5,6 @@ from the database, which is the source of truth."""
 import logging
 
 from django.db import DatabaseError
-from django.db.models import Count, Min
 from django.utils import timezone
 from prometheus_client import Counter
 from prometheus_client.core import GaugeMetricFamily
@@ -29,7 +28,7 @@ class QueueCollector(Collector):
     """``parley_jobs_queued`` and ``parley_jobs_oldest_queued_age_seconds`` per queue."""
 
     def collect(self):
-        from jobs.models import Job, JobStatus
+        from jobs.selectors import queue_depths
 
         depth = GaugeMetricFamily(
             "parley_jobs_queued", "Jobs waiting to run, per queue.", labels=["queue"]
@@ -44,20 +43,14 @@ class QueueCollector(Collector):
         )
         now = timezone.now()
         try:
-            rows = list(
-                Job.objects.filter(status__in=[JobStatus.QUEUED, JobStatus.IN_PROGRESS])
-                .values("queue", "status")
-                .annotate(count=Count("id"), oldest=Min("created_at"))
-            )
+            depths = queue_depths()
         except DatabaseError:  # the rest of /metrics is still worth serving
             logger.warning("Queue metrics unavailable: database error", exc_info=True)
             return
-        for row in rows:
-            if row["status"] == JobStatus.QUEUED:
-                depth.add_metric([row["queue"]], row["count"])
-                age.add_metric([row["queue"]], (now - row["oldest"]).total_seconds())
-            else:
-                in_progress.add_metric([row["queue"]], row["count"])
+        for row in depths:
+            depth.add_metric([row.queue], row.queued)
+            age.add_metric([row.queue], row.oldest_age_seconds(now) or 0)
+            in_progress.add_metric([row.queue], row.running)
         yield depth
         yield age
         yield in_progress

@@ -79,9 +79,5 @@ class Job(models.Model):
         return f"{self.kind} {self.id} ({self.status})"
 
     @property
-    def rq_job_id(self) -> str:
-        return str(self.id)
-
-    @property
     def is_terminal(self) -> bool:
         return self.status in TERMINAL_STATUSES

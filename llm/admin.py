@@ -1,5 +1,6 @@
 from decimal import Decimal
 
+from django import forms
 from django.contrib import admin, messages
 from django.db.models import DecimalField, OuterRef, QuerySet, Subquery, Sum
 from django.db.models.functions import Coalesce
@@ -8,8 +9,10 @@ from django.http import HttpRequest
 from accounts.admin import UserAdmin
 from accounts.models import User
 from accounts.quotas import month_start
-from llm.catalog import provider_target
+from llm.catalog import model_is_callable
 from llm.models import Conversation, LLMModel, Message, Usage
+from llm.services import conversation_delete, conversation_update
+from project.errors import DomainError
 
 
 @admin.register(LLMModel)
@@ -48,7 +51,7 @@ class LLMModelAdmin(admin.ModelAdmin):
 
     @admin.display(boolean=True, description="Callable now")
     def callable_now(self, model: LLMModel) -> bool:
-        return provider_target(model) is not None
+        return model_is_callable(model)
 
     @admin.action(description="Enable selected models", permissions=["change"])
     def enable(self, request: HttpRequest, queryset: QuerySet[LLMModel]) -> None:
@@ -93,8 +96,41 @@ class MessageInline(admin.TabularInline):
         return message.content if len(message.content) <= 300 else message.content[:300] + "…"
 
 
+class ConversationAdminForm(forms.ModelForm):
+    """Staff edit what owners may edit through the API, checked by the same service."""
+
+    class Meta:
+        model = Conversation
+        fields = ["title", "system_prompt", "temperature", "max_tokens", "archived"]
+
+    def clean(self) -> dict:
+        cleaned = super().clean()
+        if self.errors:
+            return cleaned
+        temperature = cleaned.get("temperature")
+        params = {
+            "temperature": float(temperature) if temperature is not None else None,
+            "max_tokens": cleaned.get("max_tokens"),
+        }
+        try:
+            # A dry run of the service on an unsaved copy: its rules, without writing.
+            conversation_update(
+                conversation=Conversation.objects.get(pk=self.instance.pk),
+                params=params,
+                save=False,
+            )
+        except DomainError as exc:
+            raise forms.ValidationError(exc.message) from None
+        return cleaned
+
+
 @admin.register(Conversation)
 class ConversationAdmin(admin.ModelAdmin):
+    """Oversight of conversations. Every write goes through llm.services: an edit through
+    ``conversation_update``, a delete through ``conversation_delete`` (which first cancels a
+    reply still being written)."""
+
+    form = ConversationAdminForm
     list_display = ["__str__", "owner", "model", "archived", "created_at", "updated_at"]
     list_filter = [
         ("model", admin.RelatedOnlyFieldListFilter),
@@ -122,6 +158,26 @@ class ConversationAdmin(admin.ModelAdmin):
 
     def has_add_permission(self, request: HttpRequest) -> bool:
         return False  # conversations are started by their owners through the API
+
+    def save_model(self, request: HttpRequest, obj: Conversation, form, change: bool) -> None:
+        temperature = form.cleaned_data.get("temperature")
+        conversation_update(
+            conversation=Conversation.objects.get(pk=obj.pk),
+            title=form.cleaned_data["title"],
+            system_prompt=form.cleaned_data["system_prompt"],
+            params={
+                "temperature": float(temperature) if temperature is not None else None,
+                "max_tokens": form.cleaned_data.get("max_tokens"),
+            },
+            archived=form.cleaned_data["archived"],
+        )
+
+    def delete_model(self, request: HttpRequest, obj: Conversation) -> None:
+        conversation_delete(conversation=obj)
+
+    def delete_queryset(self, request: HttpRequest, queryset: QuerySet[Conversation]) -> None:
+        for conversation in queryset:
+            conversation_delete(conversation=conversation)
 
 
 @admin.register(Usage)

@@ -1,17 +1,14 @@
-"""The default model catalog loaded by ``manage.py seed_models``, and how a catalog entry
-resolves to a callable provider (its key, its base URL) at the moment it is used.
-
-Prices are USD per million tokens from the providers' public price lists; staff correct them
-in the admin when providers change them (``seed_models`` never overwrites an edited row unless
-``--update`` is given)."""
+"""How a catalog entry resolves to a callable provider (its key, its base URL) at the moment
+it is used: the one place that decides whether a model can be called now, and that builds its
+provider client. The seed data lives in ``llm/seed_catalog.py``."""
 
 import os
 from dataclasses import dataclass
-from decimal import Decimal
 
 from django.conf import settings
 
 from llm.models import LLMModel, Provider
+from llm.providers import ChatProvider, get_provider
 
 DEFAULT_KEY_ENV = {
     Provider.OPENAI: "OPENAI_API_KEY",
@@ -20,102 +17,6 @@ DEFAULT_KEY_ENV = {
 }
 # Any non-empty key satisfies the stand-in; it only checks that one is sent.
 STANDIN_API_KEY = "standin-local-key"
-
-
-def _m(slug, name, provider, provider_model, window, output, price_in, price_out, **extra) -> dict:
-    return {
-        "slug": slug,
-        "display_name": name,
-        "provider": provider,
-        "provider_model": provider_model,
-        "context_window": window,
-        "max_output_tokens": output,
-        "input_price_per_mtok": Decimal(price_in),
-        "output_price_per_mtok": Decimal(price_out),
-        **extra,
-    }
-
-
-DEFAULT_CATALOG = [
-    _m("gpt-4.1", "GPT-4.1", "openai", "gpt-4.1", 1_047_576, 32_768, "2.00", "8.00"),
-    _m("gpt-4.1-mini", "GPT-4.1 mini", "openai", "gpt-4.1-mini", 1_047_576, 32_768, "0.40", "1.60"),
-    _m("gpt-4.1-nano", "GPT-4.1 nano", "openai", "gpt-4.1-nano", 1_047_576, 32_768, "0.10", "0.40"),
-    _m("gpt-4o", "GPT-4o", "openai", "gpt-4o", 128_000, 16_384, "2.50", "10.00"),
-    _m("gpt-4o-mini", "GPT-4o mini", "openai", "gpt-4o-mini", 128_000, 16_384, "0.15", "0.60"),
-    _m(
-        "claude-opus-4-1",
-        "Claude Opus 4.1",
-        "anthropic",
-        "claude-opus-4-1-20250805",
-        200_000,
-        32_000,
-        "15.00",
-        "75.00",
-    ),
-    _m(
-        "claude-sonnet-4-5",
-        "Claude Sonnet 4.5",
-        "anthropic",
-        "claude-sonnet-4-5-20250929",
-        200_000,
-        64_000,
-        "3.00",
-        "15.00",
-    ),
-    _m(
-        "claude-haiku-4-5",
-        "Claude Haiku 4.5",
-        "anthropic",
-        "claude-haiku-4-5-20251001",
-        200_000,
-        64_000,
-        "1.00",
-        "5.00",
-    ),
-    _m(
-        "claude-sonnet-4",
-        "Claude Sonnet 4",
-        "anthropic",
-        "claude-sonnet-4-20250514",
-        200_000,
-        64_000,
-        "3.00",
-        "15.00",
-    ),
-    _m(
-        "claude-3-5-haiku",
-        "Claude 3.5 Haiku",
-        "anthropic",
-        "claude-3-5-haiku-20241022",
-        200_000,
-        8_192,
-        "0.80",
-        "4.00",
-    ),
-    # Local stand-ins: Parley's own fake provider, so a fresh install answers without any key.
-    _m(
-        "standin-gpt",
-        "Local stand-in (OpenAI wire format)",
-        "openai",
-        "standin-chat",
-        16_384,
-        1_024,
-        "1.00",
-        "2.00",
-        is_standin=True,
-    ),
-    _m(
-        "standin-claude",
-        "Local stand-in (Anthropic wire format)",
-        "anthropic",
-        "standin-chat",
-        16_384,
-        1_024,
-        "1.00",
-        "2.00",
-        is_standin=True,
-    ),
-]
 
 
 @dataclass(frozen=True, slots=True)
@@ -164,3 +65,22 @@ def unavailable_reason(model: LLMModel) -> str:
         return f"Model '{model.slug}' is a local stand-in and no stand-in provider is configured."
     key_env = model.api_key_env or DEFAULT_KEY_ENV[Provider(model.provider)]
     return f"Model '{model.slug}' cannot be called: {key_env} is not configured on the server."
+
+
+def model_is_callable(model: LLMModel) -> bool:
+    """Whether ``model`` is enabled and its provider can be reached now (a key, a stand-in)."""
+    return model.enabled and provider_target(model) is not None
+
+
+def model_provider(model: LLMModel, *, timeout: float | None = None) -> ChatProvider:
+    """The provider client for ``model`` (cached per configuration by the providers package).
+    Call only for a callable model; ``timeout`` defaults to LLM_REQUEST_TIMEOUT."""
+    target = provider_target(model)
+    if target is None:
+        raise ValueError(unavailable_reason(model))
+    return get_provider(
+        target.provider,
+        api_key=target.api_key,
+        base_url=target.base_url,
+        timeout=timeout if timeout is not None else settings.LLM_REQUEST_TIMEOUT,
+    )

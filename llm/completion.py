@@ -1,32 +1,35 @@
 """The ``llm.completion`` job handler: one assistant reply, streamed from its provider.
 
-Runs in RQ workers, possibly several at once in threads: it keeps no module state of its own,
-refetches everything by id, and leaves connection cleanup to the job runner."""
+Runs in RQ workers, possibly many at once in threads: it keeps no module state of its own,
+refetches everything by id, and leaves connection cleanup to the job runner. Its shape is
+claim, release, stream, store: the database connection goes back to the pool before the
+provider is called, because a reply takes seconds to minutes and the connection would sit
+idle all that time."""
 
 import logging
 import time
 
 from django.conf import settings
-from django.db import transaction
+from django.db import connection, transaction
 from django.db.models import Q
-from django.utils import timezone
 
 from jobs.exceptions import PermanentJobError, TransientJobError
 from jobs.models import Job, JobStatus
 from jobs.services import job_cancel_requested
 from llm import metrics, streams
-from llm.catalog import provider_target, unavailable_reason
+from llm.catalog import model_is_callable, model_provider, unavailable_reason
 from llm.models import Message, MessageRole, MessageStatus
 from llm.providers import (
     ChatMessage,
+    ChatProvider,
     ChatRequest,
     CompletionResult,
     ProviderError,
     completion_cost,
-    get_provider,
     trim_messages,
 )
-from llm.services import usage_record
+from llm.services import message_transition, usage_record
+from project.errors import InvalidTransition
 
 logger = logging.getLogger("parley.llm")
 CANCEL_CHECK_SECONDS = 0.25
@@ -34,6 +37,36 @@ CANCEL_CHECK_SECONDS = 0.25
 
 class ReplyCancelled(Exception):
     """Raised from the delta callback to stop reading the provider's stream."""
+
+
+def completion_run(job: Job) -> None:
+    """Write the reply of ``job.payload["message_id"]``: publish each delta as it arrives,
+    then store text, finish reason, tokens, cost and latency, and count usage once."""
+    message = _reply_to_write(job)
+    if message is None:
+        return
+    request, provider = _build_request(message)
+    _start_attempt(message, job)
+    _release_database_connection()
+    result = _stream_reply(message, job, request, provider)
+    if result is not None:
+        _store_result(message, result)
+
+
+def _reply_to_write(job: Job) -> Message | None:
+    """The reply this job writes, or None when an earlier attempt already finished it."""
+    message = (
+        Message.objects.select_related("conversation", "model", "conversation__owner")
+        .filter(pk=job.payload["message_id"])
+        .first()
+    )
+    if message is None:
+        raise PermanentJobError("The conversation was deleted.")
+    if message.status not in (MessageStatus.QUEUED, MessageStatus.IN_PROGRESS):
+        return None
+    if not model_is_callable(message.model):
+        raise PermanentJobError(unavailable_reason(message.model))
+    return message
 
 
 def _context(message: Message) -> list[ChatMessage]:
@@ -44,35 +77,15 @@ def _context(message: Message) -> list[ChatMessage]:
     return [ChatMessage(role=m.role, content=m.content) for m in earlier.order_by("position")]
 
 
-def _serialized(message: Message) -> dict:
-    from llm.api.serializers import MessageSerializer
-
-    return dict(MessageSerializer(message).data)
-
-
-def completion_run(job: Job) -> None:
-    """Write the reply of ``job.payload["message_id"]``: publish each delta as it arrives,
-    then store text, finish reason, tokens, cost and latency, and count usage once."""
-    message = Message.objects.select_related("conversation", "model", "conversation__owner").get(
-        pk=job.payload["message_id"]
-    )
-    if message.status not in (MessageStatus.QUEUED, MessageStatus.IN_PROGRESS):
-        return  # already finished by an earlier attempt
+def _build_request(message: Message) -> tuple[ChatRequest, ChatProvider]:
+    """The provider request for the reply: the conversation trimmed to the model's window."""
     conversation, model = message.conversation, message.model
-    target = provider_target(model)
-    if target is None:
-        raise PermanentJobError(unavailable_reason(model))
-
-    restarting = message.status == MessageStatus.IN_PROGRESS or job.attempts > 1
-    Message.objects.filter(pk=message.pk).update(status=MessageStatus.IN_PROGRESS, content="")
-    if restarting:
-        streams.reply_publish(str(message.pk), "reset", {"attempt": job.attempts})
-
     max_tokens = conversation.max_tokens or min(
         model.max_output_tokens, settings.LLM_DEFAULT_MAX_TOKENS
     )
+    temperature = conversation.temperature
     request = ChatRequest(
-        model=target.model,
+        model=model.provider_model,
         messages=trim_messages(
             system=conversation.system_prompt,
             messages=_context(message),
@@ -81,17 +94,32 @@ def completion_run(job: Job) -> None:
         ),
         system=conversation.system_prompt,
         max_tokens=max_tokens,
-        temperature=float(conversation.temperature)
-        if conversation.temperature is not None
-        else None,
+        temperature=float(temperature) if temperature is not None else None,
     )
-    provider = get_provider(
-        target.provider,
-        api_key=target.api_key,
-        base_url=target.base_url,
-        timeout=settings.LLM_REQUEST_TIMEOUT,
-    )
+    return request, model_provider(model)
 
+
+def _start_attempt(message: Message, job: Job) -> None:
+    """Mark the reply in progress with empty text; a retry tells live readers to start over."""
+    restarting = message.status == MessageStatus.IN_PROGRESS or job.attempts > 1
+    message_transition(message=message, to=MessageStatus.IN_PROGRESS, content="")
+    if restarting:
+        streams.reply_publish(str(message.pk), "reset", {"attempt": job.attempts})
+
+
+def _release_database_connection() -> None:
+    # Back to the pool (or closed) while the provider streams; Django reconnects on the next
+    # query. Inside a transaction (the test suite's) there is nothing to give back.
+    if not connection.in_atomic_block:
+        connection.close()
+
+
+def _stream_reply(
+    message: Message, job: Job, request: ChatRequest, provider: ChatProvider
+) -> CompletionResult | None:
+    """Stream the reply from the provider, publishing deltas and honouring a cancel within
+    CANCEL_CHECK_SECONDS while tokens arrive. None when cancelled (the partial text is kept);
+    provider failures become the job's transient or permanent errors."""
     parts: list[str] = []
     next_cancel_check = time.monotonic() + CANCEL_CHECK_SECONDS
 
@@ -104,58 +132,73 @@ def completion_run(job: Job) -> None:
             if job_cancel_requested(job.pk):
                 raise ReplyCancelled
 
-    labels = {"provider": model.provider, "model": model.slug}
+    labels = {"provider": message.model.provider, "model": message.model.slug}
     try:
-        result = provider.complete(request, on_delta=on_delta)
+        return provider.complete(request, on_delta=on_delta)
     except ReplyCancelled:
         metrics.COMPLETIONS.labels(**labels, outcome="cancelled").inc()
-        _keep_partial(message, "".join(parts))
-        return
+        Message.objects.filter(pk=message.pk).update(content="".join(parts))
+        return None
     except ProviderError as exc:
-        _keep_partial(message, "".join(parts))
+        Message.objects.filter(pk=message.pk).update(content="".join(parts))
         if exc.transient:
             metrics.COMPLETIONS.labels(**labels, outcome="transient_error").inc()
-            Message.objects.filter(pk=message.pk).update(status=MessageStatus.QUEUED)
+            _transition_unless_moved_on(message, MessageStatus.QUEUED)
             raise TransientJobError(str(exc), retry_after=exc.retry_after) from exc
         metrics.COMPLETIONS.labels(**labels, outcome="permanent_error").inc()
         raise PermanentJobError(str(exc)) from exc
 
-    _store_result(message, result)
-    metrics.COMPLETIONS.labels(**labels, outcome="completed").inc()
-    metrics.INPUT_TOKENS.labels(**labels).inc(result.input_tokens)
-    metrics.OUTPUT_TOKENS.labels(**labels).inc(result.output_tokens)
-    metrics.COST.labels(**labels).inc(float(message.cost))
-    metrics.DURATION.labels(**labels).observe(result.latency_ms / 1000)
-    if result.time_to_first_token_ms is not None:
-        metrics.TIME_TO_FIRST_TOKEN.labels(**labels).observe(result.time_to_first_token_ms / 1000)
-
-
-def _keep_partial(message: Message, text: str) -> None:
-    Message.objects.filter(pk=message.pk).update(content=text)
-
 
 def _store_result(message: Message, result: CompletionResult) -> None:
+    """Store the finished reply and count its usage, together; then tell live readers."""
+    try:
+        with transaction.atomic():
+            _record_completed(message, result)
+    except InvalidTransition:  # cancelled in the last instant: the cancel stands
+        logger.info("Reply finished after it was cancelled", extra={"message_id": str(message.pk)})
+        return
+    streams.reply_publish(str(message.pk), "done", {"message": streams.message_snapshot(message)})
+    metrics.observe_completion(
+        provider=message.model.provider,
+        model=message.model.slug,
+        input_tokens=result.input_tokens,
+        output_tokens=result.output_tokens,
+        cost=message.cost,
+        latency_ms=result.latency_ms,
+        time_to_first_token_ms=result.time_to_first_token_ms,
+    )
+
+
+def _record_completed(message: Message, result: CompletionResult) -> None:
     model = message.model
-    with transaction.atomic():
-        message.content = result.text
-        message.finish_reason = result.finish_reason or ""
-        message.input_tokens = result.input_tokens
-        message.output_tokens = result.output_tokens
-        message.cost = completion_cost(
+    message_transition(
+        message=message,
+        to=MessageStatus.COMPLETED,
+        content=result.text,
+        finish_reason=result.finish_reason or "",
+        input_tokens=result.input_tokens,
+        output_tokens=result.output_tokens,
+        cost=completion_cost(
             input_tokens=result.input_tokens,
             output_tokens=result.output_tokens,
             input_price_per_mtok=model.input_price_per_mtok,
             output_price_per_mtok=model.output_price_per_mtok,
-        )
-        message.latency_ms = result.latency_ms
-        message.time_to_first_token_ms = result.time_to_first_token_ms
-        message.provider_response_id = (result.response_id or "")[:128]
-        message.status = MessageStatus.COMPLETED
-        message.error = ""
-        message.completed_at = timezone.now()
-        message.save()
-        usage_record(message=message, user=message.conversation.owner)
-    streams.reply_publish(str(message.pk), "done", {"message": _serialized(message)})
+        ),
+        latency_ms=result.latency_ms,
+        time_to_first_token_ms=result.time_to_first_token_ms,
+        provider_response_id=(result.response_id or "")[:128],
+        error="",
+    )
+    usage_record(message=message, user=message.conversation.owner)
+
+
+def _transition_unless_moved_on(message: Message, to: str, **fields) -> bool:
+    """``message_transition``, or False when someone else moved the reply on meanwhile."""
+    try:
+        message_transition(message=message, to=to, **fields)
+    except InvalidTransition:
+        return False
+    return True
 
 
 def completion_finished(job: Job) -> None:
@@ -165,26 +208,30 @@ def completion_finished(job: Job) -> None:
     if message is None or message.status == MessageStatus.COMPLETED:
         return
     if job.status == JobStatus.CANCELLED:
-        message.status = MessageStatus.CANCELLED
-        message.error = "Cancelled."
-        # A killed work horse never saved its partial text; the live stream has it.
-        message.content = message.content or streams.reply_text_so_far(str(message.pk))
+        # A killed worker never saved its partial text; the live stream has it.
+        content = message.content or streams.reply_text_so_far(str(message.pk))
+        moved = _transition_unless_moved_on(
+            message, MessageStatus.CANCELLED, error="Cancelled.", content=content
+        )
     elif job.status == JobStatus.FAILED:
-        message.status = MessageStatus.FAILED
-        message.error = job.last_error or "The completion failed."
+        error = job.last_error or "The completion failed."
+        moved = _transition_unless_moved_on(message, MessageStatus.FAILED, error=error)
     else:
         return
-    message.completed_at = timezone.now()
-    message.save(update_fields=["status", "error", "content", "completed_at"])
-    streams.reply_publish(
-        str(message.pk),
-        "error",
-        {"code": message.status, "message": message.error, "message_object": _serialized(message)},
-    )
+    if moved:
+        streams.reply_publish(
+            str(message.pk),
+            "error",
+            {
+                "code": message.status,
+                "message": message.error,
+                "message_object": streams.message_snapshot(message),
+            },
+        )
 
 
 def completion_requeued(job: Job) -> None:
     """Retry hook: a failed or cancelled reply is being written again."""
-    Message.objects.filter(pk=job.payload.get("message_id")).update(
-        status=MessageStatus.QUEUED, error="", completed_at=None
-    )
+    message = Message.objects.filter(pk=job.payload.get("message_id")).first()
+    if message is not None:
+        _transition_unless_moved_on(message, MessageStatus.QUEUED, error="")

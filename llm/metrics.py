@@ -1,5 +1,7 @@
 """Parley's LLM metrics. Labels stay low-cardinality: provider, model slug, outcome."""
 
+from decimal import Decimal
+
 from prometheus_client import Counter, Gauge, Histogram
 
 COMPLETIONS = Counter(
@@ -34,3 +36,24 @@ OPEN_STREAMS = Gauge(
     "Server-Sent Events reply streams open right now.",
     multiprocess_mode="livesum",
 )
+
+
+def observe_completion(
+    *,
+    provider: str,
+    model: str,
+    input_tokens: int,
+    output_tokens: int,
+    cost: Decimal,
+    latency_ms: int,
+    time_to_first_token_ms: int | None,
+) -> None:
+    """Count one completed reply: outcome, tokens, cost and timings."""
+    labels = {"provider": provider, "model": model}
+    COMPLETIONS.labels(**labels, outcome="completed").inc()
+    INPUT_TOKENS.labels(**labels).inc(input_tokens)
+    OUTPUT_TOKENS.labels(**labels).inc(output_tokens)
+    COST.labels(**labels).inc(float(cost))
+    DURATION.labels(**labels).observe(latency_ms / 1000)
+    if time_to_first_token_ms is not None:
+        TIME_TO_FIRST_TOKEN.labels(**labels).observe(time_to_first_token_ms / 1000)

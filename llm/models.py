@@ -126,6 +126,31 @@ class MessageStatus(models.TextChoices):
     CANCELLED = "cancelled", "Cancelled"
 
 
+# A reply still being written: at most one per conversation.
+ACTIVE_STATUSES = (MessageStatus.QUEUED, MessageStatus.IN_PROGRESS)
+
+# The statuses an assistant reply may move to from each one; ``message_transition`` (in
+# llm/services.py) is the only writer of ``Message.status`` and enforces this. It mirrors the
+# reply's job: in_progress -> in_progress is a new attempt starting over after a lost worker.
+MESSAGE_TRANSITIONS: dict[str, frozenset[str]] = {
+    MessageStatus.QUEUED: frozenset(
+        {MessageStatus.IN_PROGRESS, MessageStatus.FAILED, MessageStatus.CANCELLED}
+    ),
+    MessageStatus.IN_PROGRESS: frozenset(
+        {
+            MessageStatus.IN_PROGRESS,
+            MessageStatus.QUEUED,
+            MessageStatus.COMPLETED,
+            MessageStatus.FAILED,
+            MessageStatus.CANCELLED,
+        }
+    ),
+    MessageStatus.FAILED: frozenset({MessageStatus.QUEUED}),
+    MessageStatus.CANCELLED: frozenset({MessageStatus.QUEUED}),
+    MessageStatus.COMPLETED: frozenset(),
+}
+
+
 class Message(models.Model):
     """A turn of a conversation. Assistant replies carry their status, usage, cost and timing."""
 

@@ -1,7 +1,8 @@
-"""Reads for the llm app: the catalog, conversations, messages and usage."""
+"""Reads for the llm app: the catalog, conversations, messages, usage and the staff dashboard's
+figures. Every usage total is built from ``USAGE_SUMS``, so all reports add up the same way."""
 
 from dataclasses import dataclass
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 from uuid import UUID
 
@@ -10,24 +11,39 @@ from django.db.models.functions import Coalesce, TruncDate
 from django.shortcuts import get_object_or_404
 
 from accounts.models import User
-from llm.catalog import provider_target, unavailable_reason
-from llm.models import Conversation, LLMModel, Message, Usage
+from llm.catalog import model_is_callable, unavailable_reason
+from llm.models import (
+    ACTIVE_STATUSES,
+    Conversation,
+    LLMModel,
+    Message,
+    MessageRole,
+    MessageStatus,
+    Usage,
+)
 from llm.providers.pricing import COST_QUANTUM
 from project.errors import InvalidInput
 
 
 def model_list_available() -> list[LLMModel]:
     """Enabled models that can be called right now (their provider has a key or a stand-in)."""
-    return [model for model in LLMModel.objects.filter(enabled=True) if provider_target(model)]
+    return [model for model in LLMModel.objects.filter(enabled=True) if model_is_callable(model)]
 
 
 def model_find_available(*, slug: str) -> LLMModel | None:
     model = LLMModel.objects.filter(slug=slug, enabled=True).first()
-    return model if model is not None and provider_target(model) else None
+    return model if model is not None and model_is_callable(model) else None
+
+
+def model_check_callable(*, model: LLMModel) -> None:
+    """Raise ``InvalidInput`` saying why ``model`` cannot be used now; return if it can."""
+    if not model_is_callable(model):
+        reason = unavailable_reason(model)
+        raise InvalidInput(reason, code="model_unavailable", details={"model": [reason]})
 
 
 def model_get_available(*, slug: str) -> LLMModel:
-    """The model clients asked for, or a 400 that says why it cannot be used."""
+    """The model clients asked for, or ``InvalidInput`` that says why it cannot be used."""
     model = LLMModel.objects.filter(slug=slug).first()
     if model is None:
         raise InvalidInput(
@@ -35,9 +51,7 @@ def model_get_available(*, slug: str) -> LLMModel:
             code="model_unknown",
             details={"model": [f"Unknown model '{slug}'."]},
         )
-    if not model.enabled or provider_target(model) is None:
-        reason = unavailable_reason(model)
-        raise InvalidInput(reason, code="model_unavailable", details={"model": [reason]})
+    model_check_callable(model=model)
     return model
 
 
@@ -84,7 +98,7 @@ class UsageReport:
     by_model: list[dict]
 
 
-_USAGE_SUMS = {
+USAGE_SUMS = {
     "input_tokens": Coalesce(Sum("input_tokens"), 0),
     "output_tokens": Coalesce(Sum("output_tokens"), 0),
     "cost": Coalesce(
@@ -94,23 +108,34 @@ _USAGE_SUMS = {
 }
 
 
+def _quantised(cost) -> Decimal:
+    # SQLite sums decimals as floats; quantise back to the stored precision.
+    return Decimal(cost).quantize(COST_QUANTUM)
+
+
+def _usage_between(since: date, until: date) -> QuerySet[Usage]:
+    """Usage rows of the UTC days ``since`` to ``until`` (both included), as an index-friendly
+    range on ``created_at``."""
+    start = datetime(since.year, since.month, since.day, tzinfo=UTC)
+    end = datetime(until.year, until.month, until.day, tzinfo=UTC) + timedelta(days=1)
+    return Usage.objects.filter(created_at__gte=start, created_at__lt=end)
+
+
 def usage_report(*, user_id: int, since: date, until: date) -> UsageReport:
     """Tokens, cost and requests between two UTC dates (both included), by day and by model.
     Counts completed replies, including those whose conversations were since purged."""
-    rows = Usage.objects.filter(
-        user_id=user_id, created_at__date__gte=since, created_at__date__lte=until
-    )
+    rows = _usage_between(since, until).filter(user_id=user_id)
     by_day = (
         rows.annotate(date=TruncDate("created_at", tzinfo=UTC))
         .values("date")
-        .annotate(**_USAGE_SUMS)
+        .annotate(**USAGE_SUMS)
     )
-    by_model = rows.values(model_slug=F("model__slug")).annotate(**_USAGE_SUMS)
+    by_model = rows.values(model_slug=F("model__slug")).annotate(**USAGE_SUMS)
     return UsageReport(
         user=user_id,
         since=since,
         until=until,
-        total=rows.aggregate(**_USAGE_SUMS),
+        total=rows.aggregate(**USAGE_SUMS),
         by_day=list(by_day.order_by("date")),
         by_model=[
             {"model": row.pop("model_slug"), **row} for row in by_model.order_by("model_slug")
@@ -120,24 +145,120 @@ def usage_report(*, user_id: int, since: date, until: date) -> UsageReport:
 
 def usage_tokens_since(user: User, since: datetime) -> int:
     """Input + output tokens ``user`` has used since ``since`` (the accounts quota counter)."""
-    totals = Usage.objects.filter(user=user, created_at__gte=since).aggregate(
-        tokens=Coalesce(Sum(F("input_tokens") + F("output_tokens")), 0)
-    )
-    return totals["tokens"]
+    totals = Usage.objects.filter(user=user, created_at__gte=since).aggregate(**USAGE_SUMS)
+    return totals["input_tokens"] + totals["output_tokens"]
 
 
 def usage_totals(*, since: date, until: date, group_by: str) -> list[dict]:
     """Everyone's usage between two UTC dates grouped by ``user`` (email), ``model`` (slug) or
     ``day``, for operators' reports; cost stays Decimal."""
-    rows = Usage.objects.filter(created_at__date__gte=since, created_at__date__lte=until)
+    rows = _usage_between(since, until)
     group = {
         "user": F("user__email"),
         "model": F("model__slug"),
         "day": TruncDate("created_at", tzinfo=UTC),
     }[group_by]
-    grouped = rows.values(group_key=group).annotate(**_USAGE_SUMS).order_by("group_key")
-    # SQLite sums decimals as floats; quantise back to the stored precision.
+    grouped = rows.values(group_key=group).annotate(**USAGE_SUMS).order_by("group_key")
     return [
-        {group_by: row.pop("group_key"), **row, "cost": Decimal(row["cost"]).quantize(COST_QUANTUM)}
-        for row in grouped
+        {group_by: row.pop("group_key"), **row, "cost": _quantised(row["cost"])} for row in grouped
     ]
+
+
+def conversations_purgeable(
+    *, updated_before: datetime, owner: User | None = None, archived_only: bool = False
+) -> QuerySet[Conversation]:
+    """Conversations old enough to purge, never one with a reply still being written."""
+    conversations = Conversation.objects.filter(updated_at__lt=updated_before).exclude(
+        messages__status__in=ACTIVE_STATUSES
+    )
+    if owner is not None:
+        conversations = conversations.filter(owner=owner)
+    if archived_only:
+        conversations = conversations.filter(archived=True)
+    return conversations.order_by("pk")
+
+
+# The staff dashboard's figures: each one query, whatever the data size.
+
+LATENCY_SAMPLE_LIMIT = 50_000
+
+
+@dataclass(frozen=True, slots=True)
+class DayUsage:
+    day: date
+    tokens: int
+    cost: Decimal
+
+
+def usage_by_day(*, days: int, today: date) -> list[DayUsage]:
+    """Tokens and cost for each of the last ``days`` UTC days, zero for days without usage."""
+    first = today - timedelta(days=days - 1)
+    rows = (
+        _usage_between(first, today)
+        .annotate(day=TruncDate("created_at", tzinfo=UTC))
+        .values("day")
+        .annotate(**USAGE_SUMS)
+    )
+    by_day = {row["day"]: row for row in rows}
+    result = []
+    for offset in range(days):
+        day = first + timedelta(days=offset)
+        row = by_day.get(day)
+        tokens = row["input_tokens"] + row["output_tokens"] if row else 0
+        result.append(DayUsage(day, tokens, _quantised(row["cost"] if row else 0)))
+    return result
+
+
+def usage_top_spenders(*, since: datetime, limit: int = 10) -> list[dict]:
+    """The users who spent most since ``since``: email, tokens, cost, requests."""
+    rows = (
+        Usage.objects.filter(created_at__gte=since)
+        .values(email=F("user__email"))
+        .annotate(**USAGE_SUMS)
+        .order_by("-cost", "email")[:limit]
+    )
+    return [
+        {
+            "email": row["email"],
+            "tokens": row["input_tokens"] + row["output_tokens"],
+            "cost": _quantised(row["cost"]),
+            "requests": row["requests"],
+        }
+        for row in rows
+    ]
+
+
+def _nearest_rank(ordered: list[int], percent: int) -> int:
+    """Nearest-rank percentile of a sorted, non-empty list (integer arithmetic)."""
+    rank = max(1, -(-len(ordered) * percent // 100))  # ceil(n * percent / 100)
+    return ordered[rank - 1]
+
+
+def reply_latency_by_model(*, since: datetime) -> list[dict]:
+    """p50/p95 latency (nearest rank) per model of completed replies since ``since``, from
+    the newest LATENCY_SAMPLE_LIMIT replies (bounded memory, one query, any database)."""
+    rows = (
+        Message.objects.filter(
+            role=MessageRole.ASSISTANT,
+            status=MessageStatus.COMPLETED,
+            completed_at__gte=since,
+            latency_ms__isnull=False,
+        )
+        .order_by("-completed_at")
+        .values_list("model__slug", "latency_ms")[:LATENCY_SAMPLE_LIMIT]
+    )
+    samples: dict[str, list[int]] = {}
+    for slug, latency in rows:
+        samples.setdefault(slug or "?", []).append(latency)
+    result = []
+    for slug, values in sorted(samples.items()):
+        values.sort()
+        result.append(
+            {
+                "model": slug,
+                "count": len(values),
+                "p50": _nearest_rank(values, 50),
+                "p95": _nearest_rank(values, 95),
+            }
+        )
+    return result

@@ -1,12 +1,11 @@
-"""Writes for the llm app: conversations, posting a message (which queues a completion), and
-recording a finished reply exactly once."""
+"""Writes for the llm app: conversations, posting a message (which queues a completion), the
+one function that changes a reply's status, and recording a finished reply exactly once."""
 
 import hashlib
 import json
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
@@ -19,14 +18,27 @@ from accounts.models import User
 from accounts.quotas import user_budget
 from jobs.models import Job
 from jobs.services import job_cancel, job_create
-from llm.catalog import provider_target
-from llm.models import Conversation, LLMModel, Message, MessageRole, MessageStatus, Usage
-from llm.selectors import model_get_available
-from project.errors import Conflict, IdempotencyKeyReused, InvalidInput, NotAllowed
+from llm.models import (
+    ACTIVE_STATUSES,
+    MESSAGE_TRANSITIONS,
+    Conversation,
+    LLMModel,
+    Message,
+    MessageRole,
+    MessageStatus,
+    Usage,
+)
+from llm.selectors import model_check_callable, model_get_available
+from project.errors import (
+    Conflict,
+    IdempotencyKeyReused,
+    InvalidInput,
+    InvalidTransition,
+    NotAllowed,
+)
 
 COMPLETION_JOB_KIND = "llm.completion"
 COMPLETION_QUEUE = "completions"
-ACTIVE_STATUSES = (MessageStatus.QUEUED, MessageStatus.IN_PROGRESS)
 
 
 def _params_fields(params: dict[str, Any] | None, model: LLMModel) -> dict[str, Any]:
@@ -72,8 +84,10 @@ def conversation_update(
     system_prompt: str | None = None,
     params: dict[str, Any] | None = None,
     archived: bool | None = None,
+    save: bool = True,
 ) -> Conversation:
-    """Change what was given; switching model re-checks that it can be called."""
+    """Change what was given; switching model re-checks that it can be called. With
+    ``save=False`` only the rules run (``InvalidInput`` when one fails) and nothing is stored."""
     if model_slug is not None and model_slug != conversation.model.slug:
         conversation.model = model_get_available(slug=model_slug)
     if params is not None:
@@ -91,7 +105,8 @@ def conversation_update(
         conversation.system_prompt = system_prompt
     if archived is not None:
         conversation.archived = archived
-    conversation.save()
+    if save:
+        conversation.save()
     return conversation
 
 
@@ -124,6 +139,79 @@ def _replay(job: Job) -> PostedMessage:
     return PostedMessage(user_message, assistant, job, created=False)
 
 
+def _check_can_post(*, conversation: Conversation, content: str) -> None:
+    """Every rule a new message must pass before anything is stored (the per-conversation
+    ones that need the row lock are checked again in ``_create_turn``)."""
+    limit = settings.LLM_MAX_MESSAGE_CHARS
+    if len(content) > limit:
+        raise InvalidInput(
+            f"Message is {len(content)} characters; the limit is {limit}.",
+            code="message_too_long",
+            details={"content": [f"At most {limit} characters."]},
+        )
+    if conversation.archived:
+        raise Conflict("The conversation is archived; unarchive it to continue.", code="archived")
+    model_check_callable(model=conversation.model)
+    if user_budget(user=conversation.owner).exhausted:
+        raise NotAllowed("Your monthly token budget is used up.", code="budget_exhausted")
+
+
+def _create_turn(
+    *, conversation: Conversation, content: str, idempotency_key: str | None, fingerprint: str
+) -> PostedMessage:
+    """Store the user message, the queued reply and its job, in the caller's transaction."""
+    # Locking the conversation serialises posts to it, so positions never collide.
+    Conversation.objects.select_for_update().filter(pk=conversation.pk).first()
+    state = conversation.messages.aggregate(
+        last=Max("position"), active=Count("pk", filter=Q(status__in=ACTIVE_STATUSES))
+    )
+    if state["active"]:
+        raise Conflict(
+            "A reply is still being written; wait for it or cancel its job.",
+            code="reply_in_progress",
+        )
+    last = state["last"] or 0
+    if last + 2 > settings.LLM_MAX_MESSAGES_PER_CONVERSATION:
+        raise InvalidInput(
+            f"The conversation has reached {settings.LLM_MAX_MESSAGES_PER_CONVERSATION} "
+            "messages; start a new one.",
+            code="conversation_full",
+        )
+    user_message_id, assistant_id = uuid.uuid4(), uuid.uuid4()
+    job, created = job_create(
+        kind=COMPLETION_JOB_KIND,
+        owner=conversation.owner,
+        payload={"message_id": str(assistant_id), "user_message_id": str(user_message_id)},
+        queue=COMPLETION_QUEUE,
+        idempotency_key=idempotency_key or None,
+        request_fingerprint=fingerprint,
+    )
+    if not created:  # lost a race with the same Idempotency-Key
+        return _replay(job)
+    user_message, assistant = Message.objects.bulk_create(
+        [
+            Message(
+                id=user_message_id,
+                conversation=conversation,
+                position=last + 1,
+                role=MessageRole.USER,
+                content=content,
+            ),
+            Message(
+                id=assistant_id,
+                conversation=conversation,
+                position=last + 2,
+                role=MessageRole.ASSISTANT,
+                status=MessageStatus.QUEUED,
+                model=conversation.model,
+                job=job,
+            ),
+        ]
+    )
+    Conversation.objects.filter(pk=conversation.pk).update(updated_at=timezone.now())
+    return PostedMessage(user_message, assistant, job, created=True)
+
+
 def message_post(
     *, conversation: Conversation, content: str, idempotency_key: str | None = None
 ) -> PostedMessage:
@@ -134,83 +222,49 @@ def message_post(
     being written, the model cannot be called, the message or conversation is over its limit,
     or the owner's monthly token budget is spent. The same ``idempotency_key`` with the same
     content returns the original result instead of a second completion."""
-    owner = conversation.owner
     fingerprint = _request_fingerprint(conversation, content)
     if idempotency_key:
-        existing = Job.objects.filter(owner=owner, idempotency_key=idempotency_key).first()
+        existing = Job.objects.filter(
+            owner=conversation.owner, idempotency_key=idempotency_key
+        ).first()
         if existing is not None:
             if existing.request_fingerprint != fingerprint:
                 raise IdempotencyKeyReused(
                     "This Idempotency-Key was already used with a different request."
                 )
             return _replay(existing)
-
-    if len(content) > settings.LLM_MAX_MESSAGE_CHARS:
-        raise InvalidInput(
-            f"Message is {len(content)} characters; the limit is {settings.LLM_MAX_MESSAGE_CHARS}.",
-            code="message_too_long",
-            details={"content": [f"At most {settings.LLM_MAX_MESSAGE_CHARS} characters."]},
-        )
-    if conversation.archived:
-        raise Conflict("The conversation is archived; unarchive it to continue.", code="archived")
-    model = conversation.model
-    if not model.enabled or provider_target(model) is None:
-        model_get_available(slug=model.slug)  # raises the 400 that says why
-    budget = user_budget(user=owner)
-    if budget.exhausted:
-        raise NotAllowed("Your monthly token budget is used up.", code="budget_exhausted")
-
+    _check_can_post(conversation=conversation, content=content)
     with transaction.atomic():
-        # Locking the conversation serialises posts to it, so positions never collide.
-        Conversation.objects.select_for_update().filter(pk=conversation.pk).first()
-        state = conversation.messages.aggregate(
-            last=Max("position"), active=Count("pk", filter=Q(status__in=ACTIVE_STATUSES))
+        return _create_turn(
+            conversation=conversation,
+            content=content,
+            idempotency_key=idempotency_key,
+            fingerprint=fingerprint,
         )
-        if state["active"]:
-            raise Conflict(
-                "A reply is still being written; wait for it or cancel its job.",
-                code="reply_in_progress",
-            )
-        last = state["last"] or 0
-        if last + 2 > settings.LLM_MAX_MESSAGES_PER_CONVERSATION:
-            raise InvalidInput(
-                f"The conversation has reached {settings.LLM_MAX_MESSAGES_PER_CONVERSATION} "
-                "messages; start a new one.",
-                code="conversation_full",
-            )
-        user_message_id, assistant_id = uuid.uuid4(), uuid.uuid4()
-        job, created = job_create(
-            kind=COMPLETION_JOB_KIND,
-            owner=owner,
-            payload={"message_id": str(assistant_id), "user_message_id": str(user_message_id)},
-            queue=COMPLETION_QUEUE,
-            idempotency_key=idempotency_key or None,
-            request_fingerprint=fingerprint,
-        )
-        if not created:  # lost a race with the same Idempotency-Key
-            return _replay(job)
-        user_message, assistant = Message.objects.bulk_create(
-            [
-                Message(
-                    id=user_message_id,
-                    conversation=conversation,
-                    position=last + 1,
-                    role=MessageRole.USER,
-                    content=content,
-                ),
-                Message(
-                    id=assistant_id,
-                    conversation=conversation,
-                    position=last + 2,
-                    role=MessageRole.ASSISTANT,
-                    status=MessageStatus.QUEUED,
-                    model=model,
-                    job=job,
-                ),
-            ]
-        )
-        Conversation.objects.filter(pk=conversation.pk).update(updated_at=timezone.now())
-    return PostedMessage(user_message, assistant, job, created=True)
+
+
+def message_transition(*, message: Message, to: str, **fields: Any) -> Message:
+    """Move a reply from the status it has in memory to ``to``, writing ``fields`` with it.
+
+    The only writer of ``Message.status``. The UPDATE is conditional on the stored status, so
+    of two racing writers (a worker finishing, a cancel) exactly one wins; the other gets
+    ``InvalidTransition``. Allowed moves: ``MESSAGE_TRANSITIONS``."""
+    if to not in MESSAGE_TRANSITIONS[message.status]:
+        raise InvalidTransition(f"A {message.status} reply cannot become {to}.")
+    if to in (MessageStatus.COMPLETED, MessageStatus.FAILED, MessageStatus.CANCELLED):
+        fields.setdefault("completed_at", timezone.now())
+    elif to == MessageStatus.QUEUED:
+        fields.setdefault("completed_at", None)
+    updated = Message.objects.filter(pk=message.pk, status=message.status).update(
+        status=to, **fields
+    )
+    if not updated:
+        current = Message.objects.filter(pk=message.pk).values_list("status", flat=True).first()
+        raise InvalidTransition(f"The reply is {current} now; it cannot become {to}.")
+    message.status = to
+    for name, value in fields.items():
+        setattr(message, name, value)
+    return message
 
 
 def usage_record(*, message: Message, user: User) -> Usage:
@@ -227,20 +281,6 @@ def usage_record(*, message: Message, user: User) -> Usage:
         },
     )
     return usage
-
-
-def conversations_purgeable(
-    *, updated_before: datetime, owner: User | None = None, archived_only: bool = False
-):
-    """Conversations old enough to purge, never one with a reply still being written."""
-    conversations = Conversation.objects.filter(updated_at__lt=updated_before).exclude(
-        messages__status__in=ACTIVE_STATUSES
-    )
-    if owner is not None:
-        conversations = conversations.filter(owner=owner)
-    if archived_only:
-        conversations = conversations.filter(archived=True)
-    return conversations.order_by("pk")
 
 
 @dataclass(frozen=True, slots=True)

@@ -66,3 +66,32 @@ def reply_text_so_far(message_id: str) -> str:
             parts.append(json.loads(fields[b"data"])["text"])
     return "".join(parts)
 
+
+def _iso(value) -> str | None:
+    # The API's datetime format (DRF's): ISO 8601 with "Z" for UTC.
+    if value is None:
+        return None
+    text = value.isoformat()
+    return text[:-6] + "Z" if text.endswith("+00:00") else text
+
+
+def message_snapshot(message) -> dict[str, Any]:
+    """A reply as the API shows it (the fields of ``GET .../messages/{id}/``), for the final
+    ``done``/``error`` events: built here so the worker never imports the API layer."""
+    return {
+        "id": str(message.pk),
+        "role": message.role,
+        "content": message.content,
+        "status": message.status,
+        "finish_reason": message.finish_reason,
+        "input_tokens": message.input_tokens,
+        "output_tokens": message.output_tokens,
+        "cost": f"{message.cost:.6f}" if message.cost is not None else None,
+        "latency_ms": message.latency_ms,
+        "time_to_first_token_ms": message.time_to_first_token_ms,
+        "model": message.model.slug if message.model_id else None,
+        "job": str(message.job_id) if message.job_id else None,
+        "error": message.error,
+        "created_at": _iso(message.created_at),
+        "completed_at": _iso(message.completed_at),
+    }

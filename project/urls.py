@@ -2,7 +2,6 @@ from django.contrib import admin
 from django.urls import include, path
 from drf_spectacular.views import SpectacularAPIView, SpectacularRedocView, SpectacularSwaggerView
 
-from llm.dashboard import dashboard_view
 from project import health
 from project.metrics import metrics_view
 
@@ -20,7 +19,7 @@ urlpatterns = [
     path("api/schema/", SpectacularAPIView.as_view(), name="schema"),
     path("api/docs/", SpectacularSwaggerView.as_view(url_name="schema"), name="swagger-ui"),
     path("api/redoc/", SpectacularRedocView.as_view(url_name="schema"), name="redoc"),
-    path("admin/dashboard/", admin.site.admin_view(dashboard_view), name="parley-dashboard"),
+    path("admin/dashboard/", include("llm.admin_dashboard")),
     path("admin/", admin.site.urls),
 ]
 

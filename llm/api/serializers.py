@@ -109,11 +109,9 @@ class MessageCreateSerializer(serializers.Serializer):
     content = serializers.CharField(trim_whitespace=False)
 
     def validate_content(self, value: str) -> str:
+        # The length limit is a domain rule: llm.services.message_post enforces it.
         if not value.strip():
             raise serializers.ValidationError("The message is empty.")
-        limit = settings.LLM_MAX_MESSAGE_CHARS
-        if len(value) > limit:
-            raise serializers.ValidationError(f"At most {limit} characters.")
         return value
 
 

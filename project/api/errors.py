@@ -68,8 +68,10 @@ STATUS_BY_ERROR: dict[type[domain.DomainError], int] = {
     domain.NotAllowed: 403,
     domain.NotFound: 404,
     domain.Conflict: 409,
+    domain.InvalidTransition: 409,
     domain.IdempotencyKeyReused: 422,
     domain.LimitExceeded: 429,
+    domain.BudgetExceeded: 429,
     domain.Unavailable: 503,
 }
 

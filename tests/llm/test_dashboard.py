@@ -8,8 +8,8 @@ import pytest
 from django.utils import timezone
 
 from jobs.models import Job
-from llm.dashboard import dashboard_daily_usage
 from llm.models import Message, Usage
+from llm.selectors import usage_by_day
 from tests.accounts.factories import UserFactory
 from tests.llm.factories import ConversationFactory, StandinModelFactory
 from tests.queries import queries_for_get
@@ -120,7 +120,7 @@ def test_daily_usage_fills_missing_days(user):
             cost=Decimal("0.10"),
             created_at=timezone.make_aware(timezone.datetime(day.year, day.month, day.day, 12)),
         )
-    days = dashboard_daily_usage(days=4, today=today)
+    days = usage_by_day(days=4, today=today)
     assert [(d.day.day, d.tokens, str(d.cost)) for d in days] == [
         (17, 0, "0.000000"),
         (18, 7, "0.100000"),

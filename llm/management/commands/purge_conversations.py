@@ -5,7 +5,8 @@ from django.utils import timezone
 from tqdm import tqdm
 
 from accounts.models import User
-from llm.services import conversations_purge, conversations_purgeable
+from llm.selectors import conversations_purgeable
+from llm.services import conversations_purge
 
 
 class Command(BaseCommand):

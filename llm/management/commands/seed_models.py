@@ -1,8 +1,8 @@
 from django.core.management.base import BaseCommand, CommandParser
 from django.db import transaction
 
-from llm.catalog import DEFAULT_CATALOG
 from llm.models import LLMModel
+from llm.seed_catalog import DEFAULT_CATALOG
 
 
 class Command(BaseCommand):
