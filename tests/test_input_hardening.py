@@ -16,6 +16,60 @@ def error_of(response, status):
     return body["error"]
 
 
+DEEP_BODIES = {
+    "lists": "[" * 100_000,
+    "objects": '{"a":' * 50_000,
+    "closed lists": "[" * 20_000 + "]" * 20_000,
+}
+
+
+class TestDeeplyNestedJson:
+    @pytest.mark.parametrize("shape", DEEP_BODIES)
+    @pytest.mark.parametrize(
+        "url",
+        [
+            "/api/v1/auth/token/",
+            "/api/v1/auth/register/",
+            "/api/v1/auth/token/refresh/",
+            "/api/v1/auth/token/verify/",
+            "/api/v1/auth/logout/",
+        ],
+    )
+    def test_unauthenticated_endpoints_answer_400(self, api_client, url, shape):
+        body = DEEP_BODIES[shape]
+        response = api_client.generic("POST", url, body, content_type="application/json")
+        assert error_of(response, 400)["code"] == "parse_error"
+
+    @pytest.mark.parametrize(
+        "method,url",
+        [("PATCH", "/api/v1/auth/me/"), ("POST", "/api/v1/conversations/")],
+    )
+    def test_authenticated_endpoints_answer_400(self, auth_client, method, url):
+        response = auth_client.generic(
+            method, url, DEEP_BODIES["lists"], content_type="application/json"
+        )
+        assert error_of(response, 400)["code"] == "parse_error"
+
+    def test_messages_endpoint_answers_400_and_stores_nothing(self, auth_client, user):
+        conversation = ConversationFactory(owner=user)
+        response = auth_client.generic(
+            "POST",
+            f"/api/v1/conversations/{conversation.pk}/messages/",
+            DEEP_BODIES["objects"],
+            content_type="application/json",
+        )
+        assert error_of(response, 400)["code"] == "parse_error"
+        assert not conversation.messages.exists()
+
+    def test_modest_nesting_still_parses(self, auth_client):
+        # Nesting Python's parser handles reaches the serializer, which refuses it as a field.
+        body = '{"name": ' + "[" * 50 + "]" * 50 + "}"
+        response = auth_client.generic(
+            "PATCH", "/api/v1/auth/me/", body, content_type="application/json"
+        )
+        assert "name" in error_of(response, 400)["details"]
+
+
 class TestNumbersAndIdsAreBounded:
     @pytest.mark.parametrize("user_id", ["99999999999999999999", "9223372036854775808", "0", "-3"])
     def test_usage_user_out_of_range_is_400(self, staff_client, user_id):
