@@ -67,19 +67,6 @@ class TestModels:
         monkeypatch.setenv("ANTHROPIC_API_KEY", "sk-ant-test-not-real")
         assert auth_client.get("/api/v1/models/claude/").status_code == 200
 
-    def test_seed_models_loads_the_catalog_idempotently(self):
-        from django.core.management import call_command
-
-        call_command("seed_models")
-        count = LLMModel.objects.count()
-        assert LLMModel.objects.filter(provider="anthropic", is_standin=False).exists()
-        assert LLMModel.objects.filter(provider="openai", is_standin=False).exists()
-        assert LLMModel.objects.filter(is_standin=True).count() == 2
-        LLMModel.objects.filter(slug="gpt-4o").update(input_price_per_mtok="9.99")
-        call_command("seed_models")
-        assert LLMModel.objects.count() == count
-        assert str(LLMModel.objects.get(slug="gpt-4o").input_price_per_mtok) == "9.9900"
-
 
 class TestConversations:
     def test_create_and_read(self, auth_client, model):
