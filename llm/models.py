@@ -228,3 +228,82 @@ class Usage(models.Model):
 
     def __str__(self) -> str:
         return f"{self.input_tokens}+{self.output_tokens} tokens, ${self.cost}"
+
+
+class GatewayEndpoint(models.TextChoices):
+    CHAT_COMPLETIONS = "chat.completions", "/v1/chat/completions"
+    MESSAGES = "messages", "/v1/messages"
+    RESPONSES = "responses", "/v1/responses"
+
+
+class GatewayCallStatus(models.TextChoices):
+    COMPLETED = "completed", "Completed"
+    FAILED = "failed", "Failed"  # the provider failed or timed out
+    REFUSED = "refused", "Refused"  # refused before any provider call (400, 403, 404, 429)
+    CANCELLED = "cancelled", "Cancelled"  # the client went away mid-stream
+
+
+class GatewayCall(models.Model):
+    """One call to the OpenAI/Anthropic-compatible API (``/v1/``) by an authenticated caller:
+    who, with which key and model, through which endpoint, what it cost and how it ended.
+    Prompt and reply text are kept only when LLM_GATEWAY_STORE_TEXT is on."""
+
+    # Each API's response id is built from it ("chatcmpl-<hex>", "msg_<hex>").
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="gateway_calls"
+    )
+    api_key = models.ForeignKey(
+        "accounts.ApiKey", on_delete=models.SET_NULL, null=True, blank=True, related_name="+"
+    )
+    model = models.ForeignKey(
+        LLMModel, on_delete=models.PROTECT, null=True, blank=True, related_name="+"
+    )
+    model_requested = models.CharField(max_length=128, blank=True)
+    endpoint = models.CharField(max_length=32, choices=GatewayEndpoint.choices)
+    stream = models.BooleanField(default=False)
+    status = models.CharField(max_length=16, choices=GatewayCallStatus.choices)
+    http_status = models.PositiveSmallIntegerField()
+    error_code = models.CharField(max_length=64, blank=True)
+    error = models.TextField(blank=True)
+    finish_reason = models.CharField(max_length=32, blank=True)
+    input_tokens = models.PositiveIntegerField(default=0)
+    output_tokens = models.PositiveIntegerField(default=0)
+    cost = models.DecimalField(max_digits=12, decimal_places=6, default=Decimal(0))
+    latency_ms = models.PositiveIntegerField(default=0)
+    time_to_first_token_ms = models.PositiveIntegerField(null=True, blank=True)
+    request_id = models.CharField(max_length=128, blank=True, db_index=True)
+    provider_response_id = models.CharField(max_length=128, blank=True)
+    client_user = models.CharField(
+        max_length=256, blank=True, help_text="The `user` / `metadata.user_id` the client sent."
+    )
+    metadata = models.JSONField(null=True, blank=True)
+    prompt = models.JSONField(null=True, blank=True, help_text="Only with LLM_GATEWAY_STORE_TEXT.")
+    reply = models.TextField(blank=True, help_text="Only with LLM_GATEWAY_STORE_TEXT.")
+    usage = models.OneToOneField(
+        Usage, on_delete=models.SET_NULL, null=True, blank=True, related_name="gateway_call"
+    )
+    created_at = models.DateTimeField(db_index=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+        verbose_name = "API call"
+        indexes = [models.Index(fields=["user", "-created_at"], name="llm_gwcall_user_created")]
+        constraints = [
+            models.CheckConstraint(
+                condition=Q(endpoint__in=[e.value for e in GatewayEndpoint]),
+                name="llm_gwcall_endpoint_valid",
+            ),
+            models.CheckConstraint(
+                condition=Q(status__in=[s.value for s in GatewayCallStatus]),
+                name="llm_gwcall_status_valid",
+            ),
+            models.CheckConstraint(condition=Q(cost__gte=0), name="llm_gwcall_cost_not_negative"),
+            models.CheckConstraint(
+                condition=Q(http_status__gte=100, http_status__lte=599),
+                name="llm_gwcall_http_status_range",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.endpoint} {self.model_requested} {self.status}"
