@@ -1,8 +1,9 @@
 from django.contrib.auth import get_user_model
 from rest_framework import exceptions, serializers
 from rest_framework_simplejwt import serializers as jwt_serializers
-from rest_framework_simplejwt.exceptions import InvalidToken
+from rest_framework_simplejwt.exceptions import InvalidToken, TokenError
 
+from accounts.api.tokens import RefreshToken, UntypedToken
 from accounts.models import ApiKey, User
 from accounts.quotas import user_budget
 
@@ -64,7 +65,10 @@ class RefreshTokenSerializer(serializers.Serializer):
 
 
 class TokenRefreshSerializer(jwt_serializers.TokenRefreshSerializer):
-    """simplejwt's, answering 401 (not 500) when the token's user no longer exists."""
+    """simplejwt's, answering 401 (not 500) when the token's user no longer exists or its
+    user claim is not an id."""
+
+    token_class = RefreshToken
 
     def validate(self, attrs):
         try:
@@ -98,9 +102,14 @@ class ApiKeyCreatedSerializer(ApiKeySerializer):
 
 
 class TokenVerifySerializer(jwt_serializers.TokenVerifySerializer):
-    """simplejwt's, answering a blacklisted token with 401 like any other unusable token."""
+    """simplejwt's, answering a blacklisted token, or one whose user claim is not an id, with
+    401 like any other unusable token."""
 
     def validate(self, attrs):
+        try:
+            UntypedToken(attrs["token"])
+        except TokenError as exc:
+            raise InvalidToken(exc.args[0]) from None
         try:
             return super().validate(attrs)
         except serializers.ValidationError as exc:

@@ -6,10 +6,10 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 from rest_framework_simplejwt import views as jwt_views
 from rest_framework_simplejwt.exceptions import InvalidToken, TokenError
-from rest_framework_simplejwt.tokens import RefreshToken
 
 from accounts import selectors, services
 from accounts.api import serializers
+from accounts.api.tokens import RefreshToken
 from accounts.models import ApiKey
 from project.api.throttling import AuthRateThrottle
 from project.errors import NotAllowed

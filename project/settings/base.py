@@ -151,6 +151,7 @@ SIMPLE_JWT = {
     # A key of its own, so rotating SECRET_KEY and rotating JWTs are separate decisions.
     "SIGNING_KEY": env("JWT_SIGNING_KEY", default="") or SECRET_KEY,
     "AUTH_HEADER_TYPES": ("Bearer",),
+    "AUTH_TOKEN_CLASSES": ("accounts.api.tokens.AccessToken",),
     "TOKEN_REFRESH_SERIALIZER": "accounts.api.serializers.TokenRefreshSerializer",
     "TOKEN_VERIFY_SERIALIZER": "accounts.api.serializers.TokenVerifySerializer",
 }

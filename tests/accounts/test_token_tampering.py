@@ -2,6 +2,8 @@
 
 import base64
 import json
+import time
+import uuid
 from datetime import timedelta
 
 import jwt
@@ -80,3 +82,63 @@ def test_malformed_header(api_client):
     assert api_client.get("/api/v1/auth/me/").status_code == 401
     api_client.credentials(HTTP_AUTHORIZATION="Bearer garbage")
     assert api_client.get("/api/v1/auth/me/").status_code == 401
+
+
+def signed(token_type: str, **claims) -> str:
+    """A token signed with the real key, as a holder of the key (or a bug) could mint it."""
+    now = int(time.time())
+    payload = {"token_type": token_type, "exp": now + 600, "iat": now, "jti": uuid.uuid4().hex}
+    return jwt.encode(payload | claims, settings.SIMPLE_JWT["SIGNING_KEY"], algorithm="HS256")
+
+
+NOT_A_USER_ID = [
+    [1],
+    {"id": 1},
+    True,
+    1.5,
+    "1.5",
+    "01",
+    " 1",
+    "\u0661",  # an Arabic-Indic digit one
+    "abc",
+    None,
+    0,
+    -1,
+    "-1",
+    2**63,
+    str(2**63),
+    10**30,
+]
+
+
+@pytest.mark.parametrize("user_id", NOT_A_USER_ID, ids=repr)
+class TestUserClaimThatIsNotAnId:
+    def test_access_token_is_401(self, api_client, user, user_id):
+        response = me(api_client, signed("access", user_id=user_id))
+        assert response.status_code == 401
+        assert response.json()["error"]["code"] == "token_not_valid"
+
+    def test_refresh_is_401_and_issues_nothing(self, api_client, user, user_id):
+        response = api_client.post(
+            "/api/v1/auth/token/refresh/", {"refresh": signed("refresh", user_id=user_id)}
+        )
+        assert response.status_code == 401
+        assert "access" not in response.json()
+
+    def test_verify_is_401(self, api_client, user, user_id):
+        for kind in ("access", "refresh"):
+            response = api_client.post(
+                "/api/v1/auth/token/verify/", {"token": signed(kind, user_id=user_id)}
+            )
+            assert response.status_code == 401
+
+    def test_logout_is_401(self, api_client, user, user_id):
+        response = api_client.post(
+            "/api/v1/auth/logout/", {"refresh": signed("refresh", user_id=user_id)}
+        )
+        assert response.status_code == 401
+
+
+def test_a_well_formed_user_claim_still_works(api_client, user):
+    assert me(api_client, signed("access", user_id=str(user.pk))).status_code == 200
+    assert me(api_client, signed("access", user_id=user.pk)).status_code == 200
