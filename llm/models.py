@@ -81,6 +81,30 @@ class LLMModel(models.Model):
         return self.slug
 
 
+class ModelFallback(models.Model):
+    """One entry of a catalog model's ordered fallback list: when a reply's attempts on
+    ``model`` run out on transient errors, it is written by the next fallback instead."""
+
+    model = models.ForeignKey(LLMModel, on_delete=models.CASCADE, related_name="fallbacks")
+    fallback = models.ForeignKey(LLMModel, on_delete=models.CASCADE, related_name="+")
+    position = models.PositiveSmallIntegerField(default=1, help_text="Tried in this order.")
+
+    class Meta:
+        ordering = ["model", "position"]
+        constraints = [
+            models.UniqueConstraint(fields=["model", "fallback"], name="llm_fallback_unique"),
+            models.UniqueConstraint(
+                fields=["model", "position"], name="llm_fallback_position_unique"
+            ),
+            models.CheckConstraint(
+                condition=~Q(model=models.F("fallback")), name="llm_fallback_not_itself"
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.model_id} -> {self.fallback_id} (#{self.position})"
+
+
 class Conversation(models.Model):
     id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
     owner = models.ForeignKey(
@@ -92,6 +116,10 @@ class Conversation(models.Model):
     temperature = models.DecimalField(max_digits=3, decimal_places=2, null=True, blank=True)
     max_tokens = models.PositiveIntegerField(null=True, blank=True)
     archived = models.BooleanField(default=False)
+    # The end of the branch clients see and new messages follow (the message tree).
+    current_leaf = models.ForeignKey(
+        "Message", on_delete=models.SET_NULL, null=True, blank=True, related_name="+"
+    )
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 
@@ -159,6 +187,14 @@ class Message(models.Model):
         Conversation, on_delete=models.CASCADE, related_name="messages"
     )
     position = models.PositiveIntegerField(help_text="Order within the conversation, from 1.")
+    parent = models.ForeignKey(
+        "self",
+        on_delete=models.CASCADE,
+        null=True,
+        blank=True,
+        related_name="children",
+        help_text="The message this one answers or follows; none for a first message.",
+    )
     role = models.CharField(max_length=16, choices=MessageRole.choices)
     content = models.TextField(blank=True)
     status = models.CharField(
