@@ -1,9 +1,10 @@
 """Monthly token budgets. ``accounts`` knows nothing of LLM usage, so the app that records
 usage registers a counter here (``llm`` does, in its AppConfig.ready)."""
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from decimal import Decimal
 
 from django.utils import timezone
 
@@ -44,3 +45,43 @@ def user_budget(*, user: User) -> Budget:
     """The user's budget for the current calendar month (UTC)."""
     used = _usage_counter(user, month_start()) if _usage_counter else 0
     return Budget(monthly_tokens=user.monthly_token_budget, used_this_month=used)
+
+
+@dataclass(frozen=True, slots=True)
+class BudgetStatus:
+    """Where one spend budget stands in its current period. ``accounts`` defines the shape
+    and shows it (``auth/me/``, API keys); the ``budgets`` app registers the reader that
+    fills it, so accounts never imports budgets."""
+
+    id: int
+    scope: str  # "user" or "api_key"
+    period: str  # "daily", "monthly" or "lifetime"
+    limit_usd: Decimal | None
+    limit_tokens: int | None
+    spent_usd: Decimal
+    reserved_usd: Decimal
+    remaining_usd: Decimal | None
+    spent_tokens: int
+    reserved_tokens: int
+    remaining_tokens: int | None
+    resets_at: datetime | None
+
+
+BudgetReader = Callable[..., dict[int | None, list[BudgetStatus]]]
+_budget_reader: BudgetReader | None = None
+
+
+def register_budget_reader(reader: BudgetReader) -> None:
+    """``reader(user=, api_key_ids=)`` returns the user's budgets under ``None`` and each
+    key's budgets under its id."""
+    global _budget_reader
+    _budget_reader = reader
+
+
+def budgets_of(
+    *, user: User, api_key_ids: Iterable[int] = ()
+) -> dict[int | None, list[BudgetStatus]]:
+    api_key_ids = list(api_key_ids)
+    if _budget_reader is None:
+        return {None: [], **{key_id: [] for key_id in api_key_ids}}
+    return _budget_reader(user=user, api_key_ids=api_key_ids)

@@ -37,6 +37,7 @@ INSTALLED_APPS = [
     "accounts",
     "jobs",
     "llm",
+    "budgets",
 ]
 
 MIDDLEWARE = [
@@ -165,6 +166,17 @@ LLM_DEFAULT_MAX_TOKENS = env.int("LLM_DEFAULT_MAX_TOKENS", default=1024)
 LLM_MAX_MESSAGE_CHARS = env.int("LLM_MAX_MESSAGE_CHARS", default=32_000)
 LLM_MAX_MESSAGES_PER_CONVERSATION = env.int("LLM_MAX_MESSAGES_PER_CONVERSATION", default=500)
 LLM_MAX_SYSTEM_PROMPT_CHARS = env.int("LLM_MAX_SYSTEM_PROMPT_CHARS", default=16_000)
+
+# Spend controls (budgets app). A default budget for every new user (empty: none), and
+# default per-minute rate limits per user and per API key (0: no limit) that a RateLimit row
+# set by staff overrides.
+BUDGET_DEFAULT_USER_USD = env("BUDGET_DEFAULT_USER_USD", default=None)
+BUDGET_DEFAULT_USER_TOKENS = env.int("BUDGET_DEFAULT_USER_TOKENS", default=None)
+BUDGET_DEFAULT_USER_PERIOD = env("BUDGET_DEFAULT_USER_PERIOD", default="monthly")
+RATE_LIMIT_USER_RPM = env.int("RATE_LIMIT_USER_RPM", default=0)
+RATE_LIMIT_USER_TPM = env.int("RATE_LIMIT_USER_TPM", default=0)
+RATE_LIMIT_API_KEY_RPM = env.int("RATE_LIMIT_API_KEY_RPM", default=0)
+RATE_LIMIT_API_KEY_TPM = env.int("RATE_LIMIT_API_KEY_TPM", default=0)
 
 # --- REST framework -------------------------------------------------------------------------
 REST_FRAMEWORK = {

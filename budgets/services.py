@@ -1,0 +1,340 @@
+"""Writes for spend controls: setting budgets, reserving a request's worst case against every
+budget that applies, and settling or releasing the reservation when the request ends.
+
+How a reservation stays atomic across processes: every budget has one ledger row per period;
+reserving is a conditional ``UPDATE ledger SET reserved = reserved + amount WHERE spent +
+reserved + amount <= limit`` on each applicable row, all in one transaction, rows always taken
+in budget-id order (so two requests never wait on each other crosswise). PostgreSQL re-checks
+the WHERE clause on the newest row version after waiting for a concurrent writer's lock, so two
+requests can never both pass on the same remaining amount. If any row refuses, the whole
+transaction rolls back: nothing is held and ``BudgetExceeded`` says which budget refused."""
+
+from datetime import datetime
+from decimal import ROUND_HALF_UP, Decimal
+
+from django.conf import settings
+from django.db import transaction
+from django.db.models import DecimalField, F, Value
+from django.db.models.lookups import LessThanOrEqual
+from django.utils import timezone
+
+from accounts.models import ApiKey, User
+from budgets.models import (
+    Budget,
+    BudgetLedger,
+    RateLimit,
+    Reservation,
+    ReservationHold,
+    ReservationStatus,
+)
+from budgets.periods import BudgetPeriod, period_end, period_start
+from budgets.selectors import budgets_applicable
+from project.errors import BudgetExceeded, InvalidInput
+
+# The precision costs are stored in (llm.providers.pricing.COST_QUANTUM; budgets cannot import
+# llm, and a test pins the two together).
+MONEY_QUANTUM = Decimal("0.000001")
+_MONEY_FIELD = DecimalField(max_digits=14, decimal_places=6)
+
+
+def money(amount: Decimal | int | str) -> Decimal:
+    """``amount`` rounded half-up to a millionth of a dollar, as costs are."""
+    return Decimal(amount).quantize(MONEY_QUANTUM, rounding=ROUND_HALF_UP)
+
+
+def _limits_check(
+    *, period: str, limit_usd: Decimal | None, limit_tokens: int | None
+) -> tuple[Decimal | None, int | None]:
+    if period not in BudgetPeriod.values:
+        raise InvalidInput(f"Unknown period '{period}'.", code="invalid_period")
+    if limit_usd is None and limit_tokens is None:
+        raise InvalidInput("A budget needs a USD limit, a token limit, or both.", code="no_limit")
+    if limit_usd is not None and Decimal(limit_usd) < 0:
+        raise InvalidInput("limit_usd may not be negative.", code="invalid_limit")
+    if limit_tokens is not None and limit_tokens < 0:
+        raise InvalidInput("limit_tokens may not be negative.", code="invalid_limit")
+    return (money(limit_usd) if limit_usd is not None else None), limit_tokens
+
+
+def budget_set(
+    *,
+    user: User | None = None,
+    api_key: ApiKey | None = None,
+    period: str,
+    limit_usd: Decimal | None = None,
+    limit_tokens: int | None = None,
+) -> Budget:
+    """Create or change the ``period`` budget of a user or of an API key (exactly one). What
+    was already spent this period keeps counting against the new limit."""
+    if (user is None) == (api_key is None):
+        raise InvalidInput("A budget belongs to a user or to an API key.", code="invalid_subject")
+    limit_usd, limit_tokens = _limits_check(
+        period=period, limit_usd=limit_usd, limit_tokens=limit_tokens
+    )
+    budget, _ = Budget.objects.update_or_create(
+        user=user,
+        api_key=api_key,
+        period=period,
+        defaults={"limit_usd": limit_usd, "limit_tokens": limit_tokens},
+    )
+    return budget
+
+
+def budget_save(*, budget: Budget) -> Budget:
+    """Save a budget edited in the admin, with the same checks as ``budget_set``."""
+    budget.limit_usd, budget.limit_tokens = _limits_check(
+        period=budget.period, limit_usd=budget.limit_usd, limit_tokens=budget.limit_tokens
+    )
+    if (budget.user_id is None) == (budget.api_key_id is None):
+        raise InvalidInput("A budget belongs to a user or to an API key.", code="invalid_subject")
+    budget.save()
+    return budget
+
+
+def budget_delete(*, budget: Budget) -> None:
+    """Remove a cap. Reservations it holds are still settled against its ledger rows; they go
+    with it, which is harmless since nothing reads them any more."""
+    budget.delete()
+
+
+def budget_default_create_for_new_user(
+    sender, instance: User, created: bool, raw: bool = False, **kwargs
+) -> None:
+    """post_save receiver: give a new user the default budget from settings, if one is set
+    (BUDGET_DEFAULT_USER_USD / BUDGET_DEFAULT_USER_TOKENS / BUDGET_DEFAULT_USER_PERIOD)."""
+    if not created or raw:
+        return
+    limit_usd = settings.BUDGET_DEFAULT_USER_USD
+    limit_tokens = settings.BUDGET_DEFAULT_USER_TOKENS
+    if limit_usd is None and limit_tokens is None:
+        return
+    budget_set(
+        user=instance,
+        period=settings.BUDGET_DEFAULT_USER_PERIOD,
+        limit_usd=Decimal(str(limit_usd)) if limit_usd is not None else None,
+        limit_tokens=limit_tokens,
+    )
+
+
+def rate_limit_set(
+    *,
+    user: User | None = None,
+    api_key: ApiKey | None = None,
+    requests_per_minute: int | None,
+    tokens_per_minute: int | None,
+) -> RateLimit:
+    """Set (or clear, with both None) the per-minute limits of a user or an API key."""
+    if (user is None) == (api_key is None):
+        raise InvalidInput("A rate limit belongs to a user or an API key.", code="invalid_subject")
+    limit, _ = RateLimit.objects.update_or_create(
+        user=user,
+        api_key=api_key,
+        defaults={
+            "requests_per_minute": requests_per_minute,
+            "tokens_per_minute": tokens_per_minute,
+        },
+    )
+    return limit
+
+
+def _describe(budget: Budget) -> str:
+    period = {"daily": "daily", "monthly": "monthly", "lifetime": "lifetime"}[budget.period]
+    owner = "This API key's" if budget.scope == "api_key" else "Your"
+    return f"{owner} {period} budget"
+
+
+def _refusal(
+    budget: Budget, ledger: BudgetLedger | None, start: datetime, amount_usd: Decimal, tokens: int
+) -> BudgetExceeded:
+    spent_usd = (ledger.spent_usd + ledger.reserved_usd) if ledger else Decimal(0)
+    spent_tokens = (ledger.spent_tokens + ledger.reserved_tokens) if ledger else 0
+    remaining_usd = (
+        max(money(budget.limit_usd - spent_usd), Decimal(0))
+        if budget.limit_usd is not None
+        else None
+    )
+    remaining_tokens = (
+        max(budget.limit_tokens - spent_tokens, 0) if budget.limit_tokens is not None else None
+    )
+    resets_at = period_end(budget.period, start)
+    short = []
+    if remaining_usd is not None and remaining_usd < amount_usd:
+        short.append(
+            f"${remaining_usd} left of ${budget.limit_usd}, this request may cost up to ${amount_usd}"
+        )
+    if remaining_tokens is not None and remaining_tokens < tokens:
+        short.append(
+            f"{remaining_tokens} tokens left of {budget.limit_tokens}, this request may use up to {tokens}"
+        )
+    when = f"; it resets at {resets_at:%Y-%m-%dT%H:%M:%SZ}" if resets_at else ""
+    return BudgetExceeded(
+        f"{_describe(budget)} cannot cover this request ({'; '.join(short)}){when}.",
+        details={
+            "budget": {
+                "id": budget.pk,
+                "scope": budget.scope,
+                "period": budget.period,
+                "limit_usd": str(budget.limit_usd) if budget.limit_usd is not None else None,
+                "limit_tokens": budget.limit_tokens,
+                "remaining_usd": str(remaining_usd) if remaining_usd is not None else None,
+                "remaining_tokens": remaining_tokens,
+                "resets_at": resets_at.isoformat().replace("+00:00", "Z") if resets_at else None,
+            },
+            "required_usd": str(amount_usd),
+            "required_tokens": tokens,
+        },
+    )
+
+
+def _ledger_hold(budget: Budget, *, now: datetime, amount_usd: Decimal, tokens: int) -> datetime:
+    """Hold ``amount_usd``/``tokens`` on the budget's ledger row for the current period if it
+    stays within the limit, and return the period's start; else raise the refusal. One UPDATE
+    when the row exists (the common case)."""
+    start = period_start(budget.period, now)
+    conditions = []
+    if budget.limit_usd is not None:
+        conditions.append(
+            LessThanOrEqual(
+                F("spent_usd") + F("reserved_usd"),
+                Value(budget.limit_usd - amount_usd, output_field=_MONEY_FIELD),
+            )
+        )
+    if budget.limit_tokens is not None:
+        conditions.append(
+            LessThanOrEqual(F("spent_tokens") + F("reserved_tokens"), budget.limit_tokens - tokens)
+        )
+    current = BudgetLedger.objects.filter(budget_id=budget.pk, period_start=start)
+    for attempt in range(2):
+        updated = current.filter(*conditions).update(
+            reserved_usd=F("reserved_usd") + Value(amount_usd, output_field=_MONEY_FIELD),
+            reserved_tokens=F("reserved_tokens") + tokens,
+        )
+        if updated:
+            return start
+        ledger = current.first()
+        if ledger is not None or attempt:
+            raise _refusal(budget, ledger, start, amount_usd, tokens)
+        # The period's first reservation: open its row (a concurrent opener may win; fine).
+        BudgetLedger.objects.bulk_create(
+            [BudgetLedger(budget_id=budget.pk, period_start=start)], ignore_conflicts=True
+        )
+    raise AssertionError("unreachable")
+
+
+def budget_reserve(
+    *,
+    user: User,
+    api_key: ApiKey | None = None,
+    amount_usd: Decimal,
+    amount_tokens: int,
+    model: str = "",
+    reference: str = "",
+) -> Reservation:
+    """Hold ``amount_usd`` and ``amount_tokens`` (a request's worst case) against every budget
+    of ``user`` and of ``api_key``, all or nothing, atomically across processes.
+
+    Raises ``BudgetExceeded`` (nothing held, nothing stored) naming the first budget that
+    cannot cover it, its remaining amount and when it resets. Inside the caller's transaction
+    it is a savepoint: a refusal undoes only the reservation. When no budget applies the returned reservation is not stored, and settling it does
+    nothing."""
+    amount_usd = money(amount_usd)
+    reservation = Reservation(
+        user=user,
+        api_key=api_key,
+        reference=reference,
+        model=model[:64],
+        amount_usd=amount_usd,
+        amount_tokens=amount_tokens,
+    )
+    budgets = budgets_applicable(user_id=user.pk, api_key_id=api_key.pk if api_key else None)
+    if not budgets:
+        return reservation
+    now = timezone.now()
+    with transaction.atomic():
+        # Fixed order (budget id) so concurrent reservations never deadlock.
+        holds = [
+            ReservationHold(
+                reservation=reservation,
+                budget_id=budget.pk,
+                period_start=_ledger_hold(
+                    budget, now=now, amount_usd=amount_usd, tokens=amount_tokens
+                ),
+            )
+            for budget in sorted(budgets, key=lambda b: b.pk)
+        ]
+        reservation.save(force_insert=True)
+        ReservationHold.objects.bulk_create(holds)
+    return reservation
+
+
+def _close(
+    reservation: Reservation, *, actual_usd: Decimal, actual_tokens: int, status: str
+) -> Reservation:
+    if reservation._state.adding:  # nothing was held: no budget applied when it was made
+        return reservation
+    actual_usd = money(actual_usd)
+    now = timezone.now()
+    with transaction.atomic():
+        closed = Reservation.objects.filter(
+            pk=reservation.pk, status=ReservationStatus.HELD
+        ).update(status=status, actual_usd=actual_usd, actual_tokens=actual_tokens, settled_at=now)
+        if not closed:  # settled already (a second call, or reconcile got there first)
+            reservation.refresh_from_db()
+            return reservation
+        holds = (
+            ReservationHold.objects.filter(reservation_id=reservation.pk)
+            .order_by("budget_id")
+            .values_list("budget_id", "period_start")
+        )
+        for budget_id, start in holds:  # same order as reserving: no deadlocks
+            BudgetLedger.objects.filter(budget_id=budget_id, period_start=start).update(
+                reserved_usd=F("reserved_usd")
+                - Value(reservation.amount_usd, output_field=_MONEY_FIELD),
+                reserved_tokens=F("reserved_tokens") - reservation.amount_tokens,
+                spent_usd=F("spent_usd") + Value(actual_usd, output_field=_MONEY_FIELD),
+                spent_tokens=F("spent_tokens") + actual_tokens,
+            )
+    reservation.status = status
+    reservation.actual_usd, reservation.actual_tokens, reservation.settled_at = (
+        actual_usd,
+        actual_tokens,
+        now,
+    )
+    return reservation
+
+
+def reservation_settle(
+    *, reservation: Reservation, actual_usd: Decimal, actual_tokens: int
+) -> Reservation:
+    """Replace the held worst case by what the request really cost, in every budget period it
+    was held in (a reply that ends after midnight counts in the day it was admitted).
+    Safe to call twice: only the first call changes anything."""
+    return _close(
+        reservation,
+        actual_usd=actual_usd,
+        actual_tokens=actual_tokens,
+        status=ReservationStatus.SETTLED,
+    )
+
+
+def reservation_release(*, reservation: Reservation) -> Reservation:
+    """Give the whole hold back (the request produced nothing). Safe to call twice."""
+    return _close(
+        reservation, actual_usd=Decimal(0), actual_tokens=0, status=ReservationStatus.RELEASED
+    )
+
+
+def reservation_settle_reference(
+    *, reference: str, actual_usd: Decimal, actual_tokens: int
+) -> Reservation | None:
+    """Settle the reservation held for ``reference`` (e.g. ``job:<uuid>``), if any."""
+    reservation = Reservation.objects.filter(
+        reference=reference, status=ReservationStatus.HELD
+    ).first()
+    if reservation is None:
+        return None
+    if actual_usd == 0 and actual_tokens == 0:
+        return reservation_release(reservation=reservation)
+    return reservation_settle(
+        reservation=reservation, actual_usd=actual_usd, actual_tokens=actual_tokens
+    )
