@@ -69,6 +69,18 @@ class LimitExceeded(DomainError):
     default_code = "rate_limited"
 
 
+class RateLimited(LimitExceeded):
+    """A per-minute request or token limit refuses the request until ``retry_after``.
+    ``limits`` holds the caller's standing as OpenAI's ``x-ratelimit-*`` name/value pairs, the
+    vocabulary clients already read."""
+
+    default_code = "rate_limit_exceeded"
+
+    def __init__(self, message: str, *, limits: dict[str, str] | None = None, **kwargs) -> None:
+        super().__init__(message, **kwargs)
+        self.limits = limits or {}
+
+
 class BudgetExceeded(LimitExceeded):
     """A spend budget cannot cover the request's worst-case cost."""
 

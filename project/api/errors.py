@@ -89,6 +89,8 @@ def _from_domain(error: domain.DomainError) -> ApiError:
     )
     if error.retry_after is not None:
         api_error.wait = error.retry_after
+    if isinstance(error, domain.RateLimited):
+        api_error.extra_headers = dict(error.limits)
     return api_error
 
 
@@ -112,6 +114,7 @@ def _error_parts(exc: exceptions.APIException) -> tuple[dict, dict]:
         headers["WWW-Authenticate"] = exc.auth_header
     if getattr(exc, "wait", None):
         headers["Retry-After"] = str(max(1, math.ceil(exc.wait)))
+    headers.update(getattr(exc, "extra_headers", None) or {})
     message, details = _message_and_details(exc)
     code = getattr(exc, "error_code", None) or _default_code(exc)
     if isinstance(exc, ApiError):
