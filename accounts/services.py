@@ -2,6 +2,7 @@
 
 import hashlib
 import secrets
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -11,7 +12,6 @@ from django.core.exceptions import ValidationError as DjangoValidationError
 from django.db import IntegrityError, transaction
 from django.db.models import Q
 from django.utils import timezone
-from rest_framework_simplejwt.token_blacklist.models import BlacklistedToken, OutstandingToken
 
 from accounts.models import ApiKey, User
 from project.errors import InvalidInput
@@ -58,30 +58,40 @@ def user_update(*, user: User, name: str | None = None) -> User:
     return user
 
 
-def user_refresh_tokens_revoke(*, user: User) -> int:
-    """Blacklist every refresh token issued to ``user`` (rotated ones included). Returns how many."""
-    outstanding = OutstandingToken.objects.filter(user=user, expires_at__gt=timezone.now()).exclude(
-        blacklistedtoken__isnull=False
-    )
-    blacklisted = [BlacklistedToken(token=token) for token in outstanding]
-    BlacklistedToken.objects.bulk_create(blacklisted, ignore_conflicts=True)
-    return len(blacklisted)
+# Signed-in sessions (JWT refresh tokens) belong to the API layer, which registers how to end
+# them (accounts/api/tokens.py, from AccountsConfig.ready): the rules below then hold whoever
+# calls them (the API, the admin, a command) without this module knowing about JWTs.
+SessionRevoker = Callable[[User], int]
+_session_revokers: list[SessionRevoker] = []
+
+
+def register_session_revoker(revoker: SessionRevoker) -> None:
+    """``revoker(user)`` ends the user's sessions and returns how many. Registering twice is a
+    no-op."""
+    if revoker not in _session_revokers:
+        _session_revokers.append(revoker)
+
+
+def user_sessions_end(*, user: User) -> int:
+    """End every signed-in session of ``user`` (their refresh tokens stop working); access
+    tokens already issued last until they expire. Returns how many sessions ended."""
+    return sum(revoker(user) for revoker in _session_revokers)
 
 
 @transaction.atomic
 def user_password_change(*, user: User, new_password: str) -> None:
-    """Set a new password; every refresh token issued before it stops working."""
+    """Set a new password; every session signed in before it ends."""
     _password_check(new_password, user, field="new_password")
     user.set_password(new_password)
     user.save(update_fields=["password"])
-    user_refresh_tokens_revoke(user=user)
+    user_sessions_end(user=user)
 
 
 def user_deactivate(*, user: User) -> None:
     """Inactive users can neither log in, refresh, nor use their API keys."""
     user.is_active = False
     user.save(update_fields=["is_active"])
-    user_refresh_tokens_revoke(user=user)
+    user_sessions_end(user=user)
 
 
 def api_key_hash(secret: str) -> str:

@@ -4,7 +4,7 @@ from drf_spectacular.extensions import OpenApiAuthenticationExtension
 
 
 class ApiKeyScheme(OpenApiAuthenticationExtension):
-    target_class = "accounts.authentication.ApiKeyAuthentication"
+    target_class = "accounts.api.authentication.ApiKeyAuthentication"
     name = "apiKeyAuth"
 
     def get_security_definition(self, auto_schema):
@@ -17,7 +17,7 @@ class ApiKeyScheme(OpenApiAuthenticationExtension):
 
 
 class ParleyJWTScheme(OpenApiAuthenticationExtension):
-    target_class = "accounts.authentication.JWTAuthentication"
+    target_class = "accounts.api.authentication.JWTAuthentication"
     name = "jwtAuth"
 
     def get_security_definition(self, auto_schema):

@@ -4,9 +4,13 @@ blacklist. Everything that knows about JWTs lives in the API layer."""
 import re
 from typing import Any
 
+from django.utils import timezone
 from rest_framework_simplejwt import tokens
 from rest_framework_simplejwt.exceptions import TokenError
 from rest_framework_simplejwt.settings import api_settings
+from rest_framework_simplejwt.token_blacklist.models import BlacklistedToken, OutstandingToken
+
+from accounts.models import User
 
 # User ids are BigAutoField values: positive and within a signed 64-bit integer. simplejwt
 # writes them as decimal strings; older tokens may hold the integer.
@@ -43,3 +47,14 @@ class RefreshToken(_UserClaimChecked, tokens.RefreshToken):
 
 class UntypedToken(_UserClaimChecked, tokens.UntypedToken):
     pass
+
+
+def user_refresh_tokens_revoke(user: User) -> int:
+    """Blacklist every unexpired refresh token issued to ``user`` (rotated ones included).
+    Returns how many. Registered as ``accounts.services``' session revoker."""
+    outstanding = OutstandingToken.objects.filter(user=user, expires_at__gt=timezone.now()).exclude(
+        blacklistedtoken__isnull=False
+    )
+    blacklisted = [BlacklistedToken(token=token) for token in outstanding]
+    BlacklistedToken.objects.bulk_create(blacklisted, ignore_conflicts=True)
+    return len(blacklisted)

@@ -20,7 +20,7 @@ from django.http import HttpRequest, HttpResponse, StreamingHttpResponse
 from rest_framework import exceptions
 from rest_framework.request import Request
 
-from accounts.authentication import ApiKeyAuthentication, JWTAuthentication
+from accounts.api.authentication import ApiKeyAuthentication, JWTAuthentication
 from accounts.models import User
 from llm import metrics, selectors, streams
 from llm.api.serializers import MessageSerializer

@@ -181,8 +181,8 @@ RATE_LIMIT_API_KEY_TPM = env.int("RATE_LIMIT_API_KEY_TPM", default=0)
 # --- REST framework -------------------------------------------------------------------------
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": [
-        "accounts.authentication.ApiKeyAuthentication",
-        "accounts.authentication.JWTAuthentication",
+        "accounts.api.authentication.ApiKeyAuthentication",
+        "accounts.api.authentication.JWTAuthentication",
     ],
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
     "DEFAULT_PAGINATION_CLASS": "project.api.pagination.PageNumberPagination",
