@@ -249,6 +249,14 @@ class Usage(models.Model):
     message = models.OneToOneField(
         Message, on_delete=models.SET_NULL, null=True, blank=True, related_name="usage"
     )
+    api_key = models.ForeignKey(
+        "accounts.ApiKey",
+        on_delete=models.SET_NULL,
+        null=True,
+        blank=True,
+        related_name="+",
+        help_text="The API key the request was made with; empty for a JWT (or a deleted key).",
+    )
     input_tokens = models.PositiveIntegerField()
     output_tokens = models.PositiveIntegerField()
     cost = models.DecimalField(max_digits=12, decimal_places=6)
@@ -343,3 +351,38 @@ class GatewayCall(models.Model):
 
     def __str__(self) -> str:
         return f"{self.endpoint} {self.model_requested} {self.status}"
+
+
+class ModelAccess(models.Model):
+    """Restricts a user or one API key to a set of catalog models. Without a row every usable
+    model is allowed; with one, only its ``allowed_models`` (none at all if empty). A request made
+    with a key must pass both the key's and its owner's restriction."""
+
+    user = models.OneToOneField(
+        settings.AUTH_USER_MODEL,
+        on_delete=models.CASCADE,
+        null=True,
+        blank=True,
+        related_name="model_access",
+    )
+    api_key = models.OneToOneField(
+        "accounts.ApiKey",
+        on_delete=models.CASCADE,
+        null=True,
+        blank=True,
+        related_name="model_access",
+    )
+    allowed_models = models.ManyToManyField(LLMModel, blank=True, related_name="+")
+
+    class Meta:
+        verbose_name = "model access restriction"
+        constraints = [
+            models.CheckConstraint(
+                condition=(Q(user__isnull=False) & Q(api_key__isnull=True))
+                | (Q(user__isnull=True) & Q(api_key__isnull=False)),
+                name="llm_model_access_user_xor_api_key",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"key {self.api_key_id}" if self.api_key_id else f"user {self.user_id}"
