@@ -1,14 +1,49 @@
+from django import forms
 from django.contrib import admin, messages
 from django.contrib.auth.admin import UserAdmin as DjangoUserAdmin
+from django.contrib.auth.forms import AdminUserCreationForm, UserChangeForm
 from django.db.models import QuerySet
 from django.http import HttpRequest
 
 from accounts import services
 from accounts.models import ApiKey, User
 
+EMAIL_TAKEN = "An account with this email already exists."
+
+
+class _EmailNormalised:
+    """Emails are stored lower-cased and unique in any letter case, as the API's
+    registration keeps them."""
+
+    instance: User
+    cleaned_data: dict
+
+    def clean_email(self) -> str:
+        email = User.objects.normalize_email(self.cleaned_data["email"]).lower()
+        others = User.objects.with_email(email)
+        if self.instance.pk is not None:
+            others = others.exclude(pk=self.instance.pk)
+        if others.exists():
+            raise forms.ValidationError(EMAIL_TAKEN, code="unique")
+        return email
+
+
+class UserCreationForm(_EmailNormalised, AdminUserCreationForm):
+    class Meta(AdminUserCreationForm.Meta):
+        model = User
+        fields = ("email",)
+        field_classes: dict = {}
+
+
+class UserEditForm(_EmailNormalised, UserChangeForm):
+    class Meta(UserChangeForm.Meta):
+        model = User
+
 
 @admin.register(User)
 class UserAdmin(DjangoUserAdmin):
+    add_form = UserCreationForm
+    form = UserEditForm
     ordering = ["email"]
     list_display = ["email", "name", "is_active", "is_staff", "monthly_token_budget", "date_joined"]
     list_filter = ["is_active", "is_staff", "is_superuser"]

@@ -1,11 +1,21 @@
 from django.contrib.auth.base_user import BaseUserManager
 from django.contrib.auth.models import AbstractUser
 from django.db import models
+from django.db.models import QuerySet, Value
 from django.db.models.functions import Lower
 
 
 class UserManager(BaseUserManager["User"]):
     use_in_migrations = True
+
+    def with_email(self, email: str) -> QuerySet["User"]:
+        """The user whose email is ``email`` in any letter case (at most one: the unique index
+        is on LOWER(email), and this lookup uses it)."""
+        return self.alias(email_lower=Lower("email")).filter(email_lower=Lower(Value(email)))
+
+    def get_by_natural_key(self, email: str) -> "User":
+        # Logging in (ModelBackend) finds the user here: any letter case signs in.
+        return self.with_email(email).get()
 
     def _create_user(self, email: str, password: str | None, **extra_fields) -> "User":
         if not email:

@@ -39,7 +39,7 @@ def user_create(*, email: str, password: str, name: str = "", is_staff: bool = F
         details={"email": ["An account with this email already exists."]},
     )
     user = User(email=email.lower(), name=name, is_staff=is_staff)
-    if User.objects.filter(email__iexact=user.email).exists():
+    if User.objects.with_email(user.email).exists():
         raise email_taken
     _password_check(password, user, field="password")
     user.set_password(password)

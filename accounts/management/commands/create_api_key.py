@@ -16,7 +16,7 @@ class Command(BaseCommand):
         parser.add_argument("--expires-in-days", type=int, default=None)
 
     def handle(self, *args, email: str, name: str, expires_in_days: int | None, **options) -> None:
-        user = User.objects.filter(email__iexact=email).first()
+        user = User.objects.with_email(email).first()
         if user is None:
             raise CommandError(f"No user with email {email}.")
         if not user.is_active:
