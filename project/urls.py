@@ -16,6 +16,8 @@ urlpatterns = [
     path("readyz", health.readyz, name="readyz"),
     path("metrics", metrics_view, name="prometheus-metrics"),
     path("api/v1/", include(api_v1)),
+    # The OpenAI/Anthropic-compatible API: SDKs take http://host/v1 (or http://host) as base URL.
+    path("v1/", include("llm.compat.urls")),
     path("api/schema/", SpectacularAPIView.as_view(), name="schema"),
     path("api/docs/", SpectacularSwaggerView.as_view(url_name="schema"), name="swagger-ui"),
     path("api/redoc/", SpectacularRedocView.as_view(url_name="schema"), name="redoc"),

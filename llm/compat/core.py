@@ -1,0 +1,171 @@
+"""The translation core every emulated API shares.
+
+Each API module (``openai_chat.py``, ``anthropic_messages.py``, ``responses.py``) parses its
+request into one neutral ``GatewayRequest`` and renders a ``CompletionResult`` (or a
+``GatewayError``) back in its own shape; everything between — which catalog model, whether
+its provider speaks the client's format, limits, the provider call, accounting — is done
+once, in ``gateway.py``.
+
+Fields of the client's format that have no neutral meaning (tools, tool results, images,
+``response_format``...) travel as ``passthrough``: forwarded untouched when the model's
+provider speaks the same format, and otherwise refused with a 400 that names the parameter,
+never dropped silently."""
+
+import json
+from dataclasses import dataclass, field
+from typing import Any
+
+from llm.providers import ChatMessage, ProviderError, ProviderTimeout
+
+OPENAI, ANTHROPIC = "openai", "anthropic"
+# The wire format each catalog provider speaks.
+FORMAT_OF_PROVIDER = {"openai": OPENAI, "openai_compatible": OPENAI, "anthropic": ANTHROPIC}
+
+
+class GatewayError(Exception):
+    """A refusal or failure, in neutral terms each API renders in its own error shape.
+
+    ``kind`` is one of: invalid_request, authentication, permission, not_found, too_large,
+    rate_limit, provider, timeout, overloaded. ``param`` names the offending request field."""
+
+    def __init__(
+        self,
+        status: int,
+        kind: str,
+        message: str,
+        *,
+        param: str | None = None,
+        code: str | None = None,
+        retry_after: float | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.status = status
+        self.kind = kind
+        self.message = message
+        self.param = param
+        self.code = code
+        self.retry_after = retry_after
+
+
+def invalid(message: str, param: str | None = None, code: str | None = None) -> GatewayError:
+    return GatewayError(400, "invalid_request", message, param=param, code=code)
+
+
+@dataclass(slots=True)
+class GatewayRequest:
+    """One call in neutral terms, whichever API it came in through."""
+
+    endpoint: str  # "chat.completions", "messages", "responses"
+    wire_format: str  # the format the client speaks: OPENAI or ANTHROPIC
+    model: str  # the catalog slug the client asked for
+    messages: list[ChatMessage]
+    system: str = ""
+    max_tokens: int | None = None  # None: the model's default
+    max_tokens_param: str = "max_tokens"  # the client's name for it, for errors
+    temperature: float | None = None
+    top_p: float | None = None
+    stop: tuple[str, ...] = ()
+    stream: bool = False
+    include_usage: bool = False
+    client_user: str = ""
+    metadata: dict | None = None
+    # Fields forwarded as they are, only to a provider of the client's own format;
+    # ``passthrough_param`` (default: the first key) is what a refusal names.
+    passthrough: dict[str, Any] = field(default_factory=dict)
+    passthrough_param: str = ""
+
+
+def provider_error(exc: ProviderError) -> GatewayError:
+    """What a provider's failure means to the client: its 429 stays a 429 (with the provider's
+    Retry-After), a timeout is a 504, a refusal of the request's content a 400, and anything
+    else the provider or its configuration got wrong a 502 — never a 500."""
+    message = str(exc)
+    if isinstance(exc, ProviderTimeout):
+        return GatewayError(504, "timeout", message, code="provider_timeout")
+    status = exc.status_code
+    if status == 429:
+        return GatewayError(
+            429,
+            "rate_limit",
+            message,
+            code="provider_rate_limited",
+            retry_after=exc.retry_after if exc.retry_after is not None else 1,
+        )
+    if status in (400, 413, 422) or (status is None and not exc.transient):
+        return GatewayError(400, "invalid_request", message, code="provider_rejected_request")
+    if status == 529:
+        return GatewayError(503, "overloaded", message, code="provider_overloaded", retry_after=1)
+    return GatewayError(502, "provider", message, code="provider_error")
+
+
+def parse_json_object(raw: bytes) -> dict:
+    """The request body as a JSON object, or a 400 that says what is wrong with it."""
+    try:
+        body = json.loads(raw or b"null")
+    except (ValueError, RecursionError):
+        raise invalid("The request body is not valid JSON.") from None
+    if not isinstance(body, dict):
+        raise invalid("The request body must be a JSON object.")
+    return body
+
+
+def number(body: dict, name: str, *, low: float, high: float) -> float | None:
+    value = body.get(name)
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not low <= value <= high:
+        raise invalid(f"'{name}' must be a number from {low:g} to {high:g}.", param=name)
+    return float(value)
+
+
+def positive_int(body: dict, name: str) -> int | None:
+    value = body.get(name)
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= 10_000_000:
+        raise invalid(f"'{name}' must be a positive integer.", param=name)
+    return value
+
+
+def stop_sequences(value: Any, name: str) -> tuple[str, ...]:
+    if value is None:
+        return ()
+    if isinstance(value, str):
+        value = [value]
+    if (
+        not isinstance(value, list)
+        or len(value) > 16
+        or not all(isinstance(s, str) and 0 < len(s) <= 256 for s in value)
+    ):
+        raise invalid(f"'{name}' must be a string or a list of up to 16 strings.", param=name)
+    return tuple(value)
+
+
+def text_of_parts(content: Any, param: str, *, text_types: tuple[str, ...]) -> str | None:
+    """A message's text from a string or a list of text parts; None when it holds anything
+    else (images, tool calls...), which only a same-format provider can take as it is."""
+    if isinstance(content, str):
+        return content
+    if isinstance(content, list):
+        texts = []
+        for part in content:
+            if not isinstance(part, dict):
+                raise invalid("Content parts must be objects.", param=param)
+            if part.get("type") not in text_types:
+                return None
+            if not isinstance(part.get("text"), str):
+                raise invalid("A text part needs a 'text' string.", param=param)
+            texts.append(part["text"])
+        return "".join(texts)
+    if content is None:
+        return ""
+    raise invalid("Message content must be a string or a list of content parts.", param=param)
+
+
+# Finish reasons are kept in OpenAI's vocabulary (CompletionResult); Anthropic's names:
+ANTHROPIC_STOP_REASON = {
+    "stop": "end_turn",
+    "length": "max_tokens",
+    "tool_calls": "tool_use",
+    "content_filter": "refusal",
+}

@@ -1,0 +1,83 @@
+"""``GET /v1/models`` and ``GET /v1/models/{id}``: the catalog models the caller may use, in
+OpenAI's shape, or in Anthropic's when the request carries ``anthropic-version`` (the
+Anthropic SDK's ``models.list``)."""
+
+from django.http import HttpRequest, HttpResponse
+
+from llm.compat import openai_chat
+from llm.compat.auth import caller_authenticate
+from llm.compat.core import GatewayError
+from llm.compat.http import json_response
+from llm.models import LLMModel
+from llm.selectors import model_list_available
+
+
+def _openai_model(model: LLMModel) -> dict:
+    return {
+        "id": model.slug,
+        "object": "model",
+        "created": int(model.created_at.timestamp()),
+        "owned_by": model.provider,
+    }
+
+
+def _anthropic_model(model: LLMModel) -> dict:
+    return {
+        "type": "model",
+        "id": model.slug,
+        "display_name": model.display_name,
+        "created_at": model.created_at.isoformat().replace("+00:00", "Z"),
+    }
+
+
+def _error(request: HttpRequest, error: GatewayError) -> HttpResponse:
+    if request.headers.get("anthropic-version"):
+        from llm.compat import anthropic_messages
+
+        return anthropic_messages.error_response(error)
+    return openai_chat.error_response(error)
+
+
+def _available(request: HttpRequest) -> list[LLMModel]:
+    caller_authenticate(request, x_api_key=True)
+    return model_list_available()
+
+
+def model_list(request: HttpRequest) -> HttpResponse:
+    if request.method != "GET":
+        return _error(request, GatewayError(405, "invalid_request", "Use GET."))
+    try:
+        models = _available(request)
+    except GatewayError as error:
+        return _error(request, error)
+    if request.headers.get("anthropic-version"):
+        data = [_anthropic_model(m) for m in models]
+        return json_response(
+            {
+                "data": data,
+                "has_more": False,
+                "first_id": data[0]["id"] if data else None,
+                "last_id": data[-1]["id"] if data else None,
+            }
+        )
+    return json_response({"object": "list", "data": [_openai_model(m) for m in models]})
+
+
+def model_detail(request: HttpRequest, model_id: str) -> HttpResponse:
+    if request.method != "GET":
+        return _error(request, GatewayError(405, "invalid_request", "Use GET."))
+    try:
+        model = next((m for m in _available(request) if m.slug == model_id), None)
+        if model is None:
+            raise GatewayError(
+                404,
+                "not_found",
+                f"The model '{model_id}' does not exist or you do not have access to it.",
+                param="model",
+                code="model_not_found",
+            )
+    except GatewayError as error:
+        return _error(request, error)
+    if request.headers.get("anthropic-version"):
+        return json_response(_anthropic_model(model))
+    return json_response(_openai_model(model))

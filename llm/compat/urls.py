@@ -1,0 +1,13 @@
+"""The compatible API, mounted at ``/v1/`` (outside ``/api/v1/``): paths exactly as the
+emulated APIs have them, so the SDKs work with only a base URL changed."""
+
+from django.urls import path
+
+from llm.compat import anthropic_messages, models_api, openai_chat
+
+urlpatterns = [
+    path("models", models_api.model_list, name="compat-models"),
+    path("models/<str:model_id>", models_api.model_detail, name="compat-model"),
+    path("chat/completions", openai_chat.chat_completions, name="compat-chat-completions"),
+    path("messages", anthropic_messages.messages, name="compat-messages"),
+]

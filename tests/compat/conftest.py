@@ -1,0 +1,50 @@
+"""A live Parley (uvicorn, the ASGI app as production serves it) with stand-in catalog models
+of both provider families, and the official SDKs pointed at it with a Parley API key."""
+
+import anthropic
+import openai
+import pytest
+
+from accounts.services import api_key_create
+from tests.live import asgi_server
+from tests.llm.factories import StandinModelFactory
+
+FAMILIES = ["openai", "anthropic"]
+
+
+@pytest.fixture
+def catalog(standin, transactional_db):
+    """One stand-in model per provider family, plus faulty ones."""
+    return {
+        "openai": StandinModelFactory(slug="gpt-standin", provider="openai"),
+        "anthropic": StandinModelFactory(slug="claude-standin", provider="anthropic"),
+    }
+
+
+def faulty_model(family: str, directive: str):
+    return StandinModelFactory(
+        slug=f"{family}-{directive}", provider=family, provider_model=f"standin-{directive}"
+    )
+
+
+@pytest.fixture
+def parley(catalog):
+    with asgi_server() as base_url:
+        yield base_url
+
+
+@pytest.fixture
+def api_key(user):
+    return api_key_create(owner=user, name="sdk")
+
+
+@pytest.fixture
+def openai_client(parley, api_key):
+    with openai.OpenAI(base_url=f"{parley}/v1", api_key=api_key.secret, max_retries=0) as client:
+        yield client
+
+
+@pytest.fixture
+def anthropic_client(parley, api_key):
+    with anthropic.Anthropic(base_url=parley, api_key=api_key.secret, max_retries=0) as client:
+        yield client
