@@ -10,7 +10,7 @@ from accounts.admin import UserAdmin
 from accounts.models import User
 from accounts.quotas import month_start
 from llm.catalog import model_is_callable
-from llm.models import Conversation, LLMModel, Message, Usage
+from llm.models import Conversation, LLMModel, Message, ModelAccess, Usage
 from llm.services import conversation_delete, conversation_update
 from project.errors import DomainError
 
@@ -182,10 +182,18 @@ class ConversationAdmin(admin.ModelAdmin):
 
 @admin.register(Usage)
 class UsageAdmin(admin.ModelAdmin):
-    list_display = ["created_at", "user", "model", "input_tokens", "output_tokens", "cost"]
+    list_display = [
+        "created_at",
+        "user",
+        "api_key",
+        "model",
+        "input_tokens",
+        "output_tokens",
+        "cost",
+    ]
     list_filter = [("model", admin.RelatedOnlyFieldListFilter), "created_at"]
-    search_fields = ["user__email"]
-    list_select_related = ["user", "model"]
+    search_fields = ["user__email", "api_key__prefix", "api_key__name"]
+    list_select_related = ["user", "model", "api_key"]
     date_hierarchy = "created_at"
 
     def has_add_permission(self, request: HttpRequest) -> bool:
@@ -193,6 +201,24 @@ class UsageAdmin(admin.ModelAdmin):
 
     def has_change_permission(self, request: HttpRequest, obj=None) -> bool:
         return False
+
+
+@admin.register(ModelAccess)
+class ModelAccessAdmin(admin.ModelAdmin):
+    """Restrict a user or one API key to the chosen models (none chosen: no model at all)."""
+
+    list_display = ["__str__", "user", "api_key", "models_allowed"]
+    search_fields = ["user__email", "api_key__name", "api_key__prefix"]
+    raw_id_fields = ["user", "api_key"]
+    filter_horizontal = ["allowed_models"]
+    list_select_related = ["user", "api_key"]
+
+    def get_queryset(self, request: HttpRequest) -> QuerySet[ModelAccess]:
+        return super().get_queryset(request).prefetch_related("allowed_models")
+
+    @admin.display(description="allowed models")
+    def models_allowed(self, access: ModelAccess) -> str:
+        return ", ".join(model.slug for model in access.allowed_models.all()) or "(none)"
 
 
 def _this_month(field: str) -> Subquery:

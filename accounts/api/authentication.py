@@ -45,3 +45,10 @@ class JWTAuthentication(_JWTAuthentication):
         if credential is not None and credential.startswith(API_KEY_PREFIX):
             return None
         return super().authenticate(request)
+
+
+def request_api_key(request: Request) -> ApiKey | None:
+    """The API key a request was authenticated with (DRF puts it in ``request.auth``), or
+    None for a JWT, so spend and limits can be counted per key."""
+    auth = getattr(request, "auth", None)
+    return auth if isinstance(auth, ApiKey) else None

@@ -1,0 +1,134 @@
+"""Admission: the one gate every request that will call a provider passes, before anything is
+queued or sent — the conversation API (``message_post``) and the compatible ``/v1/`` surface.
+
+In order: model access (403 ``model_not_allowed``), per-minute rate limits (429
+``rate_limit_exceeded`` with ``Retry-After``), then the worst case reserved against every
+budget (429 ``budget_exceeded``). When the call ends, settle the reservation to what it cost."""
+
+import math
+from dataclasses import dataclass
+from decimal import Decimal
+
+from django.db.models import Count, Func, IntegerField, Sum
+from django.db.models.functions import Coalesce
+
+from accounts.models import ApiKey, User
+from budgets.models import Reservation
+from budgets.ratelimits import RateLimitStatus, ratelimit_acquire, ratelimit_refund
+from budgets.services import budget_reserve, reservation_release, reservation_settle
+from llm.access import model_access_check
+from llm.models import Conversation, LLMModel
+from llm.providers.context import PER_MESSAGE_OVERHEAD, REPLY_PRIMING, estimate_tokens
+from llm.providers.pricing import completion_cost
+from project.errors import BudgetExceeded
+
+
+@dataclass(frozen=True, slots=True)
+class Admission:
+    """An admitted request: its held reservation and where the caller stands against their
+    rate limits (send ``headers()`` with the response)."""
+
+    reservation: Reservation
+    rate_limit: RateLimitStatus
+
+    def headers(self) -> dict[str, str]:
+        return self.rate_limit.headers()
+
+
+def worst_case_cost(*, model: LLMModel, input_tokens: int, max_tokens: int) -> Decimal:
+    """The most a call can cost: every estimated input token and ``max_tokens`` of reply,
+    at the catalog's prices, rounded like stored costs."""
+    return completion_cost(
+        input_tokens=input_tokens,
+        output_tokens=max_tokens,
+        input_price_per_mtok=model.input_price_per_mtok,
+        output_price_per_mtok=model.output_price_per_mtok,
+    )
+
+
+def admission_reserve(
+    *,
+    user: User,
+    api_key: ApiKey | None,
+    model: LLMModel,
+    input_tokens_estimate: int,
+    max_tokens: int,
+    reference: str = "",
+) -> Admission:
+    """Admit one provider call for ``user`` (and ``api_key`` when the request used one).
+
+    Checks that the user and the key may use ``model``, counts the request and its worst-case
+    tokens (``input_tokens_estimate + max_tokens``) against their per-minute limits, and holds
+    its worst-case cost against every budget of the user and the key, atomically across
+    processes. Raises ``NotAllowed`` / ``RateLimited`` / ``BudgetExceeded`` with nothing held.
+
+    The caller MUST end every admitted call with ``admission_settle`` (actual tokens and cost;
+    zero if nothing was produced) or ``admission_release``. ``reference`` names what the
+    reservation pays for (``job:<uuid>`` for queued replies, whose reconcile releases
+    reservations of vanished jobs); a synchronous ``/v1/`` call settles in its own request.
+    Inside a transaction the reservation is a savepoint and rolls back with it (the rate-limit
+    count does not)."""
+    model_access_check(model=model, user=user, api_key=api_key)
+    tokens = input_tokens_estimate + max_tokens
+    rate_limit = ratelimit_acquire(user=user, api_key=api_key, tokens=tokens)
+    try:
+        reservation = budget_reserve(
+            user=user,
+            api_key=api_key,
+            amount_usd=worst_case_cost(
+                model=model, input_tokens=input_tokens_estimate, max_tokens=max_tokens
+            ),
+            amount_tokens=tokens,
+            model=model.slug,
+            reference=reference,
+        )
+    except BudgetExceeded:
+        ratelimit_refund(status=rate_limit)  # a refused request should not also use up the rate
+        raise
+    return Admission(reservation=reservation, rate_limit=rate_limit)
+
+
+def admission_settle(
+    *, reservation: Reservation, input_tokens: int, output_tokens: int, cost: Decimal
+) -> Reservation:
+    """End an admitted call: its budgets now count ``cost`` and the tokens instead of the
+    worst case. Safe to call twice."""
+    if not cost and not (input_tokens or output_tokens):
+        return reservation_release(reservation=reservation)
+    return reservation_settle(
+        reservation=reservation, actual_usd=cost, actual_tokens=input_tokens + output_tokens
+    )
+
+
+def admission_release(*, reservation: Reservation) -> Reservation:
+    """End an admitted call that produced nothing. Safe to call twice."""
+    return reservation_release(reservation=reservation)
+
+
+class _OctetLength(Func):
+    """UTF-8 bytes of a text column (estimate_tokens counts bytes, not characters)."""
+
+    function = "OCTET_LENGTH"
+    output_field = IntegerField()
+
+    def as_sqlite(self, compiler, connection, **extra_context):
+        return self.as_sql(
+            compiler, connection, template="LENGTH(CAST(%(expressions)s AS BLOB))", **extra_context
+        )
+
+
+def conversation_input_estimate(*, conversation: Conversation, content: str) -> int:
+    """A high estimate of the input tokens of the next reply, in one aggregate query: every
+    message stored in the conversation (a superset of the branch the worker sends) plus the
+    new message and the system prompt, counted like the worker's trimming does."""
+    stored = conversation.messages.aggregate(
+        octets=Coalesce(Sum(_OctetLength("content")), 0), count=Count("pk")
+    )
+    return (
+        math.ceil(stored["octets"] / 3)
+        + stored["count"] * PER_MESSAGE_OVERHEAD
+        + estimate_tokens(content)
+        + PER_MESSAGE_OVERHEAD
+        + (estimate_tokens(conversation.system_prompt) + PER_MESSAGE_OVERHEAD)
+        + REPLY_PRIMING
+    )
