@@ -9,6 +9,7 @@ from rest_framework_simplejwt.exceptions import InvalidToken, TokenError
 
 from accounts import selectors, services
 from accounts.api import serializers
+from accounts.api.permissions import JWT_ONLY, SignedInPerson
 from accounts.api.tokens import RefreshToken
 from accounts.models import ApiKey
 from project.api.throttling import AuthRateThrottle
@@ -103,12 +104,16 @@ class MeView(generics.GenericAPIView):
 
 
 class PasswordChangeView(APIView):
+    permission_classes = [permissions.IsAuthenticated, SignedInPerson]
+
     @extend_schema(
         tags=AUTH_TAG,
         request=serializers.PasswordChangeSerializer,
         responses={200: serializers.TokenPairSerializer},
         summary="Change your password",
-        description="Every refresh token issued before the change stops working; a new pair is returned.",
+        description="Every refresh token issued before the change stops working; a new pair is "
+        "returned. Needs a JWT: an API key gets 403 `jwt_required`.",
+        auth=JWT_ONLY,
     )
     def post(self, request: Request) -> Response:
         data = serializers.PasswordChangeSerializer(data=request.data, context={"request": request})
@@ -120,17 +125,30 @@ class PasswordChangeView(APIView):
         return Response({"access": str(refresh.access_token), "refresh": str(refresh)})
 
 
+KEYS_NEED_JWT = "Needs a JWT: an API key gets 403 `jwt_required`."
+
+
 @extend_schema_view(
-    list=extend_schema(tags=AUTH_TAG, summary="Your API keys (never their secrets)"),
-    retrieve=extend_schema(tags=AUTH_TAG, summary="One of your API keys"),
+    list=extend_schema(
+        tags=AUTH_TAG,
+        summary="Your API keys (never their secrets)",
+        description=KEYS_NEED_JWT,
+        auth=JWT_ONLY,
+    ),
+    retrieve=extend_schema(
+        tags=AUTH_TAG, summary="One of your API keys", description=KEYS_NEED_JWT, auth=JWT_ONLY
+    ),
     create=extend_schema(
         tags=AUTH_TAG,
         request=serializers.ApiKeyCreateSerializer,
         responses={201: serializers.ApiKeyCreatedSerializer},
         summary="Create an API key",
-        description="The secret is in `key` in this response only; store it now.",
+        description=f"The secret is in `key` in this response only; store it now. {KEYS_NEED_JWT}",
+        auth=JWT_ONLY,
     ),
-    destroy=extend_schema(tags=AUTH_TAG, summary="Revoke an API key"),
+    destroy=extend_schema(
+        tags=AUTH_TAG, summary="Revoke an API key", description=KEYS_NEED_JWT, auth=JWT_ONLY
+    ),
 )
 class ApiKeyViewSet(
     mixins.ListModelMixin,
@@ -139,7 +157,10 @@ class ApiKeyViewSet(
     mixins.DestroyModelMixin,
     viewsets.GenericViewSet,
 ):
+    """An API key is for programs; managing keys is for the person (see SignedInPerson)."""
+
     serializer_class = serializers.ApiKeySerializer
+    permission_classes = [permissions.IsAuthenticated, SignedInPerson]
 
     def get_queryset(self):
         if getattr(self, "swagger_fake_view", False):  # schema generation has no user

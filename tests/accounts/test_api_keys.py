@@ -6,6 +6,7 @@ import pytest
 from django.utils import timezone
 
 from accounts.models import ApiKey
+from conftest import PASSWORD
 from tests.queries import queries_for_get
 
 pytestmark = pytest.mark.django_db
@@ -123,3 +124,54 @@ def test_list_queries_do_not_grow_with_rows(auth_client, user):
     for i in range(20):
         create_key(auth_client, name=f"more{i}")
     assert queries_for_get(auth_client, "/api/v1/auth/api-keys/") == few
+
+
+class TestAnApiKeyCannotManageCredentials:
+    """A leaked key must not outlive its revocation: it can mint no keys and change no password."""
+
+    @pytest.fixture
+    def key_client(self, auth_client, api_client):
+        body = create_key(auth_client)
+        api_client.credentials(HTTP_AUTHORIZATION=f"Bearer {body['key']}")
+        api_client.key_id = body["id"]
+        return api_client
+
+    def assert_jwt_required(self, response):
+        assert response.status_code == 403, response.content
+        error = response.json()["error"]
+        assert error["code"] == "jwt_required"
+        assert "API key" in error["message"]
+
+    def test_cannot_create_list_read_or_revoke_keys(self, key_client):
+        self.assert_jwt_required(key_client.post("/api/v1/auth/api-keys/", {"name": "more"}))
+        self.assert_jwt_required(key_client.get("/api/v1/auth/api-keys/"))
+        self.assert_jwt_required(key_client.get(f"/api/v1/auth/api-keys/{key_client.key_id}/"))
+        self.assert_jwt_required(key_client.delete(f"/api/v1/auth/api-keys/{key_client.key_id}/"))
+        assert ApiKey.objects.count() == 1
+        assert ApiKey.objects.get().revoked_at is None
+
+    def test_cannot_change_the_password(self, key_client, user):
+        response = key_client.post(
+            "/api/v1/auth/password/",
+            {"current_password": PASSWORD, "new_password": "a-brand-new-passphrase"},
+        )
+        self.assert_jwt_required(response)
+        user.refresh_from_db()
+        assert user.check_password(PASSWORD)
+
+    def test_once_revoked_the_key_has_no_access_left(self, key_client, auth_client):
+        assert key_client.get("/api/v1/auth/me/").status_code == 200  # it still works as a key
+        auth_client.delete(f"/api/v1/auth/api-keys/{key_client.key_id}/")
+        assert key_client.get("/api/v1/auth/me/").status_code == 401
+        assert key_client.post("/api/v1/auth/api-keys/", {"name": "x"}).status_code == 401
+
+    def test_the_schema_offers_only_jwt_for_credential_management(self, api_client):
+        schema = api_client.get("/api/schema/?format=json").json()
+        for path, method in [
+            ("/api/v1/auth/api-keys/", "post"),
+            ("/api/v1/auth/api-keys/", "get"),
+            ("/api/v1/auth/api-keys/{id}/", "delete"),
+            ("/api/v1/auth/password/", "post"),
+        ]:
+            assert schema["paths"][path][method]["security"] == [{"jwtAuth": []}]
+        assert {"apiKeyAuth": []} in schema["paths"]["/api/v1/auth/me/"]["get"]["security"]
