@@ -184,6 +184,7 @@ def _open(
 ) -> Call:
     try:
         call.user, call.api_key = caller_authenticate(http_request, x_api_key=x_api_key)
+        http_request.user = call.user  # for the access log line
         try:
             call.request = parse()
             _resolve(call)
