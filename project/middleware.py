@@ -1,9 +1,11 @@
-"""Request plumbing: request ids with one access-log line per request, and body size limits."""
+"""Request plumbing: request ids with one access-log line per request, the error shape for
+every /api/ error, and body size limits."""
 
 import logging
 import re
 import time
 import uuid
+from http import HTTPStatus
 
 from asgiref.sync import iscoroutinefunction, markcoroutinefunction
 from django.conf import settings
@@ -79,6 +81,45 @@ class RequestIdMiddleware(_DualModeMiddleware):
         )
         unbind_request_id(request._request_id_token)
         return response
+
+
+# Codes for errors Django produces itself; the rest take the status phrase ("Bad Request").
+_DJANGO_ERROR_CODES = {
+    400: "bad_request",
+    403: "permission_denied",
+    404: "not_found",
+    405: "method_not_allowed",
+    413: "request_too_large",
+    500: "server_error",
+}
+_KEPT_HEADERS = ("Allow", "WWW-Authenticate", "Retry-After")
+
+
+class ApiErrorShapeMiddleware(_DualModeMiddleware):
+    """Under /api/ every error leaves in the one JSON shape, whatever the settings: Django's
+    own error pages (with DEBUG on, a 404 that lists the URLconf; a 400 for a bad Host) are
+    replaced, keeping the headers a client acts on. Errors already in JSON pass untouched."""
+
+    def after(self, request: HttpRequest, response: HttpResponse) -> HttpResponse:
+        if (
+            response.status_code < 400
+            or not request.path.startswith("/api/")
+            or response.streaming
+            or response.get("Content-Type", "").startswith("application/json")
+        ):
+            return response
+        status = response.status_code
+        try:
+            phrase = HTTPStatus(status).phrase
+        except ValueError:
+            phrase = "Error"
+        code = _DJANGO_ERROR_CODES.get(status, phrase.lower().replace(" ", "_").replace("-", "_"))
+        message = "Internal server error." if status >= 500 else f"{phrase}."
+        replacement = error_response(status, code, message)
+        for header in _KEPT_HEADERS:
+            if header in response:
+                replacement[header] = response[header]
+        return replacement
 
 
 class RequestSizeLimitMiddleware(_DualModeMiddleware):

@@ -63,6 +63,37 @@ class TestErrorShape:
         response = auth_client.patch("/api/v1/auth/me/", {"name": "x" * 2000})
         assert error_of(response, 413)["code"] == "request_too_large"
 
+    @pytest.mark.parametrize(
+        "url",
+        [
+            "/api/v1/nope/",
+            "/api/v1/jobs/0.5/",
+            "/api/v1/conversations/not-a-uuid/",
+            "/api/v1/conversations/00000000-0000-0000-0000-000000000000/messages/x/stream/",
+            "/api/nope",
+        ],
+    )
+    def test_unknown_urls_and_malformed_ids_are_json_with_debug_on(
+        self, auth_client, settings, url
+    ):
+        # Development settings run with DEBUG on, where Django's 404 page lists the URLconf.
+        settings.DEBUG = True
+        response = auth_client.get(url)
+        error = error_of(response, 404)
+        assert error["code"] == "not_found"
+        assert error["request_id"] == response["X-Request-ID"]
+        assert "urlpatterns" not in response.content.decode()
+
+    def test_outside_the_api_debug_pages_stay(self, client, settings):
+        settings.DEBUG = True
+        response = client.get("/nope/")
+        assert response.status_code == 404
+        assert response["Content-Type"].startswith("text/html")
+
+    def test_a_bad_host_header_is_a_json_400(self, api_client):
+        response = api_client.get("/api/v1/auth/me/", HTTP_HOST="evil.example.com")
+        assert error_of(response, 400)["code"] == "bad_request"
+
     @pytest.mark.urls(__name__)
     def test_unhandled_exception_is_500_without_internals(self, api_client, caplog):
         response = api_client.get("/api/v1/crash/")
