@@ -17,3 +17,21 @@ class TransientJobError(JobError):
 
 class PermanentJobError(JobError):
     """Trying again cannot succeed (bad request, unknown model, refused credentials)."""
+
+
+class JobStopped(JobError):
+    """The runner told the handler to stop between two units of work (``Watchdog.check``).
+    Handlers keep what they have done so far and let it propagate."""
+
+
+class JobCancelled(JobStopped):
+    """Someone cancelled the job; it is already marked ``cancelled``."""
+
+
+class JobInterrupted(JobStopped):
+    """The worker is shutting down: the job goes back to its queue and the attempt does not
+    count."""
+
+
+class JobTimedOut(JobStopped, PermanentJobError):
+    """The attempt ran longer than JOBS_TIMEOUT: the job fails."""

@@ -2,7 +2,6 @@
 The database stays the source of truth; these are delivery mechanisms."""
 
 import logging
-import threading
 from datetime import timedelta
 
 import django_rq
@@ -12,6 +11,7 @@ from rq.command import send_stop_job_command
 from rq.exceptions import InvalidJobOperation, NoSuchJobError
 from rq.job import Job as RQJob
 from rq.job import JobStatus as RQStatus
+from rq.queue import Queue as RQQueue
 
 from project.redis import redis_client
 
@@ -62,12 +62,23 @@ def rq_enqueue(job_id, queue: str, *, delay: float = 0) -> bool:
 
 
 def rq_is_pending(job_id, queue: str) -> bool:
-    """Whether RQ still holds the job waiting to run (queued, scheduled or deferred)."""
+    """Whether RQ still holds the job waiting to run: scheduled, deferred, or queued and really
+    on its queue's list. A worker killed between taking the job and starting it leaves it
+    marked queued (or started) but on no list; only the database row says it never ran."""
+    client = connection(queue)
     try:
-        status = RQJob.fetch(str(job_id), connection=connection(queue)).get_status(refresh=False)
+        status = RQJob.fetch(str(job_id), connection=client).get_status(refresh=False)
     except NoSuchJobError:
         return False
-    return status in (RQStatus.QUEUED, RQStatus.SCHEDULED, RQStatus.DEFERRED, RQStatus.STARTED)
+    if status in (RQStatus.SCHEDULED, RQStatus.DEFERRED):
+        return True
+    if status != RQStatus.QUEUED:
+        return False
+    rq_queue = RQQueue(queue, connection=client)
+    pipeline = client.pipeline(transaction=False)
+    pipeline.lpos(rq_queue.key, str(job_id))
+    pipeline.lpos(rq_queue.intermediate_queue_key, str(job_id))
+    return any(position is not None for position in pipeline.execute())
 
 
 def rq_discard(job_id, queue: str) -> None:
@@ -111,34 +122,25 @@ def heartbeat_alive(job_id, queue: str = "default") -> bool:
     return bool(connection(queue).exists(_heartbeat_key(job_id)))
 
 
-class Heartbeat:
-    """While a handler runs, refresh a key that expires JOBS_HEARTBEAT_TTL seconds after the
-    process stops refreshing it (killed, out of memory, machine gone)."""
+# Heartbeats and cancel flags of running jobs are read and written in batches by the process's
+# watch (jobs.runner): one pipeline per beat for every job the process runs, not a timer thread
+# or a round trip per job.
 
-    def __init__(self, job_id, queue: str = "default") -> None:
-        self._key = _heartbeat_key(job_id)
-        self._ttl = settings.JOBS_HEARTBEAT_TTL
-        self._connection = connection(queue)
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._beat, daemon=True, name=f"heartbeat-{job_id}")
 
-    def _beat(self) -> None:
-        while True:
-            try:
-                self._connection.set(self._key, "1", ex=self._ttl)
-            except redis.RedisError:
-                pass
-            if self._stop.wait(max(self._ttl / 3, 0.2)):
-                return
+def heartbeats_refresh(pipeline, job_ids) -> None:
+    """Add to ``pipeline``: these jobs' workers are alive for another JOBS_HEARTBEAT_TTL s."""
+    ttl = settings.JOBS_HEARTBEAT_TTL
+    for job_id in job_ids:
+        pipeline.set(_heartbeat_key(job_id), "1", ex=ttl)
 
-    def __enter__(self) -> "Heartbeat":
-        self._thread.start()
-        return self
 
-    def __exit__(self, *exc_info) -> None:
-        self._stop.set()
-        self._thread.join(timeout=5)
-        try:
-            self._connection.delete(self._key)
-        except redis.RedisError:
-            pass
+def cancel_flags_read(pipeline, job_ids) -> None:
+    """Add to ``pipeline`` one MGET whose reply has a non-None entry per cancelled job."""
+    pipeline.mget([_cancel_key(job_id) for job_id in job_ids])
+
+
+def heartbeat_end(job_id, queue: str = "default") -> None:
+    try:
+        connection(queue).delete(_heartbeat_key(job_id))
+    except redis.RedisError:
+        pass

@@ -7,15 +7,20 @@ provider is called, because a reply takes seconds to minutes and the connection 
 idle all that time."""
 
 import logging
-import time
 
 from django.conf import settings
 from django.db import connection, transaction
 from django.db.models import Q
 
-from jobs.exceptions import PermanentJobError, TransientJobError
+from jobs.exceptions import (
+    JobCancelled,
+    JobInterrupted,
+    JobStopped,
+    PermanentJobError,
+    TransientJobError,
+)
 from jobs.models import Job, JobStatus
-from jobs.services import job_cancel_requested
+from jobs.runner import job_watchdog
 from llm import metrics, streams
 from llm.catalog import model_is_callable, model_provider, unavailable_reason
 from llm.models import Message, MessageRole, MessageStatus
@@ -32,11 +37,6 @@ from llm.services import message_transition, usage_record
 from project.errors import InvalidTransition
 
 logger = logging.getLogger("parley.llm")
-CANCEL_CHECK_SECONDS = 0.25
-
-
-class ReplyCancelled(Exception):
-    """Raised from the delta callback to stop reading the provider's stream."""
 
 
 def completion_run(job: Job) -> None:
@@ -117,28 +117,30 @@ def _release_database_connection() -> None:
 def _stream_reply(
     message: Message, job: Job, request: ChatRequest, provider: ChatProvider
 ) -> CompletionResult | None:
-    """Stream the reply from the provider, publishing deltas and honouring a cancel within
-    CANCEL_CHECK_SECONDS while tokens arrive. None when cancelled (the partial text is kept);
+    """Stream the reply from the provider, publishing deltas (coalesced, streams.ReplyDeltas)
+    and stopping within 0.25 s of a cancel, the job's time limit or worker shutdown while
+    tokens arrive (jobs.runner.Watchdog). None when cancelled (the partial text is kept);
     provider failures become the job's transient or permanent errors."""
     parts: list[str] = []
-    next_cancel_check = time.monotonic() + CANCEL_CHECK_SECONDS
+    deltas = streams.ReplyDeltas(str(message.pk))
+    watchdog = job_watchdog(job)
 
     def on_delta(text: str) -> None:
-        nonlocal next_cancel_check
         parts.append(text)
-        streams.reply_publish(str(message.pk), "delta", {"text": text})
-        if time.monotonic() >= next_cancel_check:
-            next_cancel_check = time.monotonic() + CANCEL_CHECK_SECONDS
-            if job_cancel_requested(job.pk):
-                raise ReplyCancelled
+        deltas.add(text)
+        watchdog.check()
 
     labels = {"provider": message.model.provider, "model": message.model.slug}
     try:
         return provider.complete(request, on_delta=on_delta)
-    except ReplyCancelled:
-        metrics.COMPLETIONS.labels(**labels, outcome="cancelled").inc()
+    except JobStopped as stop:
         Message.objects.filter(pk=message.pk).update(content="".join(parts))
-        return None
+        if isinstance(stop, JobCancelled):
+            metrics.COMPLETIONS.labels(**labels, outcome="cancelled").inc()
+            return None
+        if isinstance(stop, JobInterrupted):  # handed back: the next attempt starts over
+            _transition_unless_moved_on(message, MessageStatus.QUEUED)
+        raise
     except ProviderError as exc:
         Message.objects.filter(pk=message.pk).update(content="".join(parts))
         if exc.transient:
@@ -147,6 +149,8 @@ def _stream_reply(
             raise TransientJobError(str(exc), retry_after=exc.retry_after) from exc
         metrics.COMPLETIONS.labels(**labels, outcome="permanent_error").inc()
         raise PermanentJobError(str(exc)) from exc
+    finally:
+        deltas.flush()  # before any final event
 
 
 def _store_result(message: Message, result: CompletionResult) -> None:

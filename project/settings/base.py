@@ -291,7 +291,15 @@ LOGGING = {
 JOBS_MAX_ATTEMPTS = env.int("JOBS_MAX_ATTEMPTS", default=4)
 JOBS_BACKOFF_BASE = env.float("JOBS_BACKOFF_BASE", default=2.0)  # seconds before attempt 2
 JOBS_BACKOFF_MAX = env.float("JOBS_BACKOFF_MAX", default=120.0)
-JOBS_TIMEOUT = env.int("JOBS_TIMEOUT", default=600)  # RQ kills a job running longer
+# An attempt running longer fails; enforced by the handler's watchdog (jobs.runner), since a
+# thread cannot be killed.
+JOBS_TIMEOUT = env.int("JOBS_TIMEOUT", default=600)
+# Jobs one worker process runs at once (jobs.worker.ThreadPoolWorker, threads): a completion
+# waits on its provider >99% of the time. 50 keeps a process near 150-250 MiB and well inside
+# its database and Redis pools; raise it for long replies (README: sizing workers).
+JOBS_WORKER_CONCURRENCY = env.int("JOBS_WORKER_CONCURRENCY", default=50)
+# On SIGTERM a worker lets running jobs finish this long, then hands the rest back to the queue.
+JOBS_SHUTDOWN_GRACE = env.float("JOBS_SHUTDOWN_GRACE", default=30.0)
 # A running job's worker refreshes a heartbeat; this long without one means the worker died.
 JOBS_HEARTBEAT_TTL = env.int("JOBS_HEARTBEAT_TTL", default=30)
 JOBS_RECONCILE_INTERVAL = env.int("JOBS_RECONCILE_INTERVAL", default=30)
