@@ -7,17 +7,25 @@ its reply finishes; the stored message is the record after that."""
 
 import json
 import logging
+import re
 import time
+import uuid
 from collections.abc import AsyncIterator
 from typing import Any
 
 import redis
+from django.conf import settings
 
+from project.errors import InvalidInput, LimitExceeded, Unavailable
 from project.redis import async_redis_client, redis_client
 
 STREAM_TTL_SECONDS = 3600
 FINAL_EVENTS = {"done", "error"}
 logger = logging.getLogger("parley.llm")
+_ENTRY_ID = re.compile(r"^(\d{1,20})(?:-(\d{1,20}))?$")
+_MAX_ID_PART = 2**64 - 1
+SLOT_RETRY_AFTER_SECONDS = 5
+
 
 
 def _stream_key(message_id: str) -> str:
@@ -71,6 +79,19 @@ class ReplyDeltas:
             )
 
 
+def entry_id_parse(value: str) -> str:
+    """A client's resume point (``Last-Event-ID``) as a Redis stream id, or ``InvalidInput``.
+    Redis accepts ``<ms>-<seq>`` (or ``<ms>``) with each part at most 2^64-1; anything else
+    would make XREAD fail after the response had started."""
+    match = _ENTRY_ID.match(value)
+    if match is None or any(int(part) > _MAX_ID_PART for part in match.groups() if part):
+        raise InvalidInput(
+            "Last-Event-ID must be an event id this stream sent (<milliseconds>-<sequence>).",
+            code="invalid_last_event_id",
+        )
+    return value
+
+
 def reply_stream_exists(message_id: str) -> bool:
     return bool(redis_client().exists(_stream_key(message_id)))
 
@@ -95,6 +116,75 @@ async def reply_follow(
             yield after, event, json.loads(fields[b"data"])
             if event in FINAL_EVENTS:
                 return
+
+
+# Open streams per user: a sorted set of stream tokens scored by when each expires. A stream
+# refreshes its score while it is open and removes it when it closes; a process that dies
+# without closing leaves tokens that expire by themselves. Redis's clock decides, so the
+# processes' clocks need not agree. KEYS[1] set; ARGV: token, limit (0: refresh only), ttl.
+_SLOT_SCRIPT = """
+local now = redis.call('TIME')
+now = tonumber(now[1]) + tonumber(now[2]) / 1000000
+local ttl = tonumber(ARGV[3])
+redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now)
+local limit = tonumber(ARGV[2])
+if limit == 0 then
+  if not redis.call('ZSCORE', KEYS[1], ARGV[1]) then return 0 end
+elseif redis.call('ZCARD', KEYS[1]) >= limit then
+  return 0
+end
+redis.call('ZADD', KEYS[1], now + ttl, ARGV[1])
+redis.call('EXPIRE', KEYS[1], math.ceil(ttl) + 1)
+return 1
+"""
+
+
+def _slots_key(user_id) -> str:
+    return f"parley:streams:user:{user_id}"
+
+
+async def stream_slot_acquire(*, user_id) -> str:
+    """Take one of the user's ``STREAMS_MAX_PER_USER`` open-stream slots, counted across every
+    process; returns its token. Full: ``LimitExceeded``; Redis unreachable: ``Unavailable``."""
+    token = uuid.uuid4().hex
+    try:
+        taken = await async_redis_client().eval(
+            _SLOT_SCRIPT,
+            1,
+            _slots_key(user_id),
+            token,
+            settings.STREAMS_MAX_PER_USER,
+            settings.STREAMS_SLOT_TTL,
+        )
+    except redis.RedisError as exc:
+        raise Unavailable(
+            "Live streams are unavailable right now; try again shortly.",
+            code="stream_unavailable",
+            retry_after=SLOT_RETRY_AFTER_SECONDS,
+        ) from exc
+    if not taken:
+        raise LimitExceeded(
+            f"At most {settings.STREAMS_MAX_PER_USER} reply streams may be open at once; "
+            "close one first.",
+            code="too_many_streams",
+            retry_after=SLOT_RETRY_AFTER_SECONDS,
+        )
+    return token
+
+
+async def stream_slot_refresh(*, user_id, token: str) -> None:
+    """Push the slot's expiry ``STREAMS_SLOT_TTL`` seconds ahead (while the stream is open)."""
+    await async_redis_client().eval(
+        _SLOT_SCRIPT, 1, _slots_key(user_id), token, 0, settings.STREAMS_SLOT_TTL
+    )
+
+
+async def stream_slot_release(*, user_id, token: str) -> None:
+    """Give the slot back; best effort (an unreleased slot expires by itself)."""
+    try:
+        await async_redis_client().zrem(_slots_key(user_id), token)
+    except redis.RedisError:
+        pass
 
 
 def reply_text_so_far(message_id: str) -> str:

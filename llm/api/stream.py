@@ -6,15 +6,20 @@ not a blocked thread: hundreds of readers cost little and never starve other req
 Events: ``delta`` ``{"text"}`` for each piece of text; ``reset`` ``{"attempt"}`` when a retry
 starts the reply over (drop the text so far); then one final ``done`` ``{"message"}`` or
 ``error`` ``{"code", "message"}``. Every event from the live stream has an ``id``; reconnect
-with ``Last-Event-ID`` to resume after it with nothing missed or repeated. Comments
-(``: keep-alive``) are sent while nothing happens."""
+with ``Last-Event-ID`` to resume after it with nothing missed or repeated (an id that is not
+one, or is outside Redis's range, is a 400). Comments (``: keep-alive``) are sent while nothing
+happens. If Redis fails mid-stream the stream ends with ``error`` ``{"code":
+"stream_unavailable"}``: reconnect with the last id. A user may have ``STREAMS_MAX_PER_USER``
+live streams open at once (counted across processes); one more is a 429 with Retry-After."""
 
 import json
 import logging
-import re
+import time
 from collections.abc import AsyncIterator
 
+import redis
 from asgiref.sync import sync_to_async
+from django.conf import settings
 from django.db import connection
 from django.http import HttpRequest, HttpResponse, StreamingHttpResponse
 from rest_framework import exceptions
@@ -28,8 +33,11 @@ from llm.models import Message, MessageStatus
 from project.api.errors import error_response, exception_response
 
 logger = logging.getLogger("parley.llm")
-_ENTRY_ID = re.compile(r"^\d{1,20}-\d{1,20}$")
 KEEP_ALIVE_MS = 15000
+STREAM_UNAVAILABLE = {
+    "code": "stream_unavailable",
+    "message": "The live stream was interrupted; reconnect with Last-Event-ID to resume.",
+}
 
 
 def _authenticate(request: HttpRequest) -> User:
@@ -41,13 +49,19 @@ def _authenticate(request: HttpRequest) -> User:
     raise exceptions.NotAuthenticated()
 
 
-def _load(request: HttpRequest, conversation_pk, message_pk) -> tuple[Message, bool]:
+def _load(request: HttpRequest, conversation_pk, message_pk) -> tuple[User, Message, bool]:
     try:
         user = _authenticate(request)
         message = selectors.message_get(
             owner=user, conversation_id=conversation_pk, message_id=message_pk
         )
-        return message, streams.reply_stream_exists(str(message.pk))
+        try:
+            live = streams.reply_stream_exists(str(message.pk))
+        except redis.RedisError:
+            # A finished reply is then served from the database; an unfinished one tries the
+            # live stream, which reports `stream_unavailable` if Redis is still out.
+            live = False
+        return user, message, live
     finally:
         # The stream may stay open for minutes: give the database connection back now, not
         # when the response ends, or open streams would exhaust the pool. (Inside a test's
@@ -61,10 +75,16 @@ def _event(event: str, data: dict, entry_id: str | None = None) -> str:
     return f"{head}event: {event}\ndata: {json.dumps(data, separators=(',', ':'))}\n\n"
 
 
-async def _events(message: Message, live: bool, after: str) -> AsyncIterator[str]:
+def _is_replay(message: Message, live: bool) -> bool:
+    # The live stream has expired: the stored message is the whole story.
     finished = message.status not in (MessageStatus.QUEUED, MessageStatus.IN_PROGRESS)
-    if finished and not live:
-        # The live stream has expired: the stored message is the whole story.
+    return finished and not live
+
+
+async def _events(
+    message: Message, live: bool, after: str, user_id: int, slot: str | None
+) -> AsyncIterator[str]:
+    if _is_replay(message, live):
         if message.content:
             yield _event("delta", {"text": message.content})
         if message.status == MessageStatus.COMPLETED:
@@ -72,35 +92,51 @@ async def _events(message: Message, live: bool, after: str) -> AsyncIterator[str
         else:
             yield _event("error", {"code": message.status, "message": message.error})
         return
+    # The slot must be renewed well within its TTL, quiet stream or busy.
+    renew_every = settings.STREAMS_SLOT_TTL / 3
+    block_ms = int(min(KEEP_ALIVE_MS, renew_every * 1000))
+    renew_at = time.monotonic() + renew_every
     yield ": stream open\n\n"  # flush headers to the client at once
     metrics.OPEN_STREAMS.inc()
     try:
-        async for item in streams.reply_follow(
-            str(message.pk), after=after, block_ms=KEEP_ALIVE_MS
-        ):
+        async for item in streams.reply_follow(str(message.pk), after=after, block_ms=block_ms):
+            if time.monotonic() >= renew_at:
+                await streams.stream_slot_refresh(user_id=user_id, token=slot)
+                renew_at = time.monotonic() + renew_every
             if item is None:
                 yield ": keep-alive\n\n"
                 continue
             entry_id, event, data = item
             yield _event(event, data, entry_id)
+    except redis.RedisError as exc:
+        # Headers are long sent: say what happened in the stream instead of cutting it off.
+        logger.warning(
+            "Reply stream interrupted by Redis",
+            extra={"message_id": str(message.pk), "error": type(exc).__name__},
+        )
+        yield _event("error", STREAM_UNAVAILABLE)
     finally:
         metrics.OPEN_STREAMS.dec()
+        await streams.stream_slot_release(user_id=user_id, token=slot)
 
 
 async def message_stream(request: HttpRequest, conversation_pk, message_pk) -> HttpResponse:
     if request.method != "GET":
         return error_response(405, "method_not_allowed", f'Method "{request.method}" not allowed.')
+    last_event_id = request.headers.get("Last-Event-ID") or request.GET.get("last_event_id")
     try:
-        message, live = await sync_to_async(_load)(request, conversation_pk, message_pk)
+        user, message, live = await sync_to_async(_load)(request, conversation_pk, message_pk)
+        after = streams.entry_id_parse(last_event_id) if last_event_id else "0"
+        slot = None
+        if not _is_replay(message, live):
+            slot = await streams.stream_slot_acquire(user_id=user.pk)
     except Exception as exc:
         response = exception_response(exc)
         if response is None:
             raise
         return response
-    last_event_id = request.headers.get("Last-Event-ID") or request.GET.get("last_event_id") or "0"
-    after = last_event_id if _ENTRY_ID.match(last_event_id) else "0"
     response = StreamingHttpResponse(
-        _events(message, live, after), content_type="text/event-stream"
+        _events(message, live, after, user.pk, slot), content_type="text/event-stream"
     )
     response["Cache-Control"] = "no-cache"
     response["X-Accel-Buffering"] = "no"  # tell nginx-style proxies not to buffer

@@ -123,6 +123,8 @@ REDIS_SOCKET_TIMEOUT = env.float("REDIS_SOCKET_TIMEOUT", default=5.0)
 REDIS_SOCKET_CONNECT_TIMEOUT = env.float("REDIS_SOCKET_CONNECT_TIMEOUT", default=2.0)
 # Open SSE reply streams per user, counted across processes in Redis; more answer 429.
 STREAMS_MAX_PER_USER = env.int("STREAMS_MAX_PER_USER", default=20)
+# An open stream renews its place every third of this; a crashed process's expire after it.
+STREAMS_SLOT_TTL = env.float("STREAMS_SLOT_TTL", default=60.0)
 RQ_QUEUES = {
     "default": {"URL": REDIS_URL, "DEFAULT_TIMEOUT": 600},
     "completions": {"URL": REDIS_URL, "DEFAULT_TIMEOUT": 600},
