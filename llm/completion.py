@@ -10,7 +10,6 @@ import logging
 
 from django.conf import settings
 from django.db import connection, transaction
-from django.db.models import Q
 
 from jobs.exceptions import (
     JobCancelled,
@@ -33,6 +32,7 @@ from llm.providers import (
     completion_cost,
     trim_messages,
 )
+from llm.selectors import message_path
 from llm.services import message_transition, usage_record
 from project.errors import InvalidTransition
 
@@ -45,7 +45,7 @@ def completion_run(job: Job) -> None:
     message = _reply_to_write(job)
     if message is None:
         return
-    request, provider = _build_request(message)
+    request, provider = _build_request(message, job.payload.get("params"))
     _start_attempt(message, job)
     _release_database_connection()
     result = _stream_reply(message, job, request, provider)
@@ -70,20 +70,28 @@ def _reply_to_write(job: Job) -> Message | None:
 
 
 def _context(message: Message) -> list[ChatMessage]:
-    """The turns before this reply: every user message and the replies that completed."""
-    earlier = message.conversation.messages.filter(position__lt=message.position).filter(
-        Q(role=MessageRole.USER) | Q(role=MessageRole.ASSISTANT, status=MessageStatus.COMPLETED)
-    )
-    return [ChatMessage(role=m.role, content=m.content) for m in earlier.order_by("position")]
+    """The turns this reply answers: its branch from the root to its parent (never another
+    branch's text), user messages and the replies that completed."""
+    path = message_path(message=message)[:-1]
+    return [
+        ChatMessage(role=m.role, content=m.content)
+        for m in path
+        if m.role == MessageRole.USER or m.status == MessageStatus.COMPLETED
+    ]
 
 
-def _build_request(message: Message) -> tuple[ChatRequest, ChatProvider]:
-    """The provider request for the reply: the conversation trimmed to the model's window."""
+def _build_request(
+    message: Message, params: dict | None = None
+) -> tuple[ChatRequest, ChatProvider]:
+    """The provider request for the reply: its branch trimmed to the model's window, with the
+    reply's own ``params`` (from a regenerate) over the conversation's."""
     conversation, model = message.conversation, message.model
-    max_tokens = conversation.max_tokens or min(
-        model.max_output_tokens, settings.LLM_DEFAULT_MAX_TOKENS
+    params = params or {}
+    max_tokens = min(
+        params.get("max_tokens") or conversation.max_tokens or settings.LLM_DEFAULT_MAX_TOKENS,
+        model.max_output_tokens,  # a fallback model may allow fewer than the requested one
     )
-    temperature = conversation.temperature
+    temperature = params.get("temperature", conversation.temperature)
     request = ChatRequest(
         model=model.provider_model,
         messages=trim_messages(

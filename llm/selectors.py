@@ -88,6 +88,101 @@ def message_get(*, owner: User, conversation_id: UUID | str, message_id: UUID | 
     )
 
 
+class MessageTree:
+    """The shape of a conversation's message tree (ids only), read in one query. Walking it in
+    Python keeps every branch read at a fixed number of queries, and it stays small: a
+    conversation holds at most LLM_MAX_MESSAGES_PER_CONVERSATION messages."""
+
+    def __init__(self, rows: list[tuple[UUID, UUID | None]]) -> None:
+        self.parents: dict[UUID, UUID | None] = {}
+        self.children: dict[UUID | None, list[UUID]] = {}
+        for message_id, parent_id in rows:  # in position order, so children are too
+            self.parents[message_id] = parent_id
+            self.children.setdefault(parent_id, []).append(message_id)
+
+    def __contains__(self, message_id) -> bool:
+        return message_id in self.parents
+
+    def path_to(self, message_id: UUID | None) -> list[UUID]:
+        """Ids from the root down to ``message_id`` (included); empty for None."""
+        path = []
+        while message_id is not None:
+            path.append(message_id)
+            message_id = self.parents[message_id]
+        return path[::-1]
+
+    def newest_leaf_under(self, message_id: UUID) -> UUID:
+        """Follow the newest child down from ``message_id`` to a leaf."""
+        while self.children.get(message_id):
+            message_id = self.children[message_id][-1]
+        return message_id
+
+    def siblings(self, message_id: UUID) -> list[UUID]:
+        """Messages with the same parent, this one included, oldest first."""
+        return self.children[self.parents[message_id]]
+
+
+def message_tree(*, conversation: Conversation) -> MessageTree:
+    rows = conversation.messages.order_by("position").values_list("pk", "parent_id")
+    return MessageTree(list(rows))
+
+
+def _with_siblings(messages, tree: MessageTree) -> list[Message]:
+    for message in messages:
+        message.sibling_ids = tree.siblings(message.pk)
+    return list(messages)
+
+
+def _branch_messages(tree: MessageTree, leaf_id: UUID | None) -> list[Message]:
+    path = tree.path_to(leaf_id)
+    by_id = Message.objects.select_related("model").in_bulk(path)
+    return _with_siblings([by_id[pk] for pk in path], tree)
+
+
+def message_branch_leaf(*, conversation: Conversation, tree: MessageTree, message_id) -> UUID:
+    """The leaf a branch choice means: ``message_id`` (a message of this conversation, else
+    ``InvalidInput``), followed down its newest replies, so choosing a sibling shows its
+    latest continuation."""
+    try:
+        message_id = UUID(str(message_id))
+    except ValueError:
+        message_id = None
+    if message_id not in tree:
+        raise InvalidInput(
+            "Not a message of this conversation.",
+            code="unknown_message",
+            details={"current_leaf": ["Not a message of this conversation."]},
+        )
+    return tree.newest_leaf_under(message_id)
+
+
+def message_branch(*, conversation: Conversation, leaf_id=None) -> list[Message]:
+    """The messages from the root to ``leaf_id`` (default: the conversation's current leaf),
+    each with ``sibling_ids``. Three queries whatever the length."""
+    tree = message_tree(conversation=conversation)
+    if leaf_id is None:
+        leaf = conversation.current_leaf_id
+    else:
+        leaf = message_branch_leaf(conversation=conversation, tree=tree, message_id=leaf_id)
+    return _branch_messages(tree, leaf)
+
+
+def messages_with_siblings(*, conversation: Conversation, messages: list[Message]) -> None:
+    """Give ``messages`` (of ``conversation``) their ``sibling_ids``, in one query."""
+    _with_siblings(messages, message_tree(conversation=conversation))
+
+
+def message_path(*, message: Message) -> list[Message]:
+    """The messages from the root to ``message`` (included): a reply's context."""
+    return _branch_messages(message_tree(conversation=message.conversation), message.pk)
+
+
+def message_list_all(*, conversation: Conversation) -> list[Message]:
+    """Every message of every branch in position order, each with ``sibling_ids``."""
+    tree = message_tree(conversation=conversation)
+    return _with_siblings(message_list(conversation=conversation), tree)
+
+
 @dataclass(frozen=True, slots=True)
 class UsageReport:
     user: int

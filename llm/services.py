@@ -28,7 +28,12 @@ from llm.models import (
     MessageStatus,
     Usage,
 )
-from llm.selectors import model_check_callable, model_get_available
+from llm.selectors import (
+    message_branch_leaf,
+    message_tree,
+    model_check_callable,
+    model_get_available,
+)
 from project.errors import (
     Conflict,
     IdempotencyKeyReused,
@@ -84,10 +89,20 @@ def conversation_update(
     system_prompt: str | None = None,
     params: dict[str, Any] | None = None,
     archived: bool | None = None,
+    current_leaf: str | uuid.UUID | None = None,
     save: bool = True,
 ) -> Conversation:
     """Change what was given; switching model re-checks that it can be called. With
-    ``save=False`` only the rules run (``InvalidInput`` when one fails) and nothing is stored."""
+    ``save=False`` only the rules run (``InvalidInput`` when one fails) and nothing is stored.
+
+    ``current_leaf`` switches branch: any message of this conversation (else
+    ``InvalidInput``), followed down its newest replies to a leaf. Only the given fields are
+    written, so an edit never undoes a turn posted meanwhile."""
+    if current_leaf is not None:
+        tree = message_tree(conversation=conversation)
+        conversation.current_leaf_id = message_branch_leaf(
+            conversation=conversation, tree=tree, message_id=current_leaf
+        )
     if model_slug is not None and model_slug != conversation.model.slug:
         conversation.model = model_get_available(slug=model_slug)
     if params is not None:
@@ -106,7 +121,17 @@ def conversation_update(
     if archived is not None:
         conversation.archived = archived
     if save:
-        conversation.save()
+        changed = {
+            "model": model_slug,
+            "temperature": params,
+            "max_tokens": params,
+            "title": title,
+            "system_prompt": system_prompt,
+            "archived": archived,
+            "current_leaf": current_leaf,
+        }
+        fields = [name for name, given in changed.items() if given is not None]
+        conversation.save(update_fields=[*fields, "updated_at"])
     return conversation
 
 
@@ -128,9 +153,9 @@ class PostedMessage:
     created: bool  # False when an Idempotency-Key replayed an earlier request
 
 
-def _request_fingerprint(conversation: Conversation, content: str) -> str:
-    body = json.dumps({"conversation": str(conversation.pk), "content": content}, sort_keys=True)
-    return hashlib.sha256(body.encode()).hexdigest()
+def _request_fingerprint(conversation: Conversation, content: str, **request: Any) -> str:
+    body = {"conversation": str(conversation.pk), "content": content, **request}
+    return hashlib.sha256(json.dumps(body, sort_keys=True, default=str).encode()).hexdigest()
 
 
 def _replay(job: Job) -> PostedMessage:
@@ -139,9 +164,29 @@ def _replay(job: Job) -> PostedMessage:
     return PostedMessage(user_message, assistant, job, created=False)
 
 
-def _check_can_post(*, conversation: Conversation, content: str) -> None:
-    """Every rule a new message must pass before anything is stored (the per-conversation
-    ones that need the row lock are checked again in ``_create_turn``)."""
+def _replay_if_repeated(
+    *, conversation: Conversation, idempotency_key: str | None, fingerprint: str
+) -> PostedMessage | None:
+    """The original result when ``idempotency_key`` was used before for the same request;
+    ``IdempotencyKeyReused`` when it was used for another one."""
+    if not idempotency_key:
+        return None
+    existing = Job.objects.filter(owner=conversation.owner, idempotency_key=idempotency_key).first()
+    if existing is None:
+        return None
+    if existing.request_fingerprint != fingerprint:
+        raise IdempotencyKeyReused(
+            "This Idempotency-Key was already used with a different request."
+        )
+    return _replay(existing)
+
+
+def _check_can_post(
+    *, conversation: Conversation, content: str, model: LLMModel | None = None
+) -> None:
+    """Every rule a new turn must pass before anything is stored (the per-conversation
+    ones that need the row lock are checked again in ``_create_turn``). ``model`` is the one
+    that will write the reply (default: the conversation's)."""
     limit = settings.LLM_MAX_MESSAGE_CHARS
     if len(content) > limit:
         raise InvalidInput(
@@ -151,17 +196,39 @@ def _check_can_post(*, conversation: Conversation, content: str) -> None:
         )
     if conversation.archived:
         raise Conflict("The conversation is archived; unarchive it to continue.", code="archived")
-    model_check_callable(model=conversation.model)
+    model_check_callable(model=model or conversation.model)
     if user_budget(user=conversation.owner).exhausted:
         raise NotAllowed("Your monthly token budget is used up.", code="budget_exhausted")
 
 
 def _create_turn(
-    *, conversation: Conversation, content: str, idempotency_key: str | None, fingerprint: str
+    *,
+    conversation: Conversation,
+    idempotency_key: str | None,
+    fingerprint: str,
+    content: str | None = None,
+    replaces: Message | None = None,
+    answer: Message | None = None,
+    model: LLMModel | None = None,
+    params: dict[str, Any] | None = None,
 ) -> PostedMessage:
-    """Store the user message, the queued reply and its job, in the caller's transaction."""
-    # Locking the conversation serialises posts to it, so positions never collide.
-    Conversation.objects.select_for_update().filter(pk=conversation.pk).first()
+    """Store a turn and its queued reply's job, in the caller's transaction, and make the
+    reply the conversation's current leaf. The turn is one of:
+
+    * ``content``: a new user message after the current leaf (posting), or, with
+      ``replaces``, beside that user message (editing), and a reply to it;
+    * ``answer``: only a new reply to that existing user message (regenerating).
+
+    The reply is written by ``model`` (default: the conversation's) with ``params``
+    (temperature, max_tokens) overriding the conversation's for this reply only."""
+    # Locking the conversation serialises turns on it: positions never collide, one reply
+    # at a time, and the current leaf read here is the one the new message follows.
+    current_leaf_id = (
+        Conversation.objects.select_for_update()
+        .filter(pk=conversation.pk)
+        .values_list("current_leaf_id", flat=True)
+        .first()
+    )
     state = conversation.messages.aggregate(
         last=Max("position"), active=Count("pk", filter=Q(status__in=ACTIVE_STATUSES))
     )
@@ -171,68 +238,78 @@ def _create_turn(
             code="reply_in_progress",
         )
     last = state["last"] or 0
-    if last + 2 > settings.LLM_MAX_MESSAGES_PER_CONVERSATION:
+    adding = 1 if answer is not None else 2
+    if last + adding > settings.LLM_MAX_MESSAGES_PER_CONVERSATION:
         raise InvalidInput(
             f"The conversation has reached {settings.LLM_MAX_MESSAGES_PER_CONVERSATION} "
             "messages; start a new one.",
             code="conversation_full",
         )
-    user_message_id, assistant_id = uuid.uuid4(), uuid.uuid4()
+    user_message_id = answer.pk if answer is not None else uuid.uuid4()
+    assistant_id = uuid.uuid4()
+    payload = {"message_id": str(assistant_id), "user_message_id": str(user_message_id)}
+    if params:
+        payload["params"] = params
     job, created = job_create(
         kind=COMPLETION_JOB_KIND,
         owner=conversation.owner,
-        payload={"message_id": str(assistant_id), "user_message_id": str(user_message_id)},
+        payload=payload,
         queue=COMPLETION_QUEUE,
         idempotency_key=idempotency_key or None,
         request_fingerprint=fingerprint,
     )
     if not created:  # lost a race with the same Idempotency-Key
         return _replay(job)
-    user_message, assistant = Message.objects.bulk_create(
-        [
+    rows = []
+    if answer is None:
+        rows.append(
             Message(
                 id=user_message_id,
                 conversation=conversation,
                 position=last + 1,
+                parent_id=replaces.parent_id if replaces is not None else current_leaf_id,
                 role=MessageRole.USER,
-                content=content,
-            ),
-            Message(
-                id=assistant_id,
-                conversation=conversation,
-                position=last + 2,
-                role=MessageRole.ASSISTANT,
-                status=MessageStatus.QUEUED,
-                model=conversation.model,
-                job=job,
-            ),
-        ]
+                content=content or "",
+            )
+        )
+    rows.append(
+        Message(
+            id=assistant_id,
+            conversation=conversation,
+            position=last + adding,
+            parent_id=user_message_id,
+            role=MessageRole.ASSISTANT,
+            status=MessageStatus.QUEUED,
+            model=model or conversation.model,
+            job=job,
+        )
     )
-    Conversation.objects.filter(pk=conversation.pk).update(updated_at=timezone.now())
-    return PostedMessage(user_message, assistant, job, created=True)
+    created_rows = Message.objects.bulk_create(rows)
+    Conversation.objects.filter(pk=conversation.pk).update(
+        updated_at=timezone.now(), current_leaf_id=assistant_id
+    )
+    conversation.current_leaf_id = assistant_id
+    user_message = answer if answer is not None else created_rows[0]
+    return PostedMessage(user_message, created_rows[-1], job, created=True)
 
 
 def message_post(
     *, conversation: Conversation, content: str, idempotency_key: str | None = None
 ) -> PostedMessage:
-    """Store the user's message, a queued assistant reply and its completion job in one
-    transaction; the job is enqueued when the transaction commits.
+    """Store the user's message (after the conversation's current leaf), a queued assistant
+    reply and its completion job in one transaction; the job is enqueued when the transaction
+    commits.
 
     Refuses (without storing anything) when the conversation is archived, a reply is still
     being written, the model cannot be called, the message or conversation is over its limit,
     or the owner's monthly token budget is spent. The same ``idempotency_key`` with the same
     content returns the original result instead of a second completion."""
     fingerprint = _request_fingerprint(conversation, content)
-    if idempotency_key:
-        existing = Job.objects.filter(
-            owner=conversation.owner, idempotency_key=idempotency_key
-        ).first()
-        if existing is not None:
-            if existing.request_fingerprint != fingerprint:
-                raise IdempotencyKeyReused(
-                    "This Idempotency-Key was already used with a different request."
-                )
-            return _replay(existing)
+    replayed = _replay_if_repeated(
+        conversation=conversation, idempotency_key=idempotency_key, fingerprint=fingerprint
+    )
+    if replayed is not None:
+        return replayed
     _check_can_post(conversation=conversation, content=content)
     with transaction.atomic():
         return _create_turn(
@@ -240,6 +317,77 @@ def message_post(
             content=content,
             idempotency_key=idempotency_key,
             fingerprint=fingerprint,
+        )
+
+
+def _reply_params(params: dict[str, Any] | None, model: LLMModel) -> dict[str, Any] | None:
+    """Per-reply parameters, checked against the model that writes the reply; JSON for the
+    job's payload."""
+    if not params:
+        return None
+    _params_fields(params, model)
+    return {name: value for name, value in params.items() if value is not None} or None
+
+
+def message_regenerate(
+    *,
+    reply: Message,
+    model_slug: str | None = None,
+    params: dict[str, Any] | None = None,
+    idempotency_key: str | None = None,
+) -> PostedMessage:
+    """Queue a new reply to the user message ``reply`` answered, beside ``reply`` (which is
+    kept), and make it the current leaf. ``model_slug`` and ``params`` apply to the new reply
+    only. Every rule of ``message_post`` holds (one reply at a time, model, budget,
+    idempotency)."""
+    conversation = reply.conversation
+    if reply.role != MessageRole.ASSISTANT or reply.parent_id is None:
+        raise InvalidInput("Only an assistant reply can be regenerated.", code="not_a_reply")
+    fingerprint = _request_fingerprint(
+        conversation, "", regenerate=str(reply.pk), model=model_slug, params=params
+    )
+    replayed = _replay_if_repeated(
+        conversation=conversation, idempotency_key=idempotency_key, fingerprint=fingerprint
+    )
+    if replayed is not None:
+        return replayed
+    model = model_get_available(slug=model_slug) if model_slug else conversation.model
+    reply_params = _reply_params(params, model)
+    _check_can_post(conversation=conversation, content="", model=model)
+    with transaction.atomic():
+        return _create_turn(
+            conversation=conversation,
+            idempotency_key=idempotency_key,
+            fingerprint=fingerprint,
+            answer=Message.objects.get(pk=reply.parent_id),
+            model=model,
+            params=reply_params,
+        )
+
+
+def message_edit(
+    *, message: Message, content: str, idempotency_key: str | None = None
+) -> PostedMessage:
+    """Store ``content`` as a new user message beside ``message`` (same parent; the original
+    and its branch are kept), queue its reply and make that the current leaf. Every rule of
+    ``message_post`` holds."""
+    conversation = message.conversation
+    if message.role != MessageRole.USER:
+        raise InvalidInput("Only a user message can be edited.", code="not_a_user_message")
+    fingerprint = _request_fingerprint(conversation, content, edit=str(message.pk))
+    replayed = _replay_if_repeated(
+        conversation=conversation, idempotency_key=idempotency_key, fingerprint=fingerprint
+    )
+    if replayed is not None:
+        return replayed
+    _check_can_post(conversation=conversation, content=content)
+    with transaction.atomic():
+        return _create_turn(
+            conversation=conversation,
+            idempotency_key=idempotency_key,
+            fingerprint=fingerprint,
+            content=content,
+            replaces=message,
         )
 
 

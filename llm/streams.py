@@ -27,7 +27,6 @@ _MAX_ID_PART = 2**64 - 1
 SLOT_RETRY_AFTER_SECONDS = 5
 
 
-
 def _stream_key(message_id: str) -> str:
     return f"parley:reply:{message_id}"
 
@@ -210,8 +209,14 @@ def _iso(value) -> str | None:
 def message_snapshot(message) -> dict[str, Any]:
     """A reply as the API shows it (the fields of ``GET .../messages/{id}/``), for the final
     ``done``/``error`` events: built here so the worker never imports the API layer."""
+    # The worker is synchronous: reading the reply's siblings here is one cheap query.
+    siblings = message.conversation.messages.filter(parent_id=message.parent_id)
     return {
         "id": str(message.pk),
+        "parent": str(message.parent_id) if message.parent_id else None,
+        "sibling_ids": [
+            str(pk) for pk in siblings.order_by("position").values_list("pk", flat=True)
+        ],
         "role": message.role,
         "content": message.content,
         "status": message.status,

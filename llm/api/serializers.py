@@ -47,6 +47,7 @@ class ConversationSerializer(serializers.ModelSerializer):
             "system_prompt",
             "params",
             "archived",
+            "current_leaf",
             "created_at",
             "updated_at",
         ]
@@ -68,6 +69,11 @@ class ConversationWriteSerializer(serializers.Serializer):
     system_prompt = serializers.CharField(allow_blank=True, required=False, trim_whitespace=False)
     params = ParamsSerializer(required=False)
     archived = serializers.BooleanField(required=False)
+    current_leaf = serializers.UUIDField(
+        required=False,
+        help_text="Switch branch: any message of this conversation; the branch continues down "
+        "its newest replies. Then GET messages/ lists it and new messages follow it.",
+    )
 
     def validate_system_prompt(self, value: str) -> str:
         limit = settings.LLM_MAX_SYSTEM_PROMPT_CHARS
@@ -82,11 +88,19 @@ class MessageSerializer(serializers.ModelSerializer):
     )
     model = serializers.SlugRelatedField(slug_field="slug", read_only=True, allow_null=True)
     job = serializers.UUIDField(source="job_id", read_only=True, allow_null=True)
+    parent = serializers.UUIDField(source="parent_id", read_only=True, allow_null=True)
+    sibling_ids = serializers.SerializerMethodField(
+        help_text="Messages with the same parent, this one included, oldest first: the "
+        "alternatives a client can switch to (PATCH the conversation's current_leaf). Null "
+        "in stream events."
+    )
 
     class Meta:
         model = Message
         fields = [
             "id",
+            "parent",
+            "sibling_ids",
             "role",
             "content",
             "status",
@@ -103,6 +117,33 @@ class MessageSerializer(serializers.ModelSerializer):
             "completed_at",
         ]
         read_only_fields = fields
+
+    @extend_schema_field(serializers.ListField(child=serializers.UUIDField(), allow_null=True))
+    def get_sibling_ids(self, message: Message) -> list | None:
+        # Set by the selectors that read the tree (one query for all); never queried here,
+        # since the async stream view serializes messages too.
+        sibling_ids = getattr(message, "sibling_ids", None)
+        return [str(pk) for pk in sibling_ids] if sibling_ids is not None else None
+
+
+class MessageListQuerySerializer(serializers.Serializer):
+    branch = serializers.UUIDField(
+        required=False,
+        help_text="List this branch instead of the current one: the path from the root to "
+        "this message, continued down its newest replies.",
+    )
+    all = serializers.BooleanField(
+        required=False,
+        default=False,
+        help_text="Every message of every branch, in the order written (use `parent`).",
+    )
+
+
+class RegenerateSerializer(serializers.Serializer):
+    model = serializers.CharField(
+        max_length=64, required=False, help_text="Another model for this reply only (a slug)."
+    )
+    params = ParamsSerializer(required=False, help_text="For this reply only.")
 
 
 class MessageCreateSerializer(serializers.Serializer):

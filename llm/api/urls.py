@@ -9,12 +9,22 @@ router.register("conversations", views.ConversationViewSet, basename="conversati
 
 messages = views.MessageViewSet.as_view({"get": "list", "post": "create"})
 message = views.MessageViewSet.as_view({"get": "retrieve"})
+regenerate = views.MessageViewSet.as_view({"post": "regenerate"})
+edit = views.MessageViewSet.as_view({"post": "edit"})
 
 urlpatterns = [
     *router.urls,
     path("conversations/<uuid:conversation_pk>/messages/", messages, name="message-list"),
     path(
         "conversations/<uuid:conversation_pk>/messages/<uuid:pk>/", message, name="message-detail"
+    ),
+    path(
+        "conversations/<uuid:conversation_pk>/messages/<uuid:pk>/regenerate/",
+        regenerate,
+        name="message-regenerate",
+    ),
+    path(
+        "conversations/<uuid:conversation_pk>/messages/<uuid:pk>/edit/", edit, name="message-edit"
     ),
     path(
         "conversations/<uuid:conversation_pk>/messages/<uuid:message_pk>/stream/",

@@ -125,6 +125,12 @@ class ConversationViewSet(
 
 
 MESSAGE_TAG = ["messages"]
+IDEMPOTENCY_KEY_HEADER = OpenApiParameter(
+    "Idempotency-Key",
+    str,
+    OpenApiParameter.HEADER,
+    description=f"Up to {IDEMPOTENCY_KEY_MAX} characters, unique per request.",
+)
 
 
 @extend_schema_view(
@@ -146,6 +152,103 @@ class MessageViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.
 
     @extend_schema(
         tags=MESSAGE_TAG,
+        summary="Messages of the current branch, root first",
+        description="By default the conversation's current branch: from the first message to "
+        "its `current_leaf`. `?branch=<message id>` lists another branch, `?all=true` every "
+        "message of every branch in the order written (each has its `parent`). Each message "
+        "lists its `sibling_ids` (itself included): the alternatives made by regenerating or "
+        "editing.",
+        parameters=[serializers.MessageListQuerySerializer],
+    )
+    def list(self, request: Request, conversation_pk: str) -> Response:
+        query = serializers.MessageListQuerySerializer(data=request.query_params)
+        query.is_valid(raise_exception=True)
+        conversation = self.conversation()
+        if query.validated_data["all"]:
+            messages = selectors.message_list_all(conversation=conversation)
+        else:
+            messages = selectors.message_branch(
+                conversation=conversation, leaf_id=query.validated_data.get("branch")
+            )
+        page = self.paginate_queryset(messages)
+        return self.get_paginated_response(self.get_serializer(page, many=True).data)
+
+    def get_object(self) -> Message:
+        message = super().get_object()
+        selectors.messages_with_siblings(conversation=message.conversation, messages=[message])
+        return message
+
+    def _idempotency_key(self, request: Request) -> str:
+        key = request.headers.get("Idempotency-Key", "").strip()
+        if len(key) > IDEMPOTENCY_KEY_MAX:
+            raise InvalidInput(
+                f"Idempotency-Key may be at most {IDEMPOTENCY_KEY_MAX} characters.",
+                code="invalid_idempotency_key",
+            )
+        return key
+
+    def _accepted(self, posted: services.PostedMessage) -> Response:
+        selectors.messages_with_siblings(
+            conversation=posted.assistant_message.conversation,
+            messages=[posted.user_message, posted.assistant_message],
+        )
+        body = serializers.PostedMessageSerializer(posted).data
+        headers = {} if posted.created else {"Idempotent-Replayed": "true"}
+        return Response(body, status=status.HTTP_202_ACCEPTED, headers=headers)
+
+    def _message(self, conversation_pk: str, pk: str) -> Message:
+        return selectors.message_get(
+            owner=self.request.user, conversation_id=conversation_pk, message_id=pk
+        )
+
+    @extend_schema(
+        tags=MESSAGE_TAG,
+        summary="Write another reply to the same user message",
+        description="Queues a new assistant reply beside this one (which is kept; both are "
+        "`sibling_ids` of each other) and makes it the current leaf. `model` and `params` "
+        "apply to the new reply only. Answers 202 like posting a message, with the same rules "
+        "(409 while a reply is being written, `Idempotency-Key`).",
+        request=serializers.RegenerateSerializer,
+        responses={202: serializers.PostedMessageSerializer},
+        parameters=[IDEMPOTENCY_KEY_HEADER],
+        extensions={"x-error-statuses": ["409", "422"]},
+    )
+    def regenerate(self, request: Request, conversation_pk: str, pk: str) -> Response:
+        reply = self._message(conversation_pk, pk)
+        data = serializers.RegenerateSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        posted = services.message_regenerate(
+            reply=reply,
+            model_slug=data.validated_data.get("model"),
+            params=data.validated_data.get("params"),
+            idempotency_key=self._idempotency_key(request),
+        )
+        return self._accepted(posted)
+
+    @extend_schema(
+        tags=MESSAGE_TAG,
+        summary="Ask again with different words",
+        description="Stores `content` as a new user message beside this one (the original and "
+        "its replies are kept) and queues its reply, which becomes the current leaf. Answers "
+        "202 like posting a message, with the same rules.",
+        request=serializers.MessageCreateSerializer,
+        responses={202: serializers.PostedMessageSerializer},
+        parameters=[IDEMPOTENCY_KEY_HEADER],
+        extensions={"x-error-statuses": ["409", "422"]},
+    )
+    def edit(self, request: Request, conversation_pk: str, pk: str) -> Response:
+        message = self._message(conversation_pk, pk)
+        data = serializers.MessageCreateSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        posted = services.message_edit(
+            message=message,
+            content=data.validated_data["content"],
+            idempotency_key=self._idempotency_key(request),
+        )
+        return self._accepted(posted)
+
+    @extend_schema(
+        tags=MESSAGE_TAG,
         summary="Send a message; the reply is written by a background job",
         description="Stores your message, a `queued` assistant message and its job, and answers "
         "202. Follow the reply at `.../messages/{assistant id}/stream/` (Server-Sent Events) or "
@@ -154,32 +257,19 @@ class MessageViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.
         "with a different body is a 422.",
         request=serializers.MessageCreateSerializer,
         responses={202: serializers.PostedMessageSerializer},
-        parameters=[
-            OpenApiParameter(
-                "Idempotency-Key",
-                str,
-                OpenApiParameter.HEADER,
-                description=f"Up to {IDEMPOTENCY_KEY_MAX} characters, unique per request.",
-            )
-        ],
+        parameters=[IDEMPOTENCY_KEY_HEADER],
         extensions={"x-error-statuses": ["409", "422"]},
     )
     def create(self, request: Request, conversation_pk: str) -> Response:
         conversation = self.conversation()
         data = serializers.MessageCreateSerializer(data=request.data)
         data.is_valid(raise_exception=True)
-        key = request.headers.get("Idempotency-Key", "").strip()
-        if len(key) > IDEMPOTENCY_KEY_MAX:
-            raise InvalidInput(
-                f"Idempotency-Key may be at most {IDEMPOTENCY_KEY_MAX} characters.",
-                code="invalid_idempotency_key",
-            )
         posted = services.message_post(
-            conversation=conversation, content=data.validated_data["content"], idempotency_key=key
+            conversation=conversation,
+            content=data.validated_data["content"],
+            idempotency_key=self._idempotency_key(request),
         )
-        body = serializers.PostedMessageSerializer(posted).data
-        headers = {} if posted.created else {"Idempotent-Replayed": "true"}
-        return Response(body, status=status.HTTP_202_ACCEPTED, headers=headers)
+        return self._accepted(posted)
 
 
 class UsageView(APIView):
