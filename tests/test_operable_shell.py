@@ -1,6 +1,7 @@
 """The service's shell as a client and an operator meet it: errors, limits, throttles, probes,
 request ids, logs, metrics, CORS, schema, admin."""
 
+import hashlib
 import io
 import json
 import logging
@@ -270,6 +271,86 @@ class TestMetricsCorsSchemaAdmin:
         assert client.get("/admin/django_rq/dashboard/").status_code == 302
 
 
+DEV_SCRIPT = """
+import hashlib, json, sys, time
+import django, jwt
+django.setup()
+from django.conf import settings
+from django.test import Client
+from accounts.api.tokens import AccessToken
+
+now = int(time.time())
+claims = {"token_type": "access", "exp": now + 600, "iat": now, "jti": "j", "user_id": "1"}
+public = jwt.encode(claims, "dev-insecure-jwt-signing-key-0123456789", algorithm="HS256")
+response = Client(HTTP_HOST="127.0.0.1").get(
+    "/api/v1/auth/me/", HTTP_AUTHORIZATION=f"Bearer {public}"
+)
+minted = AccessToken()
+minted["user_id"] = "1"
+earlier = sys.argv[1] if len(sys.argv) > 1 else None
+if earlier:
+    AccessToken(earlier)  # raises unless signed with this install's key
+print(json.dumps({
+    "public_token_status": response.status_code,
+    "public_token_body": response.json(),
+    "minted": str(minted),
+    "jwt_key": hashlib.sha256(settings.SIMPLE_JWT["SIGNING_KEY"].encode()).hexdigest(),
+    "secret_key": hashlib.sha256(settings.SECRET_KEY.encode()).hexdigest(),
+}))
+"""
+
+
+class TestDevelopmentSecrets:
+    """Development settings never sign with a key printed in the source or the README."""
+
+    def run_dev(self, var_dir, *args, **env):
+        environment = {
+            k: v for k, v in os.environ.items() if k not in ("SECRET_KEY", "JWT_SIGNING_KEY")
+        }
+        environment.update(
+            DJANGO_SETTINGS_MODULE="project.settings.development", VAR_DIR=str(var_dir), **env
+        )
+        result = subprocess.run(
+            [sys.executable, "-c", DEV_SCRIPT, *args],
+            cwd=ROOT,
+            env=environment,
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+        assert result.returncode == 0, result.stderr[-3000:]
+        return json.loads(result.stdout.strip().splitlines()[-1])
+
+    def test_a_random_key_per_install_kept_in_var_and_reused(self, tmp_path):
+        var_dir = tmp_path / "var"
+        first = self.run_dev(var_dir)
+        # A token signed with the old public constant is refused.
+        assert first["public_token_status"] == 401
+        assert first["public_token_body"]["error"]["code"] == "token_not_valid"
+        secrets_file = var_dir / "dev-secrets.json"
+        assert secrets_file.stat().st_mode & 0o777 == 0o600
+        stored = json.loads(secrets_file.read_text())
+        assert set(stored) == {"SECRET_KEY", "JWT_SIGNING_KEY"}
+        assert stored["SECRET_KEY"] != stored["JWT_SIGNING_KEY"]
+        assert len(stored["JWT_SIGNING_KEY"]) >= 40
+        # The next process (a restart, the worker) reads the same keys: tokens stay valid.
+        second = self.run_dev(var_dir, first["minted"])
+        assert (second["jwt_key"], second["secret_key"]) == (first["jwt_key"], first["secret_key"])
+        # Another install gets other keys.
+        other = self.run_dev(tmp_path / "other-var")
+        assert other["jwt_key"] != first["jwt_key"]
+
+    def test_keys_from_the_environment_win(self, tmp_path):
+        result = self.run_dev(
+            tmp_path / "var",
+            SECRET_KEY="an-operator-chosen-secret-key-0123456789",
+            JWT_SIGNING_KEY="an-operator-chosen-signing-key-0123456789",
+        )
+        expected = hashlib.sha256(b"an-operator-chosen-signing-key-0123456789").hexdigest()
+        assert result["jwt_key"] == expected
+        assert not (tmp_path / "var" / "dev-secrets.json").exists()
+
+
 class TestProductionSettings:
     def run_check(self, **env):
         environment = {
@@ -289,6 +370,11 @@ class TestProductionSettings:
         result = self.run_check()
         assert result.returncode != 0
         assert "SECRET_KEY" in result.stderr
+
+    def test_refuses_to_start_without_jwt_signing_key(self):
+        result = self.run_check(SECRET_KEY="k" * 20 + "Zq8$vL2#pX9!mR4&nT7@wY1%bC6^dF3*")
+        assert result.returncode != 0
+        assert "JWT_SIGNING_KEY" in result.stderr
 
     def test_check_deploy_is_clean(self):
         result = self.run_check(

@@ -1,10 +1,12 @@
-"""Local development: DEBUG on, an insecure default secret, SQLite unless DATABASE_URL is set."""
+"""Local development: DEBUG on, SQLite unless DATABASE_URL is set, and secrets that are random
+per install (kept in var/dev-secrets.json) unless SECRET_KEY / JWT_SIGNING_KEY are set."""
 
 from .base import *  # noqa: F403
-from .base import SIMPLE_JWT, env
+from .base import SIMPLE_JWT, VAR_DIR, env
+from .local_secrets import install_secret
 
 DEBUG = env.bool("DEBUG", default=True)
-SECRET_KEY = env("SECRET_KEY", default="dev-insecure-secret-key-change-me-0123456789abcdef")
-SIMPLE_JWT["SIGNING_KEY"] = env(
-    "JWT_SIGNING_KEY", default="dev-insecure-jwt-signing-key-0123456789"
+SECRET_KEY = env("SECRET_KEY", default="") or install_secret("SECRET_KEY", var_dir=VAR_DIR)
+SIMPLE_JWT["SIGNING_KEY"] = env("JWT_SIGNING_KEY", default="") or install_secret(
+    "JWT_SIGNING_KEY", var_dir=VAR_DIR
 )
