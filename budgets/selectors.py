@@ -3,12 +3,13 @@
 from datetime import datetime
 from decimal import Decimal
 
-from django.db.models import Q, QuerySet
+from django.db.models import Case, F, FloatField, Q, QuerySet, Value, When
+from django.db.models.functions import Greatest
 from django.utils import timezone
 
 from accounts.quotas import BudgetStatus
 from budgets.models import Budget, BudgetLedger, RateLimit, Reservation, ReservationStatus
-from budgets.periods import period_end, period_start
+from budgets.periods import BudgetPeriod, period_end, period_start
 
 
 def budgets_applicable(*, user_id: int, api_key_id: int | None) -> list[Budget]:
@@ -93,3 +94,38 @@ def reservations_held(*, reference_prefix: str, created_before: datetime) -> Que
         reference__startswith=reference_prefix,
         created_at__lt=created_before,
     )
+
+
+def budgets_most_used(*, limit: int = 10, now: datetime | None = None) -> list[tuple]:
+    """The budgets closest to (or at) their limit this period, for the staff dashboard: pairs
+    of (budget with user and key loaded, status), most used first. Three queries."""
+    now = now or timezone.now()
+    current = Q()
+    for period in BudgetPeriod.values:
+        current |= Q(budget__period=period, period_start=period_start(period, now))
+    used_usd = Case(
+        When(
+            budget__limit_usd__gt=0,
+            then=(F("spent_usd") + F("reserved_usd")) * 1.0 / F("budget__limit_usd"),
+        ),
+        default=Value(0.0),
+        output_field=FloatField(),
+    )
+    used_tokens = Case(
+        When(
+            budget__limit_tokens__gt=0,
+            then=(F("spent_tokens") + F("reserved_tokens")) * 1.0 / F("budget__limit_tokens"),
+        ),
+        default=Value(0.0),
+        output_field=FloatField(),
+    )
+    ledgers = (
+        BudgetLedger.objects.filter(current)
+        .annotate(used=Greatest(used_usd, used_tokens))
+        .order_by("-used", "budget_id")
+        .values_list("budget_id", flat=True)[:limit]
+    )
+    ids = list(ledgers)
+    budgets = {b.pk: b for b in budget_list().filter(pk__in=ids)}
+    ordered = [budgets[pk] for pk in ids if pk in budgets]
+    return list(zip(ordered, budget_statuses_of(ordered, now=now), strict=True))

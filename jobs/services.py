@@ -13,7 +13,7 @@ from django.utils import timezone
 
 from jobs import queueing, registry
 from jobs.models import ALLOWED_TRANSITIONS, TERMINAL_STATUSES, Job, JobStatus
-from project.errors import IdempotencyKeyReused, InvalidTransition
+from project.errors import Conflict, IdempotencyKeyReused, InvalidTransition
 
 logger = logging.getLogger("parley.jobs")
 
@@ -143,9 +143,15 @@ def job_cancel(*, job: Job) -> Job:
 
 
 def job_retry(*, job: Job) -> Job:
-    """Queue a failed or cancelled job again, with a fresh budget of attempts."""
+    """Queue a failed or cancelled job again, with a fresh budget of attempts. A job its kind
+    says cannot run again (``retry_blocker``: e.g. its conversation was deleted) is a
+    ``Conflict`` and stays as it is."""
     if job.status not in (JobStatus.FAILED, JobStatus.CANCELLED):
         raise InvalidTransition(f"A {job.status} job cannot be retried.", code="not_retryable")
+    kind = registry.kind_of(job.kind)
+    reason = kind.retry_blocker(job) if kind is not None and kind.retry_blocker else None
+    if reason:
+        raise Conflict(reason, code="not_retryable")
     with transaction.atomic():
         job = job_transition(
             job=job,
@@ -193,10 +199,13 @@ class ReconcileReport:
     requeued: list[str] = field(default_factory=list)  # queued jobs missing from Redis
     recovered: list[str] = field(default_factory=list)  # in-progress jobs whose worker died
     failed: list[str] = field(default_factory=list)  # ... and had no attempts left
+    steps: dict[str, int] = field(default_factory=dict)  # registered steps: name -> fixed
 
     @property
     def changed(self) -> int:
-        return len(self.requeued) + len(self.recovered) + len(self.failed)
+        return (
+            len(self.requeued) + len(self.recovered) + len(self.failed) + sum(self.steps.values())
+        )
 
 
 def jobs_reconcile(*, dry_run: bool = False) -> ReconcileReport:
@@ -240,6 +249,11 @@ def jobs_reconcile(*, dry_run: bool = False) -> ReconcileReport:
                     job, JobStatus.QUEUED, last_error=error, next_attempt_at=None
                 ):
                     _enqueue_on_commit(job)
+    for name, step in registry.reconcile_steps().items():
+        try:
+            report.steps[name] = step(dry_run=dry_run)
+        except Exception:  # one app's step failing must not stop job recovery
+            logger.exception("Reconcile step failed", extra={"step": name})
     return report
 
 

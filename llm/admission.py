@@ -7,17 +7,27 @@ budget (429 ``budget_exceeded``). When the call ends, settle the reservation to 
 
 import math
 from dataclasses import dataclass
+from datetime import timedelta
 from decimal import Decimal
 
+from django.conf import settings
 from django.db.models import Count, Func, IntegerField, Sum
 from django.db.models.functions import Coalesce
+from django.utils import timezone
 
 from accounts.models import ApiKey, User
 from budgets.models import Reservation
 from budgets.ratelimits import RateLimitStatus, ratelimit_acquire, ratelimit_refund
-from budgets.services import budget_reserve, reservation_release, reservation_settle
+from budgets.selectors import reservations_held
+from budgets.services import (
+    budget_reserve,
+    reservation_release,
+    reservation_settle,
+    reservation_settle_reference,
+)
+from jobs.models import TERMINAL_STATUSES, Job
 from llm.access import model_access_check
-from llm.models import Conversation, LLMModel
+from llm.models import Conversation, LLMModel, Message, MessageStatus
 from llm.providers.context import PER_MESSAGE_OVERHEAD, REPLY_PRIMING, estimate_tokens
 from llm.providers.pricing import completion_cost
 from project.errors import BudgetExceeded
@@ -132,3 +142,49 @@ def conversation_input_estimate(*, conversation: Conversation, content: str) -> 
         + (estimate_tokens(conversation.system_prompt) + PER_MESSAGE_OVERHEAD)
         + REPLY_PRIMING
     )
+
+
+# --- Replies queued as jobs ------------------------------------------------------------------
+# A queued reply's reservation is named after its job, so the worker, the terminal hook and
+# reconcile all find it without a column on the job (jobs knows nothing of budgets).
+
+
+def reply_reference(job_id) -> str:
+    return f"job:{job_id}"
+
+
+def reply_reservation_settle(*, job_id, message: Message | None) -> None:
+    """Settle the reservation of the reply ``message`` written by job ``job_id``: its stored
+    cost and tokens when it completed, nothing otherwise (failed, cancelled, or gone — a
+    cancelled reply's partial text has no usage from the provider, and Usage counts none
+    either, so budgets and usage stay equal). Safe to call twice."""
+    completed = message is not None and message.status == MessageStatus.COMPLETED
+    reservation_settle_reference(
+        reference=reply_reference(job_id),
+        actual_usd=(message.cost or Decimal(0)) if completed else Decimal(0),
+        actual_tokens=((message.input_tokens or 0) + (message.output_tokens or 0))
+        if completed
+        else 0,
+    )
+
+
+def reply_reservations_reconcile(*, dry_run: bool = False) -> int:
+    """A reconcile step (registered with jobs): settle reservations still held for jobs that
+    ended (their terminal hook did not run to the end) or vanished. Returns how many."""
+    grace = timezone.now() - timedelta(seconds=settings.JOBS_ENQUEUE_GRACE)
+    held = list(reservations_held(reference_prefix="job:", created_before=grace))
+    job_ids = {reservation.reference.removeprefix("job:") for reservation in held}
+    live = set(
+        str(pk)
+        for pk in Job.objects.filter(pk__in=job_ids)
+        .exclude(status__in=TERMINAL_STATUSES)
+        .values_list("pk", flat=True)
+    )
+    orphans = [r for r in held if r.reference.removeprefix("job:") not in live]
+    if dry_run:
+        return len(orphans)
+    for reservation in orphans:
+        job_id = reservation.reference.removeprefix("job:")
+        message = Message.objects.filter(job_id=job_id).order_by("-created_at").first()
+        reply_reservation_settle(job_id=job_id, message=message)
+    return len(orphans)

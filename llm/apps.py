@@ -8,8 +8,14 @@ class LlmConfig(AppConfig):
 
     def ready(self) -> None:
         from accounts.quotas import register_usage_counter
-        from jobs.registry import register
-        from llm.completion import completion_finished, completion_requeued, completion_run
+        from jobs.registry import register, register_reconcile_step
+        from llm.admission import reply_reservations_reconcile
+        from llm.completion import (
+            completion_finished,
+            completion_requeued,
+            completion_retry_blocker,
+            completion_run,
+        )
         from llm.selectors import usage_tokens_since
         from llm.services import COMPLETION_JOB_KIND
 
@@ -18,5 +24,7 @@ class LlmConfig(AppConfig):
             completion_run,
             on_terminal=completion_finished,
             on_retry=completion_requeued,
+            retry_blocker=completion_retry_blocker,
         )
         register_usage_counter(usage_tokens_since)
+        register_reconcile_step("llm.reply_reservations", reply_reservations_reconcile)

@@ -247,3 +247,10 @@ def completion_requeued(job: Job) -> None:
     message = Message.objects.filter(pk=job.payload.get("message_id")).first()
     if message is not None:
         _transition_unless_moved_on(message, MessageStatus.QUEUED, error="")
+
+
+def completion_retry_blocker(job: Job) -> str | None:
+    """Retry check: a reply whose message (or conversation) was deleted cannot be written."""
+    if not Message.objects.filter(pk=job.payload.get("message_id")).exists():
+        return "The conversation was deleted; there is no reply to write."
+    return None

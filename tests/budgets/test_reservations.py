@@ -12,7 +12,7 @@ from django.utils import timezone
 from accounts.services import api_key_create
 from budgets.models import Budget, BudgetLedger, Reservation, ReservationHold, ReservationStatus
 from budgets.periods import BudgetPeriod, period_end, period_start
-from budgets.selectors import budget_statuses
+from budgets.selectors import budget_statuses, budgets_most_used
 from budgets.services import (
     MONEY_QUANTUM,
     budget_reserve,
@@ -199,6 +199,17 @@ class TestReserveAndSettle:
 
     def test_no_default_budget_unless_configured(self, user):
         assert not user.budgets.exists()
+
+    def test_the_most_used_budgets_come_first(self, user, other_user):
+        by_money = budget_set(user=user, period=BudgetPeriod.DAILY, limit_usd=Decimal("1"))
+        by_tokens = budget_set(user=other_user, period=BudgetPeriod.MONTHLY, limit_tokens=100)
+        budget_set(user=UserFactory(), period=BudgetPeriod.DAILY, limit_usd=Decimal("1"))
+        budget_reserve(user=user, amount_usd=Decimal("0.2"), amount_tokens=1)
+        budget_reserve(user=other_user, amount_usd=Decimal(0), amount_tokens=90)
+        rows = budgets_most_used()
+        assert [budget.pk for budget, _ in rows] == [by_tokens.pk, by_money.pk]
+        assert rows[0][1].remaining_tokens == 10
+        assert rows[1][1].remaining_usd == Decimal("0.8")
 
 
 @pytest.mark.django_db(transaction=True)

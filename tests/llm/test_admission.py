@@ -1,6 +1,7 @@
 """Admission (model access, rate limits, budget reservation) through llm.admission, the one
 entry point the conversation API and the /v1/ surface share."""
 
+import uuid
 from decimal import Decimal
 
 import pytest
@@ -9,12 +10,16 @@ from accounts.services import api_key_create
 from budgets.models import BudgetLedger, Reservation
 from budgets.periods import BudgetPeriod
 from budgets.services import budget_set, rate_limit_set
+from jobs.models import JobStatus
+from jobs.services import job_create, jobs_reconcile
 from llm.access import model_allowed, model_restrictions, models_allowed
 from llm.admission import (
     admission_release,
     admission_reserve,
     admission_settle,
     conversation_input_estimate,
+    reply_reference,
+    reply_reservations_reconcile,
     worst_case_cost,
 )
 from llm.models import Message, ModelAccess
@@ -145,3 +150,35 @@ class TestAdmission:
             stored_bytes // 3 + estimate_tokens("new question") + estimate_tokens("Be brief.")
         )
         assert estimate <= stored_bytes // 3 + 1 + 4 * 5 + 3 + 10
+
+
+@pytest.mark.django_db
+def test_reconcile_releases_reservations_of_vanished_or_finished_jobs(user, settings):
+    settings.JOBS_ENQUEUE_GRACE = 0
+    model = StandinModelFactory()
+    budget = budget_set(user=user, period=BudgetPeriod.DAILY, limit_usd=Decimal("1"))
+
+    def reserve(reference: str) -> Reservation:
+        return admission_reserve(
+            user=user,
+            api_key=None,
+            model=model,
+            input_tokens_estimate=100,
+            max_tokens=100,
+            reference=reference,
+        ).reservation
+
+    vanished = reserve(reply_reference(uuid.uuid4()))
+    running_job, _ = job_create(kind="test.kind", owner=user, payload={})
+    running = reserve(reply_reference(running_job.pk))
+    failed_job, _ = job_create(kind="test.kind", owner=user, payload={})
+    failed_job.__class__.objects.filter(pk=failed_job.pk).update(status=JobStatus.FAILED)
+    failed = reserve(reply_reference(failed_job.pk))
+
+    assert reply_reservations_reconcile(dry_run=True) == 2
+    assert Reservation.objects.filter(status="held").count() == 3
+    report = jobs_reconcile()  # the step llm registers with jobs
+    assert report.steps["llm.reply_reservations"] == 2
+    statuses = dict(Reservation.objects.values_list("pk", "status"))
+    assert statuses == {vanished.pk: "released", failed.pk: "released", running.pk: "held"}
+    assert BudgetLedger.objects.get(budget=budget).reserved_usd == running.amount_usd

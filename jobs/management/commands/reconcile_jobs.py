@@ -27,3 +27,5 @@ class Command(BaseCommand):
         ):
             for job_id in ids:
                 self.stdout.write(f"  {label} {job_id}")
+        for name, fixed in report.steps.items():
+            self.stdout.write(f"{prefix}{name}: {fixed}")
