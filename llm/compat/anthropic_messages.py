@@ -215,8 +215,8 @@ async def messages(request: HttpRequest) -> HttpResponse:
         )
         if not call.request.stream:
             result = await call_complete(call)
-            return json_response(message_body(call, result))
+            return json_response(message_body(call, result), headers=call.headers())
         relay = await call_stream(call)
     except GatewayError as error:
         return error_response(error)
-    return sse_response(_events(call, relay))
+    return sse_response(_events(call, relay), headers=call.headers())

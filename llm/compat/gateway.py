@@ -26,8 +26,8 @@ from django.utils import timezone
 
 from accounts.models import ApiKey, User
 from llm import metrics
+from llm.admission import Admission, admission_release, admission_reserve, admission_settle
 from llm.catalog import ProviderTarget, provider_target, unavailable_reason
-from llm.compat import admission
 from llm.compat.auth import caller_authenticate
 from llm.compat.core import (
     ANTHROPIC,
@@ -72,11 +72,15 @@ class Call:
     model: LLMModel | None = None
     target: ProviderTarget | None = None
     chat_request: ChatRequest | None = None
-    admitted: admission.Admission | None = None
+    admitted: Admission | None = None
 
     @property
     def provider_format(self) -> str:
         return FORMAT_OF_PROVIDER[self.model.provider]
+
+    def headers(self) -> dict[str, str]:
+        """Response headers: where the caller stands against their rate limits."""
+        return self.admitted.headers() if self.admitted is not None else {}
 
 
 def _give_back_connection() -> None:
@@ -163,12 +167,12 @@ def _resolve(call: Call) -> None:
         stop=request.stop,
         passthrough=request.passthrough,
     )
-    try:
-        call.admitted = admission.call_admit(
+    try:  # model access, rate limits, budgets: the same gate as conversation replies
+        call.admitted = admission_reserve(
             user=call.user,
             api_key=call.api_key,
             model=model,
-            prompt_tokens=prompt_size,
+            input_tokens_estimate=prompt_size,
             max_tokens=max_tokens,
             reference=f"gateway:{call.id}",
         )
@@ -278,6 +282,7 @@ def _record(
         if input_tokens or output_tokens:
             record.usage = Usage.objects.create(
                 user=call.user,
+                api_key=call.api_key,
                 model=call.model,
                 input_tokens=input_tokens,
                 output_tokens=output_tokens,
@@ -286,12 +291,16 @@ def _record(
             )
         record.save(force_insert=True)
         if call.admitted is not None:
+            reservation = call.admitted.reservation
             if input_tokens or output_tokens:
-                admission.call_settle(
-                    admission=call.admitted, cost=cost, tokens=input_tokens + output_tokens
+                admission_settle(
+                    reservation=reservation,
+                    input_tokens=input_tokens,
+                    output_tokens=output_tokens,
+                    cost=cost,
                 )
             else:
-                admission.call_release(admission=call.admitted)
+                admission_release(reservation=reservation)
     model_label = call.model.slug if call.model is not None else "unknown"
     GATEWAY_CALLS.labels(endpoint=call.endpoint, model=model_label, status=status).inc()
     if call.admitted is not None:

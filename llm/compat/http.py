@@ -34,8 +34,10 @@ def json_response(body: dict, status: int = 200, headers: dict | None = None) ->
     return response
 
 
-def sse_response(events: AsyncIterator[str]) -> StreamingHttpResponse:
-    response = StreamingHttpResponse(events, content_type="text/event-stream; charset=utf-8")
+def sse_response(events: AsyncIterator[str], headers: dict | None = None) -> StreamingHttpResponse:
+    response = StreamingHttpResponse(
+        events, content_type="text/event-stream; charset=utf-8", headers=headers
+    )
     response["Cache-Control"] = "no-cache"
     response["X-Accel-Buffering"] = "no"  # tell nginx-style proxies not to buffer
     return response

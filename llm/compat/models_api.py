@@ -4,6 +4,7 @@ Anthropic SDK's ``models.list``)."""
 
 from django.http import HttpRequest, HttpResponse
 
+from llm.access import models_allowed
 from llm.compat import openai_chat
 from llm.compat.auth import caller_authenticate
 from llm.compat.core import GatewayError
@@ -39,8 +40,9 @@ def _error(request: HttpRequest, error: GatewayError) -> HttpResponse:
 
 
 def _available(request: HttpRequest) -> list[LLMModel]:
-    caller_authenticate(request, x_api_key=True)
-    return model_list_available()
+    """Callable models the caller (and the key they used) may use."""
+    user, api_key = caller_authenticate(request, x_api_key=True)
+    return models_allowed(model_list_available(), user=user, api_key=api_key)
 
 
 def model_list(request: HttpRequest) -> HttpResponse:

@@ -247,8 +247,8 @@ async def chat_completions(request: HttpRequest) -> HttpResponse:
         created = int(time.time())
         if not call.request.stream:
             result = await call_complete(call)
-            return json_response(completion_body(call, result, created))
+            return json_response(completion_body(call, result, created), headers=call.headers())
         relay = await call_stream(call)
     except GatewayError as error:
         return error_response(error)
-    return sse_response(_chunks(call, relay, created))
+    return sse_response(_chunks(call, relay, created), headers=call.headers())

@@ -1,0 +1,177 @@
+"""Every /v1/ call passes the same gate as a conversation reply (model access, rate limits,
+budgets) and is accounted: a record staff see, a Usage row, the budget settled to the cost,
+metrics — also when the client goes away mid-stream. And no database connection is held
+while a call waits on its provider."""
+
+import itertools
+import threading
+import time
+from decimal import Decimal
+
+import httpx
+import openai
+import pytest
+from prometheus_client import REGISTRY
+
+from budgets.selectors import budget_statuses
+from budgets.services import budget_set, rate_limit_set
+from llm.models import GatewayCall, ModelAccess, Usage
+from tests.compat.conftest import faulty_model
+from tests.llm.factories import StandinModelFactory
+
+pytestmark = pytest.mark.django_db(transaction=True)
+PROMPT = [{"role": "user", "content": "Tell me about Parley"}]
+
+
+def test_budget_refusal_is_a_429_and_a_settled_budget_counts_the_cost(openai_client, user):
+    budget = budget_set(user=user, period="monthly", limit_usd=Decimal("0.01"))
+    completion = openai_client.chat.completions.create(
+        model="gpt-standin", messages=PROMPT, max_tokens=100
+    )
+    call = GatewayCall.objects.get()
+    (status,) = budget_statuses(user=user)[None]
+    assert status.id == budget.pk
+    assert status.spent_usd == call.cost and status.reserved_usd == 0
+    assert status.spent_tokens == completion.usage.total_tokens
+
+    budget_set(user=user, period="monthly", limit_usd=call.cost)  # nothing left for another
+    with pytest.raises(openai.RateLimitError) as caught:
+        openai_client.chat.completions.create(model="gpt-standin", messages=PROMPT)
+    assert caught.value.body["code"] == "budget_exceeded"
+    assert caught.value.response.headers["retry-after"]
+    refused = GatewayCall.objects.order_by("created_at").last()
+    assert (refused.status, refused.http_status, refused.error_code) == (
+        "refused",
+        429,
+        "budget_exceeded",
+    )
+    assert Usage.objects.count() == 1  # the refused call cost nothing
+
+
+def test_rate_limit_is_a_429_with_retry_after_and_headers(openai_client, api_key):
+    rate_limit_set(api_key=api_key.api_key, requests_per_minute=1, tokens_per_minute=None)
+    first = openai_client.chat.completions.with_raw_response.create(
+        model="gpt-standin", messages=PROMPT
+    )
+    assert first.headers["x-ratelimit-limit-requests"] == "1"
+    assert first.headers["x-ratelimit-remaining-requests"] == "0"
+    with pytest.raises(openai.RateLimitError) as caught:
+        openai_client.chat.completions.create(model="gpt-standin", messages=PROMPT)
+    assert int(caught.value.response.headers["retry-after"]) >= 1
+
+
+def test_model_access_restricts_calls_and_the_models_list(openai_client, user, catalog):
+    access = ModelAccess.objects.create(user=user)
+    access.allowed_models.set([catalog["anthropic"]])
+    assert [m.id for m in openai_client.models.list()] == ["claude-standin"]
+    with pytest.raises(openai.PermissionDeniedError) as caught:
+        openai_client.chat.completions.create(model="gpt-standin", messages=PROMPT)
+    assert caught.value.body["code"] == "model_not_allowed"
+    with pytest.raises(openai.NotFoundError):
+        openai_client.models.retrieve("gpt-standin")
+
+
+def test_text_is_kept_only_when_the_setting_says(openai_client, settings):
+    settings.LLM_GATEWAY_STORE_TEXT = True
+    completion = openai_client.chat.completions.create(model="gpt-standin", messages=PROMPT)
+    call = GatewayCall.objects.get()
+    assert call.reply == completion.choices[0].message.content
+    assert call.prompt == {"system": "", "messages": PROMPT}
+
+
+def _counter(name: str, **labels) -> float:
+    return REGISTRY.get_sample_value(name, labels) or 0.0
+
+
+def test_calls_count_in_the_metrics(openai_client):
+    labels = {"endpoint": "chat.completions", "model": "gpt-standin", "status": "completed"}
+    before = _counter("parley_gateway_calls_total", **labels)
+    tokens_before = _counter(
+        "parley_llm_output_tokens_total", provider="openai", model="gpt-standin"
+    )
+    openai_client.chat.completions.create(model="gpt-standin", messages=PROMPT)
+    assert _counter("parley_gateway_calls_total", **labels) == before + 1
+    assert (
+        _counter("parley_llm_output_tokens_total", provider="openai", model="gpt-standin")
+        == tokens_before + 24
+    )
+
+
+def test_a_client_that_goes_away_mid_stream_is_accounted(parley, api_key):
+    slow = StandinModelFactory(
+        slug="gpt-slow", provider="openai", provider_model="standin-tps20-len200"
+    )
+    with httpx.Client(base_url=parley, timeout=10) as http:
+        with http.stream(
+            "POST",
+            "/v1/chat/completions",
+            headers={"Authorization": f"Bearer {api_key.secret}"},
+            json={"model": slow.slug, "messages": PROMPT, "stream": True},
+        ) as response:
+            assert response.status_code == 200
+            lines = response.iter_lines()
+            seen = list(itertools.islice(lines, 8))
+            assert any('"content":"' in line for line in seen)
+        # the connection is closed here, mid-reply
+    deadline = time.monotonic() + 10
+    while not GatewayCall.objects.exists() and time.monotonic() < deadline:
+        time.sleep(0.1)
+    call = GatewayCall.objects.get()
+    assert (call.status, call.http_status) == ("cancelled", 499)
+    assert 0 < call.output_tokens < 200  # estimated from what was streamed
+    assert Usage.objects.get().cost == call.cost > 0
+
+
+def test_streams_waiting_on_the_provider_hold_no_database_connection(
+    parley, api_key, auth_client, settings
+):
+    """More streams waiting on a slow provider than the connection pool holds, and other
+    requests still get a connection at once."""
+    pool = settings.DATABASES["default"].get("OPTIONS", {}).get("pool", {})
+    streams = pool.get("max_size", 10) + 4
+    slow = StandinModelFactory(
+        slug="gpt-ttft", provider="openai", provider_model="standin-ttft3000-len3"
+    )
+    results, errors = [], []
+    barrier = threading.Barrier(streams + 1)
+
+    def stream_one():
+        try:
+            with openai.OpenAI(
+                base_url=f"{parley}/v1", api_key=api_key.secret, max_retries=0
+            ) as client:
+                barrier.wait()
+                chunks = list(
+                    client.chat.completions.create(model=slow.slug, messages=PROMPT, stream=True)
+                )
+                results.append(
+                    "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
+                )
+        except Exception as exc:
+            errors.append(exc)
+
+    threads = [threading.Thread(target=stream_one) for _ in range(streams)]
+    for thread in threads:
+        thread.start()
+    barrier.wait()
+    time.sleep(1.0)  # every stream is now waiting for its first token
+    token = auth_client._credentials["HTTP_AUTHORIZATION"]
+    started = time.monotonic()
+    me = httpx.get(f"{parley}/api/v1/auth/me/", headers={"Authorization": token}, timeout=10)
+    assert me.status_code == 200
+    assert time.monotonic() - started < 1.5  # not queued behind the waiting streams
+    for thread in threads:
+        thread.join(timeout=20)
+    assert not errors, errors
+    assert len(results) == streams and all(results)
+    assert GatewayCall.objects.filter(status="completed").count() == streams
+
+
+def test_provider_failure_releases_the_budget(openai_client, user):
+    budget_set(user=user, period="monthly", limit_usd=Decimal("1"))
+    with pytest.raises(openai.InternalServerError):
+        openai_client.chat.completions.create(
+            model=faulty_model("openai", "500").slug, messages=PROMPT
+        )
+    (status,) = budget_statuses(user=user)[None]
+    assert status.spent_usd == 0 and status.reserved_usd == 0
