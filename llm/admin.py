@@ -4,12 +4,16 @@ from django import forms
 from django.contrib import admin, messages
 from django.db.models import DecimalField, OuterRef, QuerySet, Subquery, Sum
 from django.db.models.functions import Coalesce
-from django.http import HttpRequest
+from django.http import Http404, HttpRequest, HttpResponse, HttpResponseBadRequest
+from django.urls import path, reverse
+from django.utils.html import format_html
+from django.utils.http import content_disposition_header
 
 from accounts.admin import UserAdmin
 from accounts.models import User
 from accounts.quotas import month_start
 from llm.catalog import model_is_callable
+from llm.exports import conversation_export
 from llm.models import Conversation, LLMModel, Message, ModelAccess, Usage
 from llm.services import conversation_delete, conversation_update
 from project.errors import DomainError
@@ -141,10 +145,11 @@ class ConversationAdmin(admin.ModelAdmin):
     search_fields = ["title", "owner__email", "=id"]
     list_select_related = ["owner", "model"]
     date_hierarchy = "created_at"
-    readonly_fields = ["id", "owner", "model", "created_at", "updated_at"]
+    readonly_fields = ["id", "owner", "model", "created_at", "updated_at", "export_links"]
     fields = [
         "id",
         "owner",
+        "export_links",
         "title",
         "model",
         "system_prompt",
@@ -158,6 +163,44 @@ class ConversationAdmin(admin.ModelAdmin):
 
     def has_add_permission(self, request: HttpRequest) -> bool:
         return False  # conversations are started by their owners through the API
+
+    def get_urls(self):
+        export = self.admin_site.admin_view(self.export_view)
+        return [
+            path("<uuid:object_id>/export/<str:export_format>/", export, name="llm_export"),
+            *super().get_urls(),
+        ]
+
+    def export_view(self, request: HttpRequest, object_id, export_format: str) -> HttpResponse:
+        """The same file the owner gets from the API's export/ (the whole tree as JSON with
+        ``?all=true``)."""
+        conversation = self.get_object(request, str(object_id))
+        if conversation is None or not self.has_view_permission(request, conversation):
+            raise Http404
+        try:
+            exported = conversation_export(
+                conversation=conversation,
+                export_format=export_format,
+                whole_tree=request.GET.get("all") == "true",
+            )
+        except DomainError as exc:
+            return HttpResponseBadRequest(exc.message)
+        response = HttpResponse(exported.body, content_type=exported.content_type)
+        response["Content-Disposition"] = content_disposition_header(True, exported.filename)
+        return response
+
+    @admin.display(description="export")
+    def export_links(self, conversation: Conversation) -> str:
+        if conversation.pk is None:
+            return "-"
+        base = reverse("admin:llm_export", args=[conversation.pk, "json"]).rsplit("json/", 1)[0]
+        return format_html(
+            '<a href="{}json/">JSON</a> · <a href="{}json/?all=true">JSON, every branch</a> · '
+            '<a href="{}markdown/">Markdown</a>',
+            base,
+            base,
+            base,
+        )
 
     def save_model(self, request: HttpRequest, obj: Conversation, form, change: bool) -> None:
         temperature = form.cleaned_data.get("temperature")
@@ -263,3 +306,7 @@ class UserWithUsageAdmin(UserAdmin):
     @admin.display(description="cost this month (USD)", ordering="month_cost")
     def cost_this_month(self, user: User) -> str:
         return f"{user.month_cost:.2f}"
+
+
+# The compatible API's call records (read-only) live with the API in llm/compat.
+from llm.compat.admin import GatewayCallAdmin  # noqa: E402, F401

@@ -196,3 +196,39 @@ class UsageQuerySerializer(serializers.Serializer):
     user = serializers.IntegerField(
         required=False, min_value=1, max_value=2**63 - 1, help_text="Staff only: another user's id."
     )
+
+
+class ExportQuerySerializer(serializers.Serializer):
+    format = serializers.ChoiceField(choices=["json", "markdown"], default="json")
+    all = serializers.BooleanField(
+        default=False, help_text="Every branch (JSON only), not just the current one."
+    )
+
+
+class ExportedMessageSerializer(serializers.Serializer):
+    id = serializers.UUIDField()
+    parent = serializers.UUIDField(allow_null=True)
+    role = serializers.CharField()
+    content = serializers.CharField()
+    status = serializers.CharField()
+    model = serializers.CharField(allow_null=True)
+    input_tokens = serializers.IntegerField(allow_null=True)
+    output_tokens = serializers.IntegerField(allow_null=True)
+    cost = serializers.DecimalField(max_digits=12, decimal_places=6, allow_null=True)
+    created_at = serializers.DateTimeField()
+
+
+class ConversationExportSerializer(serializers.Serializer):
+    """The JSON export file (documentation only: the file is written by llm.exports)."""
+
+    id = serializers.UUIDField()
+    title = serializers.CharField()
+    model = serializers.CharField()
+    system_prompt = serializers.CharField()
+    params = ParamsSerializer()
+    created_at = serializers.DateTimeField()
+    updated_at = serializers.DateTimeField()
+    exported_at = serializers.DateTimeField()
+    current_leaf = serializers.UUIDField(allow_null=True)
+    branch = serializers.ChoiceField(choices=["current", "all"])
+    messages = ExportedMessageSerializer(many=True)

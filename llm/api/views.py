@@ -1,10 +1,14 @@
 from datetime import date
 
-from django.http import Http404
+from django.http import Http404, HttpResponse
 from django.utils import timezone
+from django.utils.http import content_disposition_header
+from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, extend_schema, extend_schema_view
 from rest_framework import mixins, status, viewsets
+from rest_framework.decorators import action
 from rest_framework.exceptions import PermissionDenied
+from rest_framework.negotiation import BaseContentNegotiation
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
@@ -12,6 +16,7 @@ from rest_framework.views import APIView
 from accounts.quotas import month_start
 from llm import selectors, services
 from llm.api import serializers
+from llm.exports import ExportFile, conversation_export
 from llm.models import Conversation, Message
 from project.errors import InvalidInput
 
@@ -48,6 +53,23 @@ class LLMModelViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets
 
 
 CONVERSATION_TAG = ["conversations"]
+
+
+class FormatIsTheFileType(BaseContentNegotiation):
+    """For export/: ``?format=`` names the file type, not DRF's renderer override (which
+    would answer 404 to ``format=markdown``); errors are still rendered as JSON."""
+
+    def select_renderer(self, request, renderers, format_suffix=None):
+        return renderers[0], renderers[0].media_type
+
+    def select_parser(self, request, parsers):
+        return parsers[0]
+
+
+def export_response(exported: ExportFile) -> HttpResponse:
+    response = HttpResponse(exported.body, content_type=exported.content_type)
+    response["Content-Disposition"] = content_disposition_header(True, exported.filename)
+    return response
 
 
 @extend_schema_view(
@@ -122,6 +144,30 @@ class ConversationViewSet(
 
     def perform_destroy(self, instance: Conversation) -> None:
         services.conversation_delete(conversation=instance)
+
+    @extend_schema(
+        tags=CONVERSATION_TAG,
+        summary="Download the conversation as a file",
+        description="`format=json` (default) or `markdown`: the current branch, root first. "
+        "`all=true` (JSON only) exports every message of every branch with its `parent`. "
+        "Answers with `Content-Disposition: attachment` and a file name from the title.",
+        parameters=[serializers.ExportQuerySerializer],
+        responses={
+            (200, "application/json"): serializers.ConversationExportSerializer,
+            (200, "text/markdown"): OpenApiTypes.STR,
+        },
+    )
+    @action(detail=True, methods=["get"], content_negotiation_class=FormatIsTheFileType)
+    def export(self, request: Request, pk: str) -> HttpResponse:
+        conversation = self.get_object()
+        query = serializers.ExportQuerySerializer(data=request.query_params)
+        query.is_valid(raise_exception=True)
+        exported = conversation_export(
+            conversation=conversation,
+            export_format=query.validated_data["format"],
+            whole_tree=query.validated_data["all"],
+        )
+        return export_response(exported)
 
 
 MESSAGE_TAG = ["messages"]
