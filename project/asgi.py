@@ -6,4 +6,8 @@ import os
 from django.core.asgi import get_asgi_application
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "project.settings.production")
-application = get_asgi_application()
+django_application = get_asgi_application()
+
+from project.middleware import BodyLimitASGIMiddleware  # noqa: E402  needs settings loaded
+
+application = BodyLimitASGIMiddleware(django_application)

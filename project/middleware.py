@@ -1,6 +1,7 @@
 """Request plumbing: request ids with one access-log line per request, the error shape for
 every /api/ error, and body size limits."""
 
+import json
 import logging
 import re
 import time
@@ -11,7 +12,7 @@ from asgiref.sync import iscoroutinefunction, markcoroutinefunction
 from django.conf import settings
 from django.http import HttpRequest, HttpResponse
 
-from project.api.errors import error_response
+from project.api.errors import error_body, error_response
 from project.logging import bind_request_id, unbind_request_id
 
 access_log = logging.getLogger("parley.request")
@@ -138,3 +139,95 @@ class RequestSizeLimitMiddleware(_DualModeMiddleware):
                 f"Request body is {length} bytes; the limit is {limit} bytes.",
             )
         return None
+
+
+class BodyLimitASGIMiddleware:
+    """Wraps the ASGI application: the body limit holds before Django reads anything.
+
+    Django's ASGI handler reads a whole body into a temporary file before any middleware
+    runs, and a chunked body (no Content-Length) then looks empty to DRF. Here a declared
+    length over MAX_REQUEST_BODY_BYTES is refused at once; a chunked body is counted as it
+    arrives, refused as soon as it passes the limit, and otherwise handed on whole with its
+    Content-Length, so honest chunked clients are parsed like any other."""
+
+    def __init__(self, app) -> None:
+        self.app = app
+
+    async def __call__(self, scope, receive, send) -> None:
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
+        limit = settings.MAX_REQUEST_BODY_BYTES
+        headers = dict(scope["headers"])  # the last of a repeated header is enough here
+        declared = headers.get(b"content-length")
+        if declared is not None:
+            if declared.strip().isdigit() and int(declared) > limit:
+                return await self._refuse(scope, send, f"{int(declared)} bytes", limit)
+            return await self.app(scope, receive, send)
+        if b"transfer-encoding" not in headers:
+            return await self.app(scope, receive, send)  # no body at all
+
+        body = bytearray()
+        while True:
+            message = await receive()
+            if message["type"] == "http.disconnect":
+                return  # the client left before finishing its body
+            body += message.get("body", b"")
+            if len(body) > limit:
+                return await self._refuse(scope, send, f"over {limit} bytes", limit)
+            if not message.get("more_body", False):
+                break
+
+        scope = dict(scope)
+        scope["headers"] = [
+            (name, value)
+            for name, value in scope["headers"]
+            if name not in (b"transfer-encoding", b"content-length")
+        ] + [(b"content-length", str(len(body)).encode())]
+        delivered = False
+
+        async def replay():
+            nonlocal delivered
+            if not delivered:
+                delivered = True
+                return {"type": "http.request", "body": bytes(body), "more_body": False}
+            return await receive()  # then the connection's own events (a disconnect)
+
+        await self.app(scope, replay, send)
+
+    async def _refuse(self, scope, send, size: str, limit: int) -> None:
+        started = time.perf_counter()
+        incoming = dict(scope["headers"]).get(b"x-request-id", b"").decode("latin-1")
+        request_id = incoming if _VALID_REQUEST_ID.match(incoming) else uuid.uuid4().hex
+        token = bind_request_id(request_id)
+        try:
+            body = json.dumps(
+                error_body(
+                    413, "request_too_large", f"Request body is {size}; the limit is {limit} bytes."
+                )
+            ).encode()
+            access_log.info(
+                "request",
+                extra={
+                    "method": scope.get("method"),
+                    "path": scope.get("path"),
+                    "status": 413,
+                    "duration_ms": round((time.perf_counter() - started) * 1000, 2),
+                    "user_id": None,
+                },
+            )
+        finally:
+            unbind_request_id(token)
+        await send(
+            {
+                "type": "http.response.start",
+                "status": 413,
+                "headers": [
+                    (b"content-type", b"application/json"),
+                    (b"content-length", str(len(body)).encode()),
+                    (b"x-request-id", request_id.encode()),
+                    # The rest of the body is never read, so the connection cannot be reused.
+                    (b"connection", b"close"),
+                ],
+            }
+        )
+        await send({"type": "http.response.body", "body": body})

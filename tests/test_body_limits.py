@@ -1,0 +1,112 @@
+"""The request body limit against a real server (uvicorn, as production runs) and raw HTTP:
+declared lengths, chunked bodies without a Content-Length, and honest chunked clients."""
+
+import json
+import socket
+from urllib.parse import urlsplit
+
+import pytest
+
+from accounts.models import User
+from tests.live import asgi_server
+
+pytestmark = pytest.mark.django_db(transaction=True)
+LIMIT = 4096
+
+
+@pytest.fixture
+def server(settings):
+    settings.MAX_REQUEST_BODY_BYTES = LIMIT
+    with asgi_server() as url:
+        yield urlsplit(url)
+
+
+def connect(server) -> socket.socket:
+    sock = socket.create_connection((server.hostname, server.port), timeout=10)
+    return sock
+
+
+def head(path: str, *headers: str) -> bytes:
+    lines = [f"POST {path} HTTP/1.1", "Host: 127.0.0.1", "Content-Type: application/json"]
+    return ("\r\n".join([*lines, *headers]) + "\r\n\r\n").encode()
+
+
+def chunk(data: bytes) -> bytes:
+    return f"{len(data):x}\r\n".encode() + data + b"\r\n"
+
+
+def read_response(sock: socket.socket) -> tuple[int, dict, bytes]:
+    raw = b""
+    while b"\r\n\r\n" not in raw:
+        piece = sock.recv(65536)
+        assert piece, f"connection closed early: {raw!r}"
+        raw += piece
+    header_block, _, rest = raw.partition(b"\r\n\r\n")
+    status_line, *header_lines = header_block.decode("latin-1").split("\r\n")
+    headers = {
+        name.strip().lower(): value.strip()
+        for name, _, value in (line.partition(":") for line in header_lines)
+    }
+    length = int(headers.get("content-length", 0))
+    while len(rest) < length:
+        piece = sock.recv(65536)
+        if not piece:
+            break
+        rest += piece
+    return int(status_line.split()[1]), headers, rest[:length]
+
+
+def test_honest_chunked_json_is_parsed(server):
+    body = json.dumps({"email": "Chunked@Example.com", "password": "a-long-unusual-passphrase"})
+    with connect(server) as sock:
+        sock.sendall(head("/api/v1/auth/register/", "Transfer-Encoding: chunked"))
+        encoded = body.encode()
+        for start in range(0, len(encoded), 10):  # many small chunks
+            sock.sendall(chunk(encoded[start : start + 10]))
+        sock.sendall(b"0\r\n\r\n")
+        status, _, content = read_response(sock)
+    assert status == 201, content
+    assert json.loads(content)["email"] == "chunked@example.com"
+    assert User.objects.filter(email="chunked@example.com").exists()
+
+
+def test_chunked_body_over_the_limit_is_413_before_it_ends(server):
+    with connect(server) as sock:
+        sock.sendall(head("/api/v1/auth/register/", "Transfer-Encoding: chunked"))
+        # Past the limit, but the terminating chunk is never sent: the server must answer
+        # without waiting for the rest (a 5 MB body used to be read in full).
+        sock.sendall(chunk(b"[" + b" " * (LIMIT + 100)))
+        status, headers, content = read_response(sock)
+    assert status == 413
+    error = json.loads(content)["error"]
+    assert error["code"] == "request_too_large"
+    assert error["request_id"] == headers["x-request-id"]
+    assert headers["connection"] == "close"
+    assert not User.objects.exists()
+
+
+def test_chunked_body_at_the_limit_is_accepted(server):
+    body = json.dumps({"email": "edge@example.com", "password": "a-long-unusual-passphrase"})
+    padded = body[:-1] + " " * (LIMIT - len(body)) + "}"
+    assert len(padded) == LIMIT
+    with connect(server) as sock:
+        sock.sendall(head("/api/v1/auth/register/", "Transfer-Encoding: chunked"))
+        sock.sendall(chunk(padded.encode()) + b"0\r\n\r\n")
+        status, _, content = read_response(sock)
+    assert status == 201, content
+
+
+def test_declared_length_over_the_limit_is_413_without_reading_the_body(server):
+    with connect(server) as sock:
+        sock.sendall(head("/api/v1/auth/register/", f"Content-Length: {5 * 1024 * 1024}"))
+        status, _, content = read_response(sock)  # nothing of the body was sent
+    assert status == 413
+    assert json.loads(content)["error"]["code"] == "request_too_large"
+
+
+def test_declared_length_under_the_limit_is_served(server):
+    body = json.dumps({"email": "plain@example.com", "password": "a-long-unusual-passphrase"})
+    with connect(server) as sock:
+        sock.sendall(head("/api/v1/auth/register/", f"Content-Length: {len(body)}") + body.encode())
+        status, _, content = read_response(sock)
+    assert status == 201, content
