@@ -131,10 +131,11 @@ RQ_QUEUES = {
     "default": {"URL": REDIS_URL, "DEFAULT_TIMEOUT": 600},
     "completions": {"URL": REDIS_URL, "DEFAULT_TIMEOUT": 600},
 }
-# Workers run jobs in their own process (no fork per job): a completion is I/O-bound, and a
-# forked work horse would rebuild its provider clients and database connection every time
-# (bench/README.md). Scale with more worker processes. Cancelling uses the handler's flag.
-RQ = {"COMMIT_MODE": "on_db_commit", "WORKER_CLASS": "rq.worker.SimpleWorker"}
+# Workers run jobs in threads of their own process (jobs.worker.ThreadPoolWorker, up to
+# JOBS_WORKER_CONCURRENCY at once): a completion is I/O-bound, a forked work horse would rebuild
+# its provider clients and database connection every time, and one job per process wasted a
+# process per waiting reply (bench/README.md). Cancel and time limits use the handler's watchdog.
+RQ = {"COMMIT_MODE": "on_db_commit", "WORKER_CLASS": "jobs.worker.ThreadPoolWorker"}
 RQ_SHOW_ADMIN_LINK = True
 
 # --- Auth -----------------------------------------------------------------------------------

@@ -175,3 +175,18 @@ def test_provider_failure_releases_the_budget(openai_client, user):
         )
     (status,) = budget_statuses(user=user)[None]
     assert status.spent_usd == 0 and status.reserved_usd == 0
+
+
+def test_staff_see_every_call_in_the_admin_read_only(openai_client, staff_user, client):
+    openai_client.chat.completions.create(model="gpt-standin", messages=PROMPT)
+    with pytest.raises(openai.NotFoundError):
+        openai_client.chat.completions.create(model="gpt-nope", messages=PROMPT)
+    client.force_login(staff_user)
+    page = client.get("/admin/llm/gatewaycall/")
+    assert page.status_code == 200
+    for call in GatewayCall.objects.all():
+        assert call.request_id in page.content.decode()
+    assert "gpt-nope" in page.content.decode()
+    detail = client.get(f"/admin/llm/gatewaycall/{GatewayCall.objects.first().pk}/change/")
+    assert detail.status_code == 200 and b'name="_save"' not in detail.content
+    assert client.get("/admin/llm/gatewaycall/add/").status_code == 403
