@@ -11,9 +11,11 @@ case "${1:-web}" in
   web)
     exec gunicorn -c docker/gunicorn.conf.py project.asgi:application ;;
   worker)
-    # SIGTERM is a warm shutdown: the current job finishes; a job cut off by a kill is
-    # recovered by reconcile_jobs (see README "Jobs").
-    exec python manage.py rqworker completions default --with-scheduler ;;
+    # Up to JOBS_WORKER_CONCURRENCY jobs at once in threads. SIGTERM is a warm shutdown:
+    # running jobs get JOBS_SHUTDOWN_GRACE seconds, the rest go back to the queue; a job cut
+    # off by a kill is recovered by reconcile_jobs (see README "Jobs").
+    exec python manage.py rqworker --worker-class jobs.worker.ThreadPoolWorker \
+      completions default --with-scheduler ;;
   scheduler)
     # Exactly one per deployment: runs reconcile_jobs every JOBS_RECONCILE_INTERVAL seconds.
     exec python manage.py rqcron jobs.cron ;;
