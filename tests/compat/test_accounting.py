@@ -190,3 +190,18 @@ def test_staff_see_every_call_in_the_admin_read_only(openai_client, staff_user, 
     detail = client.get(f"/admin/llm/gatewaycall/{GatewayCall.objects.first().pk}/change/")
     assert detail.status_code == 200 and b'name="_save"' not in detail.content
     assert client.get("/admin/llm/gatewaycall/add/").status_code == 403
+
+
+def test_calls_count_in_the_dashboard_and_the_usage_report(
+    openai_client, staff_user, client, user, auth_client
+):
+    openai_client.chat.completions.create(model="gpt-standin", messages=PROMPT)
+    call = GatewayCall.objects.get()
+    client.force_login(staff_user)
+    page = client.get("/admin/dashboard/")
+    assert page.status_code == 200
+    spender = next(s for s in page.context["spenders"] if s["email"] == user.email)
+    assert spender["cost"] == call.cost and spender["requests"] == 1
+    report = auth_client.get("/api/v1/usage/").json()
+    assert report["total"]["requests"] == 1
+    assert report["total"]["output_tokens"] == call.output_tokens
