@@ -2,6 +2,8 @@ import uuid
 from decimal import Decimal
 
 from django.conf import settings
+from django.contrib.postgres.indexes import GinIndex
+from django.contrib.postgres.search import SearchVector
 from django.db import models
 from django.db.models import Q
 
@@ -179,6 +181,11 @@ MESSAGE_TRANSITIONS: dict[str, frozenset[str]] = {
 }
 
 
+# Conversation search (PostgreSQL full-text): one text configuration for the index and queries.
+SEARCH_CONFIG = "english"
+MESSAGE_SEARCH_VECTOR = SearchVector("content", config=SEARCH_CONFIG)
+
+
 class Message(models.Model):
     """A turn of a conversation. Assistant replies carry their status, usage, cost and timing."""
 
@@ -219,6 +226,11 @@ class Message(models.Model):
 
     class Meta:
         ordering = ["conversation", "position"]
+        indexes = [
+            # Full-text search of message text (PostgreSQL only: the migration skips it
+            # elsewhere). Queries must use this very expression to use the index.
+            GinIndex(MESSAGE_SEARCH_VECTOR, name="llm_message_content_search"),
+        ]
         constraints = [
             models.UniqueConstraint(
                 fields=["conversation", "position"], name="llm_message_position_unique"
