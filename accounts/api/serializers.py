@@ -1,11 +1,12 @@
 from django.contrib.auth import get_user_model
+from drf_spectacular.utils import extend_schema_field
 from rest_framework import exceptions, serializers
 from rest_framework_simplejwt import serializers as jwt_serializers
 from rest_framework_simplejwt.exceptions import InvalidToken, TokenError
 
 from accounts.api.tokens import RefreshToken, UntypedToken
 from accounts.models import ApiKey, User
-from accounts.quotas import user_budget
+from accounts.quotas import budgets_of
 
 
 class RegisterSerializer(serializers.Serializer):
@@ -16,29 +17,43 @@ class RegisterSerializer(serializers.Serializer):
     name = serializers.CharField(max_length=150, required=False, allow_blank=True, default="")
 
 
-class BudgetSerializer(serializers.Serializer):
-    monthly_tokens = serializers.IntegerField(allow_null=True, source="monthly_token_budget")
-    used_this_month = serializers.IntegerField()
-    remaining_this_month = serializers.IntegerField(allow_null=True)
+def _usd(**kwargs) -> serializers.DecimalField:
+    return serializers.DecimalField(max_digits=14, decimal_places=6, read_only=True, **kwargs)
+
+
+class BudgetStatusSerializer(serializers.Serializer):
+    """Where one spend budget stands in its current period. USD amounts are decimal strings;
+    a null limit means that dimension is not capped."""
+
+    id = serializers.IntegerField(read_only=True)
+    scope = serializers.ChoiceField(choices=["user", "api_key"], read_only=True)
+    period = serializers.ChoiceField(choices=["daily", "monthly", "lifetime"], read_only=True)
+    limit_usd = _usd(allow_null=True)
+    spent_usd = _usd()
+    reserved_usd = _usd(help_text="Held for replies still being written.")
+    remaining_usd = _usd(allow_null=True)
+    limit_tokens = serializers.IntegerField(read_only=True, allow_null=True)
+    spent_tokens = serializers.IntegerField(read_only=True)
+    reserved_tokens = serializers.IntegerField(read_only=True)
+    remaining_tokens = serializers.IntegerField(read_only=True, allow_null=True)
+    resets_at = serializers.DateTimeField(
+        read_only=True, allow_null=True, help_text="Null for a lifetime budget."
+    )
 
 
 class UserSerializer(serializers.ModelSerializer):
-    budget = serializers.SerializerMethodField()
+    budgets = serializers.SerializerMethodField(
+        help_text="Your spend budgets (a key's own budgets are on the key)."
+    )
 
     class Meta:
         model = User
-        fields = ["id", "email", "name", "is_staff", "date_joined", "budget"]
-        read_only_fields = ["id", "email", "is_staff", "date_joined", "budget"]
+        fields = ["id", "email", "name", "is_staff", "date_joined", "budgets"]
+        read_only_fields = ["id", "email", "is_staff", "date_joined", "budgets"]
 
-    def get_budget(self, user: User) -> BudgetSerializer:
-        budget = user_budget(user=user)
-        return BudgetSerializer(
-            {
-                "monthly_token_budget": budget.monthly_tokens,
-                "used_this_month": budget.used_this_month,
-                "remaining_this_month": budget.remaining,
-            }
-        ).data
+    @extend_schema_field(BudgetStatusSerializer(many=True))
+    def get_budgets(self, user: User) -> list[dict]:
+        return BudgetStatusSerializer(budgets_of(user=user)[None], many=True).data
 
 
 class UserUpdateSerializer(serializers.Serializer):
@@ -79,11 +94,46 @@ class TokenRefreshSerializer(jwt_serializers.TokenRefreshSerializer):
             ) from None
 
 
+class ApiKeyListSerializer(serializers.ListSerializer):
+    """Loads every listed key's budgets at once (two queries), not once per key."""
+
+    def to_representation(self, data):
+        keys = list(data.all() if hasattr(data, "all") else data)
+        if keys:
+            request = self.context.get("request")
+            owner = getattr(request, "user", None)
+            if owner is None or owner.pk != keys[0].owner_id:
+                owner = keys[0].owner
+            self.child.key_budgets = budgets_of(user=owner, api_key_ids=[key.pk for key in keys])
+        return super().to_representation(keys)
+
+
 class ApiKeySerializer(serializers.ModelSerializer):
+    budgets = serializers.SerializerMethodField(
+        help_text="This key's own budgets; its spend also counts toward yours (auth/me/)."
+    )
+
     class Meta:
         model = ApiKey
-        fields = ["id", "name", "prefix", "created_at", "last_used_at", "expires_at", "revoked_at"]
+        fields = [
+            "id",
+            "name",
+            "prefix",
+            "created_at",
+            "last_used_at",
+            "expires_at",
+            "revoked_at",
+            "budgets",
+        ]
         read_only_fields = fields
+        list_serializer_class = ApiKeyListSerializer
+
+    @extend_schema_field(BudgetStatusSerializer(many=True))
+    def get_budgets(self, api_key: ApiKey) -> list[dict]:
+        loaded = getattr(self, "key_budgets", None)
+        if loaded is None or api_key.pk not in loaded:
+            loaded = budgets_of(user=api_key.owner, api_key_ids=[api_key.pk])
+        return BudgetStatusSerializer(loaded[api_key.pk], many=True).data
 
 
 class ApiKeyCreateSerializer(serializers.Serializer):

@@ -1,5 +1,7 @@
 """Register, log in, refresh, verify, log out, profile and password change, as a client sees them."""
 
+from decimal import Decimal
+
 import pytest
 from django.test import override_settings
 
@@ -43,11 +45,7 @@ class TestRegister:
         api_client.credentials(HTTP_AUTHORIZATION=f"Bearer {tokens['access']}")
         me = api_client.get("/api/v1/auth/me/").json()
         assert me["email"] == "new.person@example.com"
-        assert me["budget"] == {
-            "monthly_tokens": None,
-            "used_this_month": 0,
-            "remaining_this_month": None,
-        }
+        assert me["budgets"] == []
 
     def test_email_already_taken_in_any_case(self, api_client, user):
         response = api_client.post(
@@ -160,12 +158,24 @@ class TestProfile:
         error = assert_error(auth_client.patch("/api/v1/auth/me/", {"name": "x" * 151}), 400)
         assert "name" in error["details"]
 
-    def test_budget_shows_the_monthly_allowance(self, auth_client, user):
-        user.monthly_token_budget = 5000
-        user.save()
-        budget = auth_client.get("/api/v1/auth/me/").json()["budget"]
-        assert budget["monthly_tokens"] == 5000
-        assert budget["remaining_this_month"] == 5000 - budget["used_this_month"]
+    def test_budgets_show_limit_spent_reserved_remaining_and_reset(self, auth_client, user):
+        from budgets.services import budget_reserve, budget_set
+
+        budget_set(user=user, period="monthly", limit_tokens=5000, limit_usd=Decimal("2.50"))
+        budget_reserve(user=user, amount_usd=Decimal("0.5"), amount_tokens=1200)
+        [budget] = auth_client.get("/api/v1/auth/me/").json()["budgets"]
+        assert budget["scope"] == "user" and budget["period"] == "monthly"
+        assert (budget["limit_tokens"], budget["reserved_tokens"], budget["remaining_tokens"]) == (
+            5000,
+            1200,
+            3800,
+        )
+        assert (budget["limit_usd"], budget["spent_usd"], budget["remaining_usd"]) == (
+            "2.500000",
+            "0.000000",
+            "2.000000",
+        )
+        assert budget["resets_at"].endswith("T00:00:00Z")
 
 
 class TestPasswordChange:

@@ -244,7 +244,6 @@ class TestPostingMessages:
         response = self.post(auth_client, conversation)
         assert response.status_code == 403
         assert response.json()["error"]["code"] == "budget_exhausted"
-        assert auth_client.get("/api/v1/auth/me/").json()["budget"]["remaining_this_month"] == 0
 
     def test_idempotency_key_replays_the_original(self, auth_client, user, model):
         conversation = ConversationFactory(owner=user, model=model)
