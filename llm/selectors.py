@@ -6,7 +6,9 @@ from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 from uuid import UUID
 
-from django.db.models import Count, DecimalField, F, QuerySet, Sum
+from django.contrib.postgres.search import SearchHeadline, SearchQuery, SearchRank, SearchVector
+from django.db import connection
+from django.db.models import Count, DecimalField, F, OuterRef, Q, QuerySet, Subquery, Sum
 from django.db.models.functions import Coalesce, TruncDate
 from django.shortcuts import get_object_or_404
 
@@ -14,6 +16,8 @@ from accounts.models import User
 from llm.catalog import model_is_callable, unavailable_reason
 from llm.models import (
     ACTIVE_STATUSES,
+    MESSAGE_SEARCH_VECTOR,
+    SEARCH_CONFIG,
     Conversation,
     LLMModel,
     Message,
@@ -68,6 +72,106 @@ def conversation_list(
     if archived is not None:
         conversations = conversations.filter(archived=archived)
     return conversations
+
+
+SNIPPET_MARK = "**"  # around matched words in search snippets (Markdown bold; never HTML)
+
+
+def _search_query(q: str) -> SearchQuery:
+    # websearch syntax: words, "quoted phrases", -excluded, or; never a syntax error.
+    return SearchQuery(q, config=SEARCH_CONFIG, search_type="websearch")
+
+
+def conversation_search(
+    *, owner: User, q: str, archived: bool | None = None
+) -> QuerySet[Conversation]:
+    """The owner's conversations whose title or any message matches ``q``, best first.
+
+    PostgreSQL: full-text search (stemmed, the messages' GIN index), ranked by the best
+    matching message, title matches weighted up. Other databases: case-insensitive
+    containment, newest first."""
+    conversations = conversation_list(owner=owner, archived=archived)
+    if connection.vendor != "postgresql":
+        matching = Message.objects.filter(conversation__owner=owner, content__icontains=q).values(
+            "conversation_id"
+        )
+        return conversations.filter(Q(title__icontains=q) | Q(pk__in=matching))
+    query = _search_query(q)
+    matching = Message.objects.annotate(document=MESSAGE_SEARCH_VECTOR).filter(
+        document=query, conversation__owner=owner
+    )
+    best_message_rank = (
+        matching.filter(conversation_id=OuterRef("pk"))
+        .annotate(rank=SearchRank(F("document"), query))
+        .order_by("-rank")
+        .values("rank")[:1]
+    )
+    title = SearchVector("title", config=SEARCH_CONFIG)
+    return (
+        conversations.annotate(title_document=title)
+        .filter(Q(title_document=query) | Q(pk__in=matching.values("conversation_id")))
+        .annotate(
+            rank=Coalesce(Subquery(best_message_rank), 0.0)
+            + 2 * SearchRank(F("title_document"), query)
+        )
+        .order_by("-rank", "-updated_at")
+    )
+
+
+def _snippet_around(text: str, q: str, width: int = 80) -> str:
+    at = text.lower().find(q.lower())
+    start = max(0, at - width // 2)
+    end = min(len(text), at + len(q) + width // 2)
+    found = text[at : at + len(q)]
+    snippet = f"{text[start:at]}{SNIPPET_MARK}{found}{SNIPPET_MARK}{text[at + len(q) : end]}"
+    return ("…" if start else "") + snippet + ("…" if end < len(text) else "")
+
+
+def conversation_search_matches(*, conversations: list[Conversation], q: str) -> None:
+    """Give each of ``conversations`` (a page of ``conversation_search``) its best matching
+    message as ``search_match = {"message_id", "snippet"}`` (None when only the title
+    matched), the matched words marked with SNIPPET_MARK. Two queries for the whole page."""
+    ids = [conversation.pk for conversation in conversations]
+    best: dict = {}
+    if connection.vendor == "postgresql":
+        query = _search_query(q)
+        ranked = (
+            Message.objects.annotate(document=MESSAGE_SEARCH_VECTOR)
+            .filter(conversation_id__in=ids, document=query)
+            .annotate(rank=SearchRank(F("document"), query))
+            .order_by("conversation_id", "-rank", "position")
+            .distinct("conversation_id")
+            .values_list("pk", flat=True)
+        )
+        headlines = Message.objects.filter(pk__in=list(ranked)).annotate(
+            snippet=SearchHeadline(
+                "content",
+                query,
+                config=SEARCH_CONFIG,
+                start_sel=SNIPPET_MARK,
+                stop_sel=SNIPPET_MARK,
+                max_words=24,
+                min_words=8,
+                max_fragments=1,
+            )
+        )
+        for conversation_id, message_id, snippet in headlines.values_list(
+            "conversation_id", "pk", "snippet"
+        ):
+            best[conversation_id] = {"message_id": message_id, "snippet": snippet}
+    else:
+        rows = (
+            Message.objects.filter(conversation_id__in=ids, content__icontains=q)
+            .order_by("conversation_id", "position")
+            .values_list("conversation_id", "pk", "content")
+        )
+        for conversation_id, message_id, content in rows:
+            best.setdefault(
+                conversation_id,
+                {"message_id": message_id, "snippet": _snippet_around(content, q)},
+            )
+    for conversation in conversations:
+        conversation.search_match = best.get(conversation.pk)
 
 
 def conversation_get(*, owner: User, conversation_id: UUID | str) -> Conversation:

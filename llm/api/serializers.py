@@ -34,9 +34,21 @@ class ParamsSerializer(serializers.Serializer):
     max_tokens = serializers.IntegerField(min_value=1, allow_null=True, required=False)
 
 
+class SearchMatchSerializer(serializers.Serializer):
+    message_id = serializers.UUIDField()
+    snippet = serializers.CharField(
+        help_text="A short passage of the message, matched words between ** (Markdown bold; "
+        "the text is not HTML-escaped)."
+    )
+
+
 class ConversationSerializer(serializers.ModelSerializer):
     model = serializers.SlugRelatedField(slug_field="slug", read_only=True)
     params = serializers.SerializerMethodField()
+    match = serializers.SerializerMethodField(
+        help_text="With ?q=: the best matching message (null when only the title matched, "
+        "and outside a search)."
+    )
 
     class Meta:
         model = Conversation
@@ -50,8 +62,14 @@ class ConversationSerializer(serializers.ModelSerializer):
             "current_leaf",
             "created_at",
             "updated_at",
+            "match",
         ]
         read_only_fields = fields
+
+    @extend_schema_field(SearchMatchSerializer(allow_null=True))
+    def get_match(self, conversation: Conversation) -> dict | None:
+        match = getattr(conversation, "search_match", None)
+        return SearchMatchSerializer(match).data if match else None
 
     @extend_schema_field(ParamsSerializer)
     def get_params(self, conversation: Conversation) -> dict:

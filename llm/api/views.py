@@ -77,6 +77,14 @@ def export_response(exported: ExportFile) -> HttpResponse:
         tags=CONVERSATION_TAG,
         summary="Your conversations",
         parameters=[
+            OpenApiParameter(
+                "q",
+                str,
+                description="Search titles and message text (up to 200 characters): "
+                'full-text on PostgreSQL (stemmed words, "quoted phrases", -excluded), best '
+                "match first, each result's `match` naming the best matching message with a "
+                "snippet; a case-insensitive substring match on SQLite, newest first.",
+            ),
             OpenApiParameter("search", str, description="Case-insensitive match on the title."),
             OpenApiParameter(
                 "archived", bool, description="Only archived (true) or active (false)."
@@ -116,11 +124,26 @@ class ConversationViewSet(
         if getattr(self, "swagger_fake_view", False):
             return Conversation.objects.none()
         archived = self.request.query_params.get("archived")
+        if self.action == "list" and (q := self._search_text()):
+            return selectors.conversation_search(
+                owner=self.request.user,
+                q=q,
+                archived=None if archived is None else archived.lower() in ("1", "true", "yes"),
+            )
         return selectors.conversation_list(
             owner=self.request.user,
             search=self.request.query_params.get("search", "")[:200] or None,
             archived=None if archived is None else archived.lower() in ("1", "true", "yes"),
         )
+
+    def _search_text(self) -> str:
+        return self.request.query_params.get("q", "").strip()[:200]
+
+    def list(self, request: Request) -> Response:
+        page = self.paginate_queryset(self.get_queryset())
+        if q := self._search_text():
+            selectors.conversation_search_matches(conversations=page, q=q)
+        return self.get_paginated_response(self.get_serializer(page, many=True).data)
 
     def create(self, request: Request) -> Response:
         data = serializers.ConversationWriteSerializer(data=request.data)
