@@ -105,41 +105,48 @@ class TestErrorShape:
         assert any(r.levelno == logging.ERROR and r.exc_info for r in caplog.records)
 
 
+def throttle_rates(settings, **rates):
+    """Every throttle generous except the ``rates`` given."""
+    current = settings.REST_FRAMEWORK["DEFAULT_THROTTLE_RATES"]
+    settings.REST_FRAMEWORK = {
+        **settings.REST_FRAMEWORK,
+        "DEFAULT_THROTTLE_RATES": dict.fromkeys(current, "1000/minute") | rates,
+    }
+
+
 class TestThrottling:
-    def test_login_is_throttled_per_ip_with_retry_after(
-        self, api_client, user, settings, redis_clean
+    def test_failed_logins_are_throttled_per_ip_with_retry_after(
+        self, api_client, user, other_user, settings, redis_clean
     ):
-        settings.REST_FRAMEWORK = {
-            **settings.REST_FRAMEWORK,
-            "DEFAULT_THROTTLE_RATES": {"user": "1000/minute", "auth": "3/minute"},
-        }
-        for _ in range(3):
-            api_client.post("/api/v1/auth/token/", {"email": user.email, "password": "wrong"})
+        throttle_rates(settings, login_failures_ip="3/minute")
+        for email in (user.email, other_user.email, "nobody@example.com"):
+            api_client.post("/api/v1/auth/token/", {"email": email, "password": "wrong"})
         response = api_client.post(
             "/api/v1/auth/token/", {"email": user.email, "password": PASSWORD}
         )
         error = error_of(response, 429)
         assert error["code"] == "throttled"
+        assert "failed logins" in error["message"]
         assert 0 < int(response["Retry-After"]) <= 60
         # The counter lives in Redis, where every server process sees it.
-        assert any(b"throttle_auth" in key for key in redis_clean.keys("*"))
+        assert any(b"throttle:login_failures_ip" in key for key in redis_clean.keys("*"))
 
-    def test_register_shares_the_per_ip_limit(self, api_client, settings):
-        settings.REST_FRAMEWORK = {
-            **settings.REST_FRAMEWORK,
-            "DEFAULT_THROTTLE_RATES": {"user": "1000/minute", "auth": "1/minute"},
-        }
+    def test_registrations_are_limited_per_ip(self, api_client, settings):
+        throttle_rates(settings, register="1/minute")
         api_client.post("/api/v1/auth/register/", {"email": "a@example.com", "password": "x" * 20})
         response = api_client.post(
             "/api/v1/auth/register/", {"email": "b@example.com", "password": "x" * 20}
         )
         error_of(response, 429)
+        elsewhere = api_client.post(
+            "/api/v1/auth/register/",
+            {"email": "c@example.com", "password": "a-long-unusual-passphrase"},
+            REMOTE_ADDR="10.1.2.3",
+        )
+        assert elsewhere.status_code == 201
 
     def test_per_user_default_rate(self, auth_client, settings):
-        settings.REST_FRAMEWORK = {
-            **settings.REST_FRAMEWORK,
-            "DEFAULT_THROTTLE_RATES": {"user": "2/minute", "auth": "1000/minute"},
-        }
+        throttle_rates(settings, user="2/minute")
         assert auth_client.get("/api/v1/auth/me/").status_code == 200
         assert auth_client.get("/api/v1/auth/me/").status_code == 200
         response = auth_client.get("/api/v1/auth/me/")

@@ -1,6 +1,7 @@
 from django.conf import settings
 from drf_spectacular.utils import extend_schema, extend_schema_view
 from rest_framework import generics, mixins, permissions, status, viewsets
+from rest_framework.exceptions import AuthenticationFailed
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
@@ -10,9 +11,9 @@ from rest_framework_simplejwt.exceptions import InvalidToken, TokenError
 from accounts import selectors, services
 from accounts.api import serializers
 from accounts.api.permissions import JWT_ONLY, SignedInPerson
+from accounts.api.throttling import LoginAttempt, RegisterRateThrottle, TokenHolderRateThrottle
 from accounts.api.tokens import RefreshToken
 from accounts.models import ApiKey
-from project.api.throttling import AuthRateThrottle
 from project.errors import NotAllowed
 
 AUTH_TAG = ["auth"]
@@ -20,9 +21,22 @@ AUTH_TAG = ["auth"]
 
 @extend_schema(tags=AUTH_TAG)
 class TokenObtainPairView(jwt_views.TokenObtainPairView):
-    """Exchange email and password for an access and a refresh token."""
+    """Exchange email and password for an access and a refresh token. Failed logins are
+    limited per account and per client IP: past either, 429 with Retry-After."""
 
-    throttle_classes = [AuthRateThrottle]
+    throttle_classes: list = []  # LoginAttempt counts failures instead
+
+    def post(self, request: Request, *args, **kwargs) -> Response:
+        attempt = LoginAttempt(request)
+        try:
+            response = super().post(request, *args, **kwargs)
+        except AuthenticationFailed:
+            raise  # a wrong password (or an inactive account): the attempt stays counted
+        except Exception:
+            attempt.refund()  # invalid input checked no password
+            raise
+        attempt.refund()  # successful logins do not count
+        return response
 
 
 @extend_schema(tags=AUTH_TAG)
@@ -30,20 +44,22 @@ class TokenRefreshView(jwt_views.TokenRefreshView):
     """Exchange a refresh token for a new access token and a new refresh token (the old one is
     blacklisted)."""
 
-    throttle_classes = [AuthRateThrottle]
+    throttle_classes = [TokenHolderRateThrottle]
+    jwt_field = "refresh"
 
 
 @extend_schema(tags=AUTH_TAG)
 class TokenVerifyView(jwt_views.TokenVerifyView):
     """Check that a token is valid, unexpired and not blacklisted."""
 
-    throttle_classes = [AuthRateThrottle]
+    throttle_classes = [TokenHolderRateThrottle]
+    jwt_field = "token"
 
 
 class RegisterView(APIView):
     permission_classes = [permissions.AllowAny]
     authentication_classes: list = []
-    throttle_classes = [AuthRateThrottle]
+    throttle_classes = [RegisterRateThrottle]
 
     @extend_schema(
         tags=AUTH_TAG,
@@ -64,7 +80,8 @@ class RegisterView(APIView):
 class LogoutView(APIView):
     permission_classes = [permissions.AllowAny]
     authentication_classes: list = []
-    throttle_classes = [AuthRateThrottle]
+    throttle_classes = [TokenHolderRateThrottle]
+    jwt_field = "refresh"
 
     def get_authenticate_header(self, request: Request) -> str:
         return 'Bearer realm="api"'  # a bad refresh token is a 401, as on token/refresh/

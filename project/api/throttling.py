@@ -1,7 +1,39 @@
-"""Throttles whose counters live in the Redis cache, so every server process shares them."""
+"""Throttles whose counters live in Redis, so every server process shares them.
+
+``UserRateThrottle`` is DRF's (a per-user history in the cache). The counters below are
+windows in Redis changed by one atomic script per hit, so any number of processes racing on
+one counter never let more through than its limit: a window starts at its first hit and lasts
+the rate's period, and a client refused is told (``Retry-After``) when it ends."""
+
+import hashlib
+from dataclasses import dataclass
 
 from rest_framework import throttling
+from rest_framework.request import Request
 from rest_framework.settings import api_settings
+
+from project.redis import redis_client
+
+PERIODS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+
+# One round trip: count the hit, and give a new window its expiry (a counter never outlives
+# its period, even one created by a refund racing the expiry).
+_HIT = """
+local count = redis.call('INCRBY', KEYS[1], ARGV[1])
+local ttl = redis.call('PTTL', KEYS[1])
+if ttl < 0 then
+  redis.call('PEXPIRE', KEYS[1], ARGV[2])
+  ttl = tonumber(ARGV[2])
+end
+return {count, ttl}
+"""
+# A refund touches only a live window: an expired one stays gone.
+_REFUND = """
+if redis.call('EXISTS', KEYS[1]) == 1 then
+  return redis.call('DECRBY', KEYS[1], ARGV[1])
+end
+return 0
+"""
 
 
 class _LiveRatesMixin:
@@ -17,10 +49,74 @@ class UserRateThrottle(_LiveRatesMixin, throttling.UserRateThrottle):
     scope = "user"
 
 
-class AuthRateThrottle(_LiveRatesMixin, throttling.SimpleRateThrottle):
-    """Login, refresh and registration, counted per client IP whoever the caller claims to be."""
+@dataclass(frozen=True, slots=True)
+class Rate:
+    limit: int
+    period_seconds: int
 
-    scope = "auth"
 
-    def get_cache_key(self, request, view) -> str:
-        return self.cache_format % {"scope": self.scope, "ident": self.get_ident(request)}
+def rate_for(scope: str) -> Rate | None:
+    """The configured rate of ``scope`` ("10/hour"), or None when it has none (no limit)."""
+    text = api_settings.DEFAULT_THROTTLE_RATES.get(scope)
+    if not text:
+        return None
+    number, period = text.split("/")
+    return Rate(limit=int(number), period_seconds=PERIODS[period.strip()[0]])
+
+
+@dataclass(frozen=True, slots=True)
+class WindowHit:
+    scope: str
+    key: str
+    count: int
+    rate: Rate
+    retry_after: float  # seconds until the window ends
+
+    @property
+    def exceeded(self) -> bool:
+        return self.count > self.rate.limit
+
+    def refund(self) -> None:
+        """Take this hit back (it turned out not to count, e.g. a login that succeeded)."""
+        redis_client().eval(_REFUND, 1, self.key, 1)
+
+
+def window_hit(*, scope: str, ident: str, rate: Rate) -> WindowHit:
+    """Count one hit against ``ident``'s current window of ``scope``, atomically."""
+    # Hashed: identities may be emails or addresses, which have no business in Redis keys.
+    digest = hashlib.sha256(f"{scope}\0{ident}".encode()).hexdigest()[:32]
+    key = f"parley:throttle:{scope}:{digest}"
+    count, ttl_ms = redis_client().eval(_HIT, 1, key, 1, rate.period_seconds * 1000)
+    return WindowHit(
+        scope=scope, key=key, count=int(count), rate=rate, retry_after=int(ttl_ms) / 1000
+    )
+
+
+def client_ip(request: Request) -> str:
+    """The client's address as throttles see it (honouring NUM_PROXIES)."""
+    return throttling.BaseThrottle().get_ident(request)
+
+
+class WindowRateThrottle(throttling.BaseThrottle):
+    """A DRF throttle over ``window_hit``: ``scope`` names the rate, ``identity`` whom it
+    counts (None: this request is not counted)."""
+
+    scope = ""
+
+    def identity(self, request: Request, view) -> str | None:
+        return client_ip(request)
+
+    def allow_request(self, request: Request, view) -> bool:
+        self._wait: float | None = None
+        rate = rate_for(self.scope)
+        ident = self.identity(request, view) if rate is not None else None
+        if ident is None:
+            return True
+        hit = window_hit(scope=self.scope, ident=ident, rate=rate)
+        if hit.exceeded:
+            self._wait = hit.retry_after
+            return False
+        return True
+
+    def wait(self) -> float | None:
+        return self._wait

@@ -202,7 +202,13 @@ REST_FRAMEWORK = {
     "DEFAULT_THROTTLE_CLASSES": ["project.api.throttling.UserRateThrottle"],
     "DEFAULT_THROTTLE_RATES": {
         "user": env("THROTTLE_USER_RATE", default="600/minute"),
-        "auth": env("THROTTLE_AUTH_RATE", default="20/minute"),
+        # What guards against guessing (accounts/api/throttling.py): failed logins per
+        # account and per client IP, registrations per IP; valid tokens' refresh, verify and
+        # logout per user.
+        "login_failures_account": env("THROTTLE_LOGIN_FAILURES_PER_ACCOUNT", default="10/hour"),
+        "login_failures_ip": env("THROTTLE_LOGIN_FAILURES_PER_IP", default="100/hour"),
+        "register": env("THROTTLE_REGISTER_RATE", default="20/hour"),
+        "token": env("THROTTLE_TOKEN_RATE", default="60/minute"),
     },
     "NUM_PROXIES": env.int("NUM_PROXIES", default=0),
     "TEST_REQUEST_DEFAULT_FORMAT": "json",
