@@ -15,7 +15,7 @@ from budgets.ratelimits import duration, ratelimit_acquire, ratelimit_refund
 from budgets.services import rate_limit_set
 from project.errors import RateLimited
 from tests.accounts.factories import UserFactory
-from tests.budgets.test_reservations import _race
+from tests.budgets.test_reservations import _race, on_postgresql
 
 
 def test_duration_uses_openais_format():
@@ -109,6 +109,7 @@ class TestAcrossThreadsAndProcesses:
         assert sum(not isinstance(r, Exception) for r in results) == 60
         assert sum(isinstance(r, RateLimited) for r in results) == 40
 
+    @on_postgresql  # the other processes need a database server to read the limit from
     def test_two_processes_share_one_limit(self):
         """Two separate Python processes, 60 attempts each, against one key's 60/minute."""
         user = UserFactory()
@@ -136,9 +137,7 @@ class TestAcrossThreadsAndProcesses:
         db = connection.settings_dict
         env = os.environ | {
             "DJANGO_SETTINGS_MODULE": "project.settings.test",
-            "DATABASE_URL": f"postgres://{db['USER']}@{db['HOST']}:{db['PORT']}/{db['NAME']}"
-            if connection.vendor == "postgresql"
-            else f"sqlite:///{db['NAME']}",
+            "DATABASE_URL": f"postgres://{db['USER']}@{db['HOST']}:{db['PORT']}/{db['NAME']}",
             "REDIS_URL": settings.REDIS_URL,
         }
         start_at = str(time.time() + 3)  # both start together once Django is loaded

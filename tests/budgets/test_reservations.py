@@ -26,6 +26,10 @@ from project.errors import BudgetExceeded, InvalidInput
 from tests.accounts.factories import UserFactory
 
 WORST_CASE = Decimal("0.010000")
+# Concurrent writers need a database server; SQLite's in-memory test database locks tables.
+on_postgresql = pytest.mark.skipif(
+    connection.vendor != "postgresql", reason="concurrent writers need PostgreSQL"
+)
 
 
 def _ledger(budget: Budget) -> BudgetLedger:
@@ -212,6 +216,7 @@ class TestReserveAndSettle:
         assert rows[1][1].remaining_usd == Decimal("0.8")
 
 
+@on_postgresql
 @pytest.mark.django_db(transaction=True)
 class TestConcurrency:
     def test_100_concurrent_reservations_admit_exactly_what_fits(self):
