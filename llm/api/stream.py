@@ -122,7 +122,12 @@ async def _events(
 
 async def message_stream(request: HttpRequest, conversation_pk, message_pk) -> HttpResponse:
     if request.method != "GET":
-        return error_response(405, "method_not_allowed", f'Method "{request.method}" not allowed.')
+        return error_response(
+            405,
+            "method_not_allowed",
+            f'Method "{request.method}" not allowed.',
+            headers={"Allow": "GET"},  # RFC 9110: a 405 says which methods would do
+        )
     last_event_id = request.headers.get("Last-Event-ID") or request.GET.get("last_event_id")
     try:
         user, message, live = await sync_to_async(_load)(request, conversation_pk, message_pk)

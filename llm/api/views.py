@@ -53,6 +53,7 @@ class LLMModelViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets
 
 
 CONVERSATION_TAG = ["conversations"]
+ARCHIVED_VALUES = {"true": True, "1": True, "yes": True, "false": False, "0": False, "no": False}
 
 
 class FormatIsTheFileType(BaseContentNegotiation):
@@ -123,17 +124,17 @@ class ConversationViewSet(
     def get_queryset(self):
         if getattr(self, "swagger_fake_view", False):
             return Conversation.objects.none()
-        archived = self.request.query_params.get("archived")
+        archived = self.request.query_params.get("archived", "").lower()
+        if archived and archived not in ARCHIVED_VALUES:  # empty is the same as left out
+            raise InvalidInput("`archived` must be true or false.", code="invalid_archived")
         if self.action == "list" and (q := self._search_text()):
             return selectors.conversation_search(
-                owner=self.request.user,
-                q=q,
-                archived=None if archived is None else archived.lower() in ("1", "true", "yes"),
+                owner=self.request.user, q=q, archived=ARCHIVED_VALUES.get(archived)
             )
         return selectors.conversation_list(
             owner=self.request.user,
             search=self.request.query_params.get("search", "")[:200] or None,
-            archived=None if archived is None else archived.lower() in ("1", "true", "yes"),
+            archived=ARCHIVED_VALUES.get(archived),
         )
 
     def _search_text(self) -> str:
