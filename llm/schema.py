@@ -6,6 +6,27 @@ from llm.api import stream
 STREAM_PATH = "/api/v1/conversations/{conversation_pk}/messages/{message_pk}/stream/"
 
 
+# OpenAPI 3.0 has no way to describe a stream as a whole, so ``schema`` describes one event as
+# an EventSource sees it (the convention OpenAPI 3.2 writes as ``itemSchema``); ``data`` is JSON.
+SSE_EVENT_SCHEMA = {
+    "type": "object",
+    "required": ["event", "data"],
+    "properties": {
+        "event": {"type": "string", "enum": ["delta", "reset", "done", "error"]},
+        "data": {
+            "type": "string",
+            "description": 'JSON: delta `{"text"}`, reset `{"attempt"}`, done `{"message"}`, '
+            'error `{"code", "message"}`.',
+        },
+        "id": {
+            "type": "string",
+            "pattern": r"^[0-9]+-[0-9]+$",
+            "description": "Send it back as Last-Event-ID to resume after this event.",
+        },
+    },
+}
+
+
 def _uuid_parameter(name: str, description: str) -> dict:
     return {
         "name": name,
@@ -48,7 +69,7 @@ def add_stream_endpoint(result: dict, generator, request, public) -> dict:
                     "description": "An event stream: `delta`, `reset`, then `done` or `error`.",
                     "content": {
                         "text/event-stream": {
-                            "schema": {"type": "string"},
+                            "schema": SSE_EVENT_SCHEMA,
                             "example": 'id: 1700000000000-0\nevent: delta\ndata: {"text":"Hel"}\n\n',
                         }
                     },

@@ -17,9 +17,11 @@ from accounts.models import ApiKey
 from project.errors import NotAllowed
 
 AUTH_TAG = ["auth"]
+# Unauthenticated operations that answer 401 for a wrong password or a bad token in the body.
+BAD_CREDENTIALS = {"x-error-statuses": ["401"]}
 
 
-@extend_schema(tags=AUTH_TAG)
+@extend_schema(tags=AUTH_TAG, extensions=BAD_CREDENTIALS)
 class TokenObtainPairView(jwt_views.TokenObtainPairView):
     """Exchange email and password for an access and a refresh token. Failed logins are
     limited per account and per client IP: past either, 429 with Retry-After."""
@@ -39,7 +41,7 @@ class TokenObtainPairView(jwt_views.TokenObtainPairView):
         return response
 
 
-@extend_schema(tags=AUTH_TAG)
+@extend_schema(tags=AUTH_TAG, extensions=BAD_CREDENTIALS)
 class TokenRefreshView(jwt_views.TokenRefreshView):
     """Exchange a refresh token for a new access token and a new refresh token (the old one is
     blacklisted)."""
@@ -48,7 +50,7 @@ class TokenRefreshView(jwt_views.TokenRefreshView):
     jwt_field = "refresh"
 
 
-@extend_schema(tags=AUTH_TAG)
+@extend_schema(tags=AUTH_TAG, extensions=BAD_CREDENTIALS)
 class TokenVerifyView(jwt_views.TokenVerifyView):
     """Check that a token is valid, unexpired and not blacklisted."""
 
@@ -67,6 +69,7 @@ class RegisterView(APIView):
         responses={201: serializers.UserSerializer},
         summary="Create an account",
         description="Answers 403 when registration is closed (REGISTRATION_OPEN=false).",
+        extensions={"x-error-statuses": ["403"]},
     )
     def post(self, request: Request) -> Response:
         if not settings.REGISTRATION_OPEN:
@@ -92,6 +95,7 @@ class LogoutView(APIView):
         responses={204: None},
         summary="Log out",
         description="Blacklists the given refresh token; it can no longer be refreshed.",
+        extensions=BAD_CREDENTIALS,
     )
     def post(self, request: Request) -> Response:
         data = serializers.RefreshTokenSerializer(data=request.data)

@@ -42,7 +42,10 @@ COMMON_STATUSES = ("400", "401", "403", "404", "405", "413", "429", "500")
 
 
 def add_error_responses(result: dict, generator, request, public) -> dict:
-    """Postprocessing hook: every operation documents the error shape for its error statuses."""
+    """Postprocessing hook: every operation documents the error shape for its error statuses.
+
+    Operations without security leave out the common 401/403; one that answers 401 anyway
+    (bad credentials on token/, a bad refresh token on token/refresh/) opts in explicitly."""
     components = result.setdefault("components", {}).setdefault("schemas", {})
     components["ErrorResponse"] = _ERROR_SCHEMA
     ref = {"$ref": "#/components/schemas/ErrorResponse"}
@@ -50,13 +53,22 @@ def add_error_responses(result: dict, generator, request, public) -> dict:
         for operation in path_item.values():
             responses = operation.setdefault("responses", {})
             secured = any(operation.get("security", [{}]))
-            extra = operation.pop("x-error-statuses", [])
-            for code in (*COMMON_STATUSES, *extra):
-                if code in ("401", "403") and not secured:
-                    continue
+            common = [c for c in COMMON_STATUSES if secured or c not in ("401", "403")]
+            for code in (*common, *operation.pop("x-error-statuses", [])):
                 description = ERROR_STATUSES[code]
                 responses.setdefault(
                     code,
                     {"description": description, "content": {"application/json": {"schema": ref}}},
                 )
+    return result
+
+
+def document_empty_query_values(result: dict, generator, request, public) -> dict:
+    """Postprocessing hook: an optional query parameter sent empty (``?status=``) is read as
+    left out, as DRF reads query strings, so the schema says an empty value is allowed."""
+    for path_item in result.get("paths", {}).values():
+        for operation in path_item.values():
+            for parameter in operation.get("parameters", []):
+                if parameter.get("in") == "query" and not parameter.get("required"):
+                    parameter["allowEmptyValue"] = True
     return result

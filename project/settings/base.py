@@ -240,6 +240,7 @@ SPECTACULAR_SETTINGS = {
         "drf_spectacular.hooks.postprocess_schema_enums",
         "llm.schema.add_stream_endpoint",
         "project.api.schema.add_error_responses",
+        "project.api.schema.document_empty_query_values",
     ],
     "ENUM_NAME_OVERRIDES": {},
 }
