@@ -3,7 +3,7 @@ left out, the event stream's shape, and input the API quietly misread."""
 
 import pytest
 
-from tests.llm.factories import ConversationFactory
+from tests.llm.factories import ConversationFactory, StandinModelFactory
 
 pytestmark = pytest.mark.django_db
 
@@ -77,3 +77,14 @@ def test_stream_answers_other_methods_405_with_allow(auth_client, user):
     assert response.status_code == 405
     assert response["Allow"] == "GET"
     assert response.json()["error"]["code"] == "method_not_allowed"
+
+
+def test_a_new_conversation_with_a_current_leaf_is_a_400_not_a_500(auth_client):
+    model = StandinModelFactory()
+    response = auth_client.post(
+        "/api/v1/conversations/",
+        {"model": model.slug, "current_leaf": "e3e70682-c209-1cac-a29f-6fbed82c07cd"},
+        format="json",
+    )
+    assert response.status_code == 400
+    assert "current_leaf" in response.json()["error"]["details"]

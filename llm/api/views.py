@@ -7,7 +7,7 @@ from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, extend_schema, extend_schema_view
 from rest_framework import mixins, status, viewsets
 from rest_framework.decorators import action
-from rest_framework.exceptions import PermissionDenied
+from rest_framework.exceptions import PermissionDenied, ValidationError
 from rest_framework.negotiation import BaseContentNegotiation
 from rest_framework.request import Request
 from rest_framework.response import Response
@@ -151,6 +151,8 @@ class ConversationViewSet(
         data.is_valid(raise_exception=True)
         fields = dict(data.validated_data)
         fields.pop("archived", None)
+        if "current_leaf" in fields:  # was a TypeError, a 500 (found by schemathesis)
+            raise ValidationError({"current_leaf": ["A new conversation has no messages yet."]})
         conversation = services.conversation_create(
             owner=request.user, model_slug=fields.pop("model"), **fields
         )
