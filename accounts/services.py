@@ -87,11 +87,32 @@ def user_password_change(*, user: User, new_password: str) -> None:
     user_sessions_end(user=user)
 
 
-def user_deactivate(*, user: User) -> None:
-    """Inactive users can neither log in, refresh, nor use their API keys."""
+@transaction.atomic
+def user_password_disable(*, user: User) -> None:
+    """No password sign-in for ``user`` any more; every session signed in with one ends."""
+    user.set_unusable_password()
+    user.save(update_fields=["password"])
+    user_sessions_end(user=user)
+
+
+@transaction.atomic
+def user_deactivate(*, user: User) -> int:
+    """An inactive user can neither log in, refresh, nor use an API key. Their keys are revoked
+    and their sessions ended, not merely ignored, so reactivating the account later brings
+    none of them back. Safe to call twice. Returns how many API keys were revoked."""
     user.is_active = False
     user.save(update_fields=["is_active"])
+    revoked = ApiKey.objects.filter(owner=user, revoked_at__isnull=True).update(
+        revoked_at=timezone.now()
+    )
     user_sessions_end(user=user)
+    return revoked
+
+
+def user_activate(*, user: User) -> None:
+    """Let ``user`` sign in again, with new sessions and keys (old ones stay revoked)."""
+    user.is_active = True
+    user.save(update_fields=["is_active"])
 
 
 def api_key_hash(secret: str) -> str:
