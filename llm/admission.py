@@ -11,7 +11,7 @@ from datetime import timedelta
 from decimal import Decimal
 
 from django.conf import settings
-from django.db.models import Count, Func, IntegerField, Sum
+from django.db.models import Count, Func, IntegerField, Max, Q, Sum
 from django.db.models.functions import Coalesce
 from django.utils import timezone
 
@@ -27,7 +27,7 @@ from budgets.services import (
 )
 from jobs.models import TERMINAL_STATUSES, Job
 from llm.access import model_access_check
-from llm.models import Conversation, LLMModel, Message, MessageStatus
+from llm.models import Conversation, LLMModel, Message, MessageStatus, ModelFallback
 from llm.providers.context import PER_MESSAGE_OVERHEAD, REPLY_PRIMING, estimate_tokens
 from llm.providers.pricing import completion_cost
 from project.errors import BudgetExceeded
@@ -47,13 +47,27 @@ class Admission:
 
 def worst_case_cost(*, model: LLMModel, input_tokens: int, max_tokens: int) -> Decimal:
     """The most a call can cost: every estimated input token and ``max_tokens`` of reply,
-    at the catalog's prices, rounded like stored costs."""
+    at the highest prices of the model and its fallbacks (a reply may end up written by one),
+    rounded like stored costs. One query."""
+    prices = LLMModel.objects.filter(
+        Q(pk=model.pk) | Q(pk__in=ModelFallback.objects.filter(model=model).values("fallback"))
+    ).aggregate(input=Max("input_price_per_mtok"), output=Max("output_price_per_mtok"))
     return completion_cost(
         input_tokens=input_tokens,
         output_tokens=max_tokens,
-        input_price_per_mtok=model.input_price_per_mtok,
-        output_price_per_mtok=model.output_price_per_mtok,
+        input_price_per_mtok=prices["input"] or model.input_price_per_mtok,
+        output_price_per_mtok=prices["output"] or model.output_price_per_mtok,
     )
+
+
+def reply_max_tokens(
+    *, conversation: Conversation, model: LLMModel, params: dict | None = None
+) -> int:
+    """The ``max_tokens`` a queued reply is written with: the reply's own (a regenerate's),
+    else the conversation's, else LLM_DEFAULT_MAX_TOKENS, never more than the model allows."""
+    params = params or {}
+    requested = params.get("max_tokens") or conversation.max_tokens
+    return min(requested or settings.LLM_DEFAULT_MAX_TOKENS, model.max_output_tokens)
 
 
 def admission_reserve(

@@ -22,7 +22,7 @@ from llm.admission import (
     reply_reservations_reconcile,
     worst_case_cost,
 )
-from llm.models import Message, ModelAccess
+from llm.models import Message, ModelAccess, ModelFallback
 from llm.providers.context import estimate_tokens
 from project.errors import BudgetExceeded, NotAllowed, RateLimited
 from tests.llm.factories import ConversationFactory, StandinModelFactory
@@ -80,6 +80,18 @@ class TestAdmission:
         )
         assert worst_case_cost(model=model, input_tokens=1000, max_tokens=100) == Decimal(
             "0.004500"
+        )
+
+    def test_worst_case_uses_the_dearest_fallback(self):
+        model = StandinModelFactory(
+            input_price_per_mtok=Decimal("3.00"), output_price_per_mtok=Decimal("15.00")
+        )
+        dear = StandinModelFactory(
+            input_price_per_mtok=Decimal("1.00"), output_price_per_mtok=Decimal("75.00")
+        )
+        ModelFallback.objects.create(model=model, fallback=dear, position=1)
+        assert worst_case_cost(model=model, input_tokens=1000, max_tokens=100) == Decimal(
+            "0.010500"
         )
 
     def test_reserves_against_budgets_and_settles_to_the_actual_cost(self, user):
