@@ -1,5 +1,5 @@
 #!/bin/sh
-# One image, four roles: web (default), worker, scheduler, migrate.
+# One image, five roles: web (default), worker, scheduler, maintenance, migrate.
 set -eu
 
 if [ -n "${PROMETHEUS_MULTIPROC_DIR:-}" ]; then
@@ -17,8 +17,13 @@ case "${1:-web}" in
     exec python manage.py rqworker --worker-class jobs.worker.ThreadPoolWorker \
       completions default --with-scheduler ;;
   scheduler)
-    # Exactly one per deployment: runs reconcile_jobs every JOBS_RECONCILE_INTERVAL seconds.
+    # Exactly one per deployment: queues reconcile_jobs every JOBS_RECONCILE_INTERVAL seconds
+    # on the `maintenance` queue.
     exec python manage.py rqcron jobs.cron ;;
+  maintenance)
+    # Serves only the `maintenance` queue (job recovery), so a backlog of replies on the
+    # completion workers never delays it. Light: one job at a time, no fork.
+    exec python manage.py rqworker --worker-class rq.worker.SimpleWorker maintenance ;;
   migrate)
     python manage.py migrate --noinput
     exec python manage.py seed_models ;;

@@ -39,10 +39,19 @@ def test_compose_config_validates():
     assert result.returncode == 0, result.stderr
     config = yaml.safe_load(result.stdout)
     services = config["services"]
-    assert set(services) == {"postgres", "redis", "migrate", "web", "worker", "scheduler"}
+    assert set(services) == {
+        "postgres",
+        "redis",
+        "migrate",
+        "web",
+        "worker",
+        "scheduler",
+        "maintenance",
+    }
     # `--scale worker=N` needs a worker without a fixed name or published port.
     assert "container_name" not in services["worker"] and "ports" not in services["worker"]
-    for role in ("web", "worker", "scheduler"):
+    assert services["maintenance"]["command"] == ["maintenance"]
+    for role in ("web", "worker", "scheduler", "maintenance"):
         assert (
             services[role]["depends_on"]["migrate"]["condition"] == "service_completed_successfully"
         )
@@ -68,7 +77,7 @@ def test_compose_refuses_to_start_without_secrets():
 
 def test_entrypoint_knows_every_role():
     script = (ROOT / "docker" / "entrypoint.sh").read_text()
-    for role in ("web)", "worker)", "scheduler)", "migrate)"):
+    for role in ("web)", "worker)", "scheduler)", "maintenance)", "migrate)"):
         assert role in script
     dockerfile = (ROOT / "docker" / "Dockerfile").read_text()
     assert "USER parley" in dockerfile and "HEALTHCHECK" in dockerfile and "AS build" in dockerfile

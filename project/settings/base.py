@@ -130,6 +130,8 @@ STREAMS_SLOT_TTL = env.float("STREAMS_SLOT_TTL", default=60.0)
 RQ_QUEUES = {
     "default": {"URL": REDIS_URL, "DEFAULT_TIMEOUT": 600},
     "completions": {"URL": REDIS_URL, "DEFAULT_TIMEOUT": 600},
+    # Recovery (reconcile_jobs) only, served by a worker of its own: never behind replies.
+    "maintenance": {"URL": REDIS_URL, "DEFAULT_TIMEOUT": 600},
 }
 # Workers run jobs in threads of their own process (jobs.worker.ThreadPoolWorker, up to
 # JOBS_WORKER_CONCURRENCY at once): a completion is I/O-bound, a forked work horse would rebuild
