@@ -26,7 +26,14 @@ from llm.compat.core import (
     stop_sequences,
     text_of_parts,
 )
-from llm.compat.gateway import Call, call_complete, call_open, call_stream, prompt_tokens
+from llm.compat.gateway import (
+    Call,
+    call_complete,
+    call_open,
+    call_stream,
+    prompt_tokens,
+    record_after_response,
+)
 from llm.compat.http import error_headers, json_response, request_body, sse_response
 from llm.models import GatewayEndpoint
 from llm.providers import ChatMessage, CompletionResult
@@ -215,7 +222,8 @@ async def messages(request: HttpRequest) -> HttpResponse:
         )
         if not call.request.stream:
             result = await call_complete(call)
-            return json_response(message_body(call, result), headers=call.headers())
+            response = json_response(message_body(call, result), headers=call.headers())
+            return record_after_response(response, call, result=result)
         relay = await call_stream(call)
     except GatewayError as error:
         return error_response(error)

@@ -11,6 +11,7 @@
 Every refusal and failure is a ``GatewayError``, recorded before it is raised."""
 
 import asyncio
+import functools
 import logging
 import time
 import uuid
@@ -21,7 +22,7 @@ from decimal import Decimal
 from asgiref.sync import sync_to_async
 from django.conf import settings
 from django.db import connection, transaction
-from django.http import HttpRequest
+from django.http import HttpRequest, HttpResponse
 from django.utils import timezone
 
 from accounts.models import ApiKey, User
@@ -349,17 +350,31 @@ async def call_finish(call: Call, **outcome) -> None:
         logger.exception("Could not record gateway call %s", call.id)
 
 
+def _finish_quietly(call: Call, **outcome) -> None:
+    try:
+        _finish(call, **outcome)
+    except Exception:
+        logger.exception("Could not record gateway call %s", call.id)
+
+
+def record_after_response(response: HttpResponse, call: Call, **outcome) -> HttpResponse:
+    """Record the call (see ``_record``) once ``response`` has been sent: Django closes a
+    response after sending its body, and the record is written as one of its closers — still
+    part of the request, but off the client's path (its next request is not kept waiting)."""
+    response._resource_closers.append(functools.partial(_finish_quietly, call, **outcome))
+    return response
+
+
 async def call_complete(call: Call) -> CompletionResult:
-    """The whole reply, recorded; a provider failure is recorded and raised as GatewayError."""
+    """The whole reply (record it with ``record_after_response``); a provider failure is
+    recorded and raised as GatewayError."""
     provider = _provider(call)
     try:
-        result = await provider.acomplete(call.chat_request)
+        return await provider.acomplete(call.chat_request)
     except ProviderError as exc:
         error = _provider_failure(call, exc)
         await call_finish(call, error=error)
         raise error from None
-    await call_finish(call, result=result)
-    return result
 
 
 async def call_stream(call: Call) -> AsyncIterator[str | CompletionResult | GatewayError]:
@@ -381,39 +396,39 @@ async def _relay(
     call: Call, first: str | CompletionResult, events: AsyncIterator
 ) -> AsyncIterator[str | CompletionResult | GatewayError]:
     parts: list[str] = []
-    ended = False
+    outcome: dict | None = None
+    recorded = False
     try:
         item = first
         while True:
             if isinstance(item, CompletionResult):
-                ended = True
-                await call_finish(call, result=item)
+                outcome = {"result": item}
                 yield item
-                return
+                break
             parts.append(item)
             yield item
             try:
                 item = await anext(events)
             except ProviderError as exc:
-                ended = True
-                error = _provider_failure(call, exc)
-                await call_finish(call, error=error, partial_text="".join(parts))
-                yield error
-                return
+                outcome = {"error": _provider_failure(call, exc), "partial_text": "".join(parts)}
+                yield outcome["error"]
+                break
+        # The client has had the last event by now: account off its path.
+        recorded = True
+        await call_finish(call, **outcome)
     finally:
-        if not ended:  # the client went away: close the provider's stream, then account
-            task = asyncio.get_running_loop().create_task(
-                _account_abandoned(call, events, "".join(parts))
-            )
+        if not recorded:  # the client went away: close the provider's stream, then account
+            outcome = outcome or {"partial_text": "".join(parts), "cancelled": True}
+            task = asyncio.get_running_loop().create_task(_account_abandoned(call, events, outcome))
             _background.add(task)
             task.add_done_callback(_background.discard)
 
 
-async def _account_abandoned(call: Call, events, partial_text: str) -> None:
+async def _account_abandoned(call: Call, events, outcome: dict) -> None:
     try:
         await events.aclose()
     finally:
-        await call_finish(call, partial_text=partial_text, cancelled=True)
+        await call_finish(call, **outcome)
 
 
 def _provider(call: Call):

@@ -25,7 +25,13 @@ from llm.compat.core import (
     stop_sequences,
     text_of_parts,
 )
-from llm.compat.gateway import Call, call_complete, call_open, call_stream
+from llm.compat.gateway import (
+    Call,
+    call_complete,
+    call_open,
+    call_stream,
+    record_after_response,
+)
 from llm.compat.http import error_headers, json_response, request_body, sse_response
 from llm.models import GatewayEndpoint
 from llm.providers import ChatMessage, CompletionResult
@@ -247,7 +253,8 @@ async def chat_completions(request: HttpRequest) -> HttpResponse:
         created = int(time.time())
         if not call.request.stream:
             result = await call_complete(call)
-            return json_response(completion_body(call, result, created), headers=call.headers())
+            response = json_response(completion_body(call, result, created), headers=call.headers())
+            return record_after_response(response, call, result=result)
         relay = await call_stream(call)
     except GatewayError as error:
         return error_response(error)

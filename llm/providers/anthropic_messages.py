@@ -91,6 +91,20 @@ class AnthropicMessagesProvider(StreamingChatProvider):
             reply.finished = True
         return None
 
+    def read_response(self, body: dict, reply: ReplyAccumulator) -> None:
+        reply.response_id = body.get("id", "")
+        usage = body.get("usage") or {}
+        reply.input_tokens = usage.get("input_tokens") or 0
+        reply.output_tokens = usage.get("output_tokens") or 0
+        for index, block in enumerate(body.get("content") or ()):
+            if block.get("type") == "text":
+                reply.text(block.get("text", ""))
+            elif block.get("type") == "tool_use":
+                reply.tool_calls[index] = block
+        reply.finish_reason = body.get("stop_reason")
+        reply.stop_sequence = body.get("stop_sequence")
+        reply.finished = body.get("type") == "message"
+
     def status_error(self, exc: anthropic.APIStatusError) -> ProviderError:
         kind, message = _error_type_and_message(exc.body, exc.message)
         if exc.status_code == 200:  # an `error` event after the stream had started

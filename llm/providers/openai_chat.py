@@ -65,6 +65,20 @@ class OpenAIChatProvider(StreamingChatProvider):
                 reply.finished = True
         return text
 
+    def read_response(self, body: dict, reply: ReplyAccumulator) -> None:
+        reply.response_id = body.get("id") or ""
+        if usage := body.get("usage"):
+            reply.input_tokens = usage.get("prompt_tokens")
+            reply.output_tokens = usage.get("completion_tokens")
+        for choice in (body.get("choices") or ())[:1]:
+            message = choice.get("message") or {}
+            if message.get("content"):
+                reply.text(message["content"])
+            for index, call in enumerate(message.get("tool_calls") or ()):
+                reply.tool_calls[index] = call
+            reply.finish_reason = choice.get("finish_reason") or "stop"
+            reply.finished = True
+
     def status_error(self, exc: openai.APIStatusError) -> ProviderError:
         return error_for_status(exc.status_code, _status_message(exc), exc.response.headers)
 

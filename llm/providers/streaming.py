@@ -119,15 +119,21 @@ class StreamingChatProvider:
         """Apply one stream event to ``reply``; return the text it adds, if any."""
         raise NotImplementedError
 
+    def read_response(self, body: dict, reply: ReplyAccumulator) -> None:
+        """Apply a whole (non-streamed) response body to ``reply``."""
+        raise NotImplementedError
+
     def status_error(self, exc: Any) -> ProviderError:
         """The ProviderError for the SDK's status error ``exc``."""
         raise NotImplementedError
 
     # --- the shared skeleton --------------------------------------------------------------
-    def _body(self, request: ChatRequest) -> dict:
+    def _body(self, request: ChatRequest, *, stream: bool = True) -> dict:
         body = self.build_body(request)
+        if not stream:
+            body.pop("stream_options", None)
         body.update(request.passthrough)
-        body["stream"] = True
+        body["stream"] = stream
         return body
 
     @contextlib.contextmanager
@@ -186,7 +192,15 @@ class StreamingChatProvider:
         yield reply.result(request)
 
     async def acomplete(self, request: ChatRequest) -> CompletionResult:
-        async for item in self.astream(request):
-            if isinstance(item, CompletionResult):
-                return item
-        raise TransientProviderError("The provider's stream ended before the reply finished.")
+        """The whole reply in one non-streamed response (for callers that want no deltas:
+        one JSON body costs less to read than a stream of events)."""
+        reply = ReplyAccumulator()
+        with self._translated_errors(reply):
+            body = await self._client.post(
+                self.path, body=self._body(request, stream=False), cast_to=object
+            )
+        reply.first_token_at = time.perf_counter()
+        if not isinstance(body, dict):
+            raise TransientProviderError("The provider answered with something other than JSON.")
+        self.read_response(body, reply)
+        return reply.result(request)

@@ -84,6 +84,8 @@ def messages(exchange: Exchange) -> None:
     model = body["model"]
 
     if not body.get("stream"):
+        if exchange.whole_reply_fault(plan):
+            return None
         exchange.sleep(plan.latency_ms / 1000)
         content = [tool_use] if tool_use else [{"type": "text", "text": reply.text}]
         return exchange.json(

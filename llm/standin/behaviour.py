@@ -10,11 +10,14 @@ Model names start with ``standin``; the words after it, separated by ``-``, are 
     tps<N>             N tokens per second (0 = as fast as possible)
     ttft<N>            N ms before the first token
     len<N>             a reply of N tokens (capped by the request's max_tokens)
+    chaos<N>           N% of requests (chosen at random) get one of the faults 429, 500,
+                       529, drop or hang
     flaky              the first request for each distinct prompt fails with 429 (Retry-After
                        1), the next one succeeds
     429 | 500 | 529 | 400 | 401 | hang | drop | errorevent
                        a fault: that status, a hang past any sane timeout, a connection
-                       dropped mid-stream, or an error event mid-stream
+                       dropped mid-stream, or an error event mid-stream (asked for the whole
+                       reply at once: the connection closed unanswered, or a 500)
 
 e.g. ``standin-chat``, ``standin-slow-len200``, ``standin-429``. Any other model name is a 404.
 
@@ -29,6 +32,7 @@ import re
 from dataclasses import dataclass, replace
 
 FAULTS = {"429", "500", "529", "400", "401", "hang", "drop", "errorevent"}
+CHAOS_FAULTS = ("429", "500", "529", "drop", "hang")  # what chaos<N> picks from
 WORDS = (
     "the quick answer is that parley keeps every conversation safe while models stream "
     "their replies token by token so a team can see cost latency and usage at a glance "
@@ -58,6 +62,9 @@ def resolve(defaults: Behaviour, model: str, headers) -> Behaviour:
     for word in model.split("-")[1:]:
         if word in FAULTS:
             behaviour = replace(behaviour, fault=word)
+        elif match := re.fullmatch(r"chaos(\d+)", word):
+            if random.random() * 100 < int(match.group(1)):
+                behaviour = replace(behaviour, fault=random.choice(CHAOS_FAULTS))
         elif word == "flaky":
             behaviour = replace(behaviour, flaky=True)
         elif word == "slow":

@@ -156,6 +156,18 @@ class Exchange(BaseHTTPRequestHandler):
             return None
         return plan
 
+    def whole_reply_fault(self, plan: Behaviour) -> bool:
+        """The stream faults, for a request that asked for the whole reply at once: ``drop``
+        closes the connection before any answer, ``errorevent`` answers 500."""
+        if plan.fault == "drop":
+            self.drop()
+            return True
+        if plan.fault == "errorevent":
+            kind, message = FAULT_ERRORS[500]
+            self.error(500, kind, message)
+            return True
+        return False
+
     def stream_pieces(self, pieces: list[str], plan: Behaviour, render, error) -> bool:
         """Send each piece at the planned pace; returns False when a fault ended the stream
         (dropped, or an error event sent) or the client went away."""

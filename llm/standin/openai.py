@@ -76,6 +76,8 @@ def chat_completions(exchange: Exchange) -> None:
     model = body["model"]
 
     if not body.get("stream"):
+        if exchange.whole_reply_fault(plan):
+            return None
         exchange.sleep(plan.latency_ms / 1000)
         message = {"role": "assistant", "content": reply.text or None, "refusal": None}
         if tool_call:

@@ -1,6 +1,8 @@
 """A live Parley (uvicorn, the ASGI app as production serves it) with stand-in catalog models
 of both provider families, and the official SDKs pointed at it with a Parley API key."""
 
+import time
+
 import anthropic
 import openai
 import pytest
@@ -48,3 +50,19 @@ def openai_client(parley, api_key):
 def anthropic_client(parley, api_key):
     with anthropic.Anthropic(base_url=parley, api_key=api_key.secret, max_retries=0) as client:
         yield client
+
+
+def recorded_calls(count: int = 1, timeout: float = 5.0) -> list:
+    """The GatewayCall records, oldest first, once ``count`` exist: a call is recorded just
+    after its response has gone out, so the client can be a moment ahead."""
+    from llm.models import GatewayCall
+
+    deadline = time.monotonic() + timeout
+    while (found := GatewayCall.objects.count()) < count and time.monotonic() < deadline:
+        time.sleep(0.02)
+    assert found == count, f"{found} calls recorded, expected {count}"
+    return list(GatewayCall.objects.order_by("created_at"))
+
+
+def recorded_call():
+    return recorded_calls(1)[0]

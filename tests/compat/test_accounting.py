@@ -16,7 +16,7 @@ from prometheus_client import REGISTRY
 from budgets.selectors import budget_statuses
 from budgets.services import budget_set, rate_limit_set
 from llm.models import GatewayCall, ModelAccess, Usage
-from tests.compat.conftest import faulty_model
+from tests.compat.conftest import faulty_model, recorded_call, recorded_calls
 from tests.llm.factories import StandinModelFactory
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -28,7 +28,7 @@ def test_budget_refusal_is_a_429_and_a_settled_budget_counts_the_cost(openai_cli
     completion = openai_client.chat.completions.create(
         model="gpt-standin", messages=PROMPT, max_tokens=100
     )
-    call = GatewayCall.objects.get()
+    call = recorded_call()
     (status,) = budget_statuses(user=user)[None]
     assert status.id == budget.pk
     assert status.spent_usd == call.cost and status.reserved_usd == 0
@@ -39,7 +39,7 @@ def test_budget_refusal_is_a_429_and_a_settled_budget_counts_the_cost(openai_cli
         openai_client.chat.completions.create(model="gpt-standin", messages=PROMPT)
     assert caught.value.body["code"] == "budget_exceeded"
     assert caught.value.response.headers["retry-after"]
-    refused = GatewayCall.objects.order_by("created_at").last()
+    refused = next(c for c in recorded_calls(2) if c.status != "completed")
     assert (refused.status, refused.http_status, refused.error_code) == (
         "refused",
         429,
@@ -74,7 +74,7 @@ def test_model_access_restricts_calls_and_the_models_list(openai_client, user, c
 def test_text_is_kept_only_when_the_setting_says(openai_client, settings):
     settings.LLM_GATEWAY_STORE_TEXT = True
     completion = openai_client.chat.completions.create(model="gpt-standin", messages=PROMPT)
-    call = GatewayCall.objects.get()
+    call = recorded_call()
     assert call.reply == completion.choices[0].message.content
     assert call.prompt == {"system": "", "messages": PROMPT}
 
@@ -90,6 +90,7 @@ def test_calls_count_in_the_metrics(openai_client):
         "parley_llm_output_tokens_total", provider="openai", model="gpt-standin"
     )
     openai_client.chat.completions.create(model="gpt-standin", messages=PROMPT)
+    recorded_call()  # metrics are counted when the call is recorded
     assert _counter("parley_gateway_calls_total", **labels) == before + 1
     assert (
         _counter("parley_llm_output_tokens_total", provider="openai", model="gpt-standin")
@@ -116,7 +117,7 @@ def test_a_client_that_goes_away_mid_stream_is_accounted(parley, api_key):
     deadline = time.monotonic() + 10
     while not GatewayCall.objects.exists() and time.monotonic() < deadline:
         time.sleep(0.1)
-    call = GatewayCall.objects.get()
+    call = recorded_call()
     assert (call.status, call.http_status) == ("cancelled", 499)
     assert 0 < call.output_tokens < 200  # estimated from what was streamed
     assert Usage.objects.get().cost == call.cost > 0
@@ -164,7 +165,7 @@ def test_streams_waiting_on_the_provider_hold_no_database_connection(
         thread.join(timeout=20)
     assert not errors, errors
     assert len(results) == streams and all(results)
-    assert GatewayCall.objects.filter(status="completed").count() == streams
+    assert {c.status for c in recorded_calls(streams)} == {"completed"}
 
 
 def test_provider_failure_releases_the_budget(openai_client, user):
@@ -181,6 +182,7 @@ def test_staff_see_every_call_in_the_admin_read_only(openai_client, staff_user, 
     openai_client.chat.completions.create(model="gpt-standin", messages=PROMPT)
     with pytest.raises(openai.NotFoundError):
         openai_client.chat.completions.create(model="gpt-nope", messages=PROMPT)
+    recorded_calls(2)
     client.force_login(staff_user)
     page = client.get("/admin/llm/gatewaycall/")
     assert page.status_code == 200
@@ -196,7 +198,7 @@ def test_calls_count_in_the_dashboard_and_the_usage_report(
     openai_client, staff_user, client, user, auth_client
 ):
     openai_client.chat.completions.create(model="gpt-standin", messages=PROMPT)
-    call = GatewayCall.objects.get()
+    call = recorded_call()
     client.force_login(staff_user)
     page = client.get("/admin/dashboard/")
     assert page.status_code == 200

@@ -5,8 +5,8 @@ exception classes."""
 import anthropic
 import pytest
 
-from llm.models import GatewayCall, Usage
-from tests.compat.conftest import FAMILIES, faulty_model
+from llm.models import Usage
+from tests.compat.conftest import FAMILIES, faulty_model, recorded_call
 
 pytestmark = pytest.mark.django_db(transaction=True)
 MESSAGES = [{"role": "user", "content": "Tell me about Parley"}]
@@ -39,7 +39,7 @@ def test_plain_message_is_translated_and_accounted(anthropic_client, standin, fa
         assert sent.body["messages"][0] == {"role": "system", "content": "Be brief."}
     else:
         assert sent.path == "/v1/messages" and sent.body["system"] == "Be brief."
-    call = GatewayCall.objects.get()
+    call = recorded_call()
     assert message.id == f"msg_{call.id.hex}"
     assert (call.endpoint, call.status, call.output_tokens, call.client_user) == (
         "messages",
@@ -62,7 +62,7 @@ def test_streamed_message_events(anthropic_client, family):
     assert final.content[0].text.startswith(REPLY_START)
     assert final.stop_reason == "end_turn"
     assert final.usage.output_tokens == 24
-    call = GatewayCall.objects.get()
+    call = recorded_call()
     assert (call.status, call.stream, final.usage.input_tokens) == (
         "completed",
         True,

@@ -6,7 +6,7 @@ import pytest
 
 from llm.models import GatewayCall, Usage
 from llm.providers import completion_cost
-from tests.compat.conftest import FAMILIES, faulty_model
+from tests.compat.conftest import FAMILIES, faulty_model, recorded_call
 
 pytestmark = pytest.mark.django_db(transaction=True)
 PROMPT = [
@@ -52,7 +52,7 @@ def test_plain_completion_is_translated_and_accounted(openai_client, standin, ap
     assert sent.body["max_tokens"] == 100 and sent.body["top_p"] == 0.9
     assert api_key.secret not in str(sent.headers)  # the caller's key never leaves Parley
 
-    call = GatewayCall.objects.get()
+    call = recorded_call()
     assert completion.id == f"chatcmpl-{call.id.hex}"
     assert (call.user_id, call.api_key_id, call.model.slug) == (
         api_key.api_key.owner_id,
@@ -97,7 +97,7 @@ def test_streamed_completion_with_usage(openai_client, family):
     assert finishes[-1] == "stop" and set(finishes[:-1]) == {None}
     assert chunks[-1].choices == [] and chunks[-1].usage.completion_tokens == 24
     assert len({c.id for c in chunks}) == 1
-    call = GatewayCall.objects.get()
+    call = recorded_call()
     assert (call.status, call.stream, call.output_tokens) == ("completed", True, 24)
     assert call.time_to_first_token_ms is not None
 
@@ -224,14 +224,14 @@ def test_a_jwt_works_as_the_bearer(parley, auth_client):
     with openai.OpenAI(base_url=f"{parley}/v1", api_key=token, max_retries=0) as client:
         completion = client.chat.completions.create(model="gpt-standin", messages=PROMPT)
     assert completion.choices[0].message.content.startswith(REPLY_START)
-    assert GatewayCall.objects.get().api_key is None
+    assert recorded_call().api_key is None
 
 
 def test_unknown_model_is_404(openai_client):
     with pytest.raises(openai.NotFoundError) as caught:
         openai_client.chat.completions.create(model="gpt-99", messages=PROMPT)
     assert caught.value.body["code"] == "model_not_found"
-    call = GatewayCall.objects.get()
+    call = recorded_call()
     assert (call.status, call.http_status, call.model, call.model_requested) == (
         "refused",
         404,
@@ -247,7 +247,7 @@ def test_provider_429_is_a_429_with_retry_after(openai_client, family, stream):
     with pytest.raises(openai.RateLimitError) as caught:
         openai_client.chat.completions.create(model=model.slug, messages=PROMPT, stream=stream)
     assert caught.value.response.headers["retry-after"] == "1"
-    call = GatewayCall.objects.get()
+    call = recorded_call()
     assert (call.status, call.http_status) == ("failed", 429)
 
 
@@ -276,6 +276,6 @@ def test_a_failure_mid_stream_reaches_the_client_as_an_error(openai_client):
     with pytest.raises(openai.APIError):
         for _ in stream:
             pass
-    call = GatewayCall.objects.get()
+    call = recorded_call()
     assert (call.status, call.http_status) == ("failed", 502)
     assert call.output_tokens > 0  # what was streamed before the failure is counted

@@ -367,11 +367,12 @@ def test_async_stream_yields_deltas_then_the_result(standin_server, name):
     [
         ("standin-429", TransientProviderError, 429),
         ("standin-400", PermanentProviderError, 400),
-        ("standin-errorevent", TransientProviderError, None),
+        ("standin-errorevent", TransientProviderError, 500),  # asked whole: a 500
+        ("standin-drop", TransientProviderError, None),
         ("standin-hang", ProviderTimeout, None),
     ],
 )
-def test_async_faults_are_translated_like_sync_ones(
+def test_async_whole_reply_faults_are_translated_like_sync_ones(
     standin_server, name, model, error_class, status
 ):
     import asyncio
@@ -387,3 +388,44 @@ def test_async_faults_are_translated_like_sync_ones(
         asyncio.run(run())
     assert type(caught.value) is error_class
     assert caught.value.status_code == status
+
+
+@pytest.mark.parametrize("name", PROVIDERS)
+def test_async_stream_failing_mid_way_raises_after_its_deltas(standin_server, name):
+    import asyncio
+
+    from llm.providers import get_async_provider
+
+    seen = []
+
+    async def run():
+        base_url = standin_server.url + "/v1" if name == "openai" else standin_server.url
+        provider = get_async_provider(name, api_key=FAKE_KEY, base_url=base_url, timeout=5)
+        async for item in provider.astream(ask("standin-errorevent")):
+            seen.append(item)
+
+    with pytest.raises(TransientProviderError):
+        asyncio.run(run())
+    assert len(seen) == 12 and all(isinstance(item, str) for item in seen)
+
+
+@pytest.mark.parametrize("name", PROVIDERS)
+def test_async_whole_reply_matches_the_streamed_one(standin_server, name):
+    import asyncio
+
+    from llm.providers import get_async_provider
+
+    async def run():
+        base_url = standin_server.url + "/v1" if name == "openai" else standin_server.url
+        provider = get_async_provider(name, api_key=FAKE_KEY, base_url=base_url, timeout=5)
+        return await provider.acomplete(ask(max_tokens=10))
+
+    result = asyncio.run(run())
+    streamed = provider_for(standin_server, name).complete(ask(max_tokens=10))
+    assert standin_server.last_request.body["stream"] is True
+    assert (result.text, result.finish_reason, result.output_tokens, result.input_tokens) == (
+        streamed.text,
+        "length",
+        10,
+        streamed.input_tokens,
+    )
