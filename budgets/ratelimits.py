@@ -13,8 +13,10 @@ like OpenAI does. Answers carry OpenAI's headers (``x-ratelimit-limit-requests``
 ``x-ratelimit-remaining-requests``, ``x-ratelimit-reset-requests`` and the ``-tokens`` ones);
 a refusal is ``RateLimited`` (429) with ``Retry-After``."""
 
+import logging
 from dataclasses import dataclass, field
 
+import redis
 from django.conf import settings
 
 from accounts.models import ApiKey, User
@@ -22,6 +24,7 @@ from budgets.selectors import rate_limits_applicable
 from project.errors import RateLimited
 from project.redis import redis_client
 
+logger = logging.getLogger("parley.budgets")
 WINDOW_SECONDS = 60
 
 # KEYS: per subject, its requests hash then its tokens hash.
@@ -187,7 +190,13 @@ def ratelimit_acquire(*, user: User, api_key: ApiKey | None, tokens: int) -> Rat
     for s in subjects:
         args += [s.requests_per_minute, s.tokens_per_minute]
     acquire = redis_client().register_script(_ACQUIRE)  # EVALSHA, loading it once if needed
-    reply = acquire(keys=_keys(subjects), args=args)
+    try:
+        reply = acquire(keys=_keys(subjects), args=args)
+    except redis.RedisError:
+        # Fail open: budgets (in the database) still cap spend; an unreachable Redis must not
+        # stop every request. Logged, so operators see limits were not applied.
+        logger.warning("Rate limits not applied: Redis unavailable", exc_info=True)
+        return RateLimitStatus()
     admitted, second = int(reply[0]), int(reply[1])
     status = _tightest(subjects, reply[2:], tokens=tokens, admitted=bool(admitted))
     status = RateLimitStatus(
@@ -262,4 +271,7 @@ def ratelimit_refund(*, status: RateLimitStatus) -> None:
     if not status.subjects:
         return
     refund = redis_client().register_script(_REFUND)
-    refund(keys=_keys(status.subjects), args=[status.second, status.tokens])
+    try:
+        refund(keys=_keys(status.subjects), args=[status.second, status.tokens])
+    except redis.RedisError:
+        logger.warning("Rate-limit refund lost: Redis unavailable", exc_info=True)

@@ -92,6 +92,13 @@ class TestLimits:
         rate_limit_set(user=user, requests_per_minute=9, tokens_per_minute=None)
         assert ratelimit_acquire(user=user, api_key=None, tokens=1).limit_requests == 9
 
+    def test_an_unreachable_redis_fails_open(self, user, settings):
+        rate_limit_set(user=user, requests_per_minute=1, tokens_per_minute=None)
+        settings.REDIS_URL = "redis://127.0.0.1:1/0"  # nothing listens there
+        settings.REDIS_SOCKET_CONNECT_TIMEOUT = 0.2
+        for _ in range(3):
+            assert ratelimit_acquire(user=user, api_key=None, tokens=1).headers() == {}
+
     def test_refund_gives_back_what_was_counted(self, user):
         rate_limit_set(user=user, requests_per_minute=1, tokens_per_minute=None)
         status = ratelimit_acquire(user=user, api_key=None, tokens=10)
