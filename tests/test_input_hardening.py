@@ -76,6 +76,23 @@ class TestNumbersAndIdsAreBounded:
         error = error_of(staff_client.get(f"/api/v1/usage/?user={user_id}"), 400)
         assert "user" in error["details"]
 
+    @pytest.mark.parametrize(
+        "query",
+        [
+            "since=9999-12-30&until=9999-12-31",
+            "since=9999-12-31&until=9999-12-31",
+            "since=99999-01-01",
+        ],
+    )
+    def test_usage_dates_past_the_calendar_are_400(self, auth_client, query):
+        error_of(auth_client.get(f"/api/v1/usage/?{query}"), 400)
+
+    def test_usage_at_the_edges_of_the_calendar_is_an_empty_report(self, auth_client):
+        for query in ("since=0001-01-01&until=0001-01-05", "since=9999-12-29&until=9999-12-30"):
+            response = auth_client.get(f"/api/v1/usage/?{query}")
+            assert response.status_code == 200, response.content
+            assert response.json()["total"]["requests"] == 0
+
     def test_usage_user_at_the_top_of_the_range_is_an_empty_report(self, staff_client):
         response = staff_client.get("/api/v1/usage/?user=9223372036854775807")
         assert response.status_code == 200
@@ -88,11 +105,16 @@ class TestNumbersAndIdsAreBounded:
         for url in ("/api/v1/jobs/", "/api/v1/conversations/", "/api/v1/auth/api-keys/"):
             assert error_of(auth_client.get(f"{url}?{query}"), 404)["code"] == "not_found"
 
-    @pytest.mark.parametrize("size", ["99999999999999999999999", "1e400", "-5", "abc"])
-    def test_page_size_is_capped_or_ignored(self, auth_client, user, size):
+    @pytest.mark.parametrize("size", ["99999999999999999999999", "9" * 5000])
+    def test_a_huge_page_size_is_capped(self, auth_client, user, size):
         ConversationFactory.create_batch(3, owner=user)
         body = auth_client.get(f"/api/v1/conversations/?page_size={size}").json()
         assert body["count"] == 3 and len(body["results"]) == 3
+
+    @pytest.mark.parametrize("size", ["1e400", "-5", "abc", "0", "1.5"])
+    def test_a_page_size_that_is_not_a_count_is_400(self, auth_client, size):
+        error = error_of(auth_client.get(f"/api/v1/conversations/?page_size={size}"), 400)
+        assert "page_size" in error["details"]
 
     @pytest.mark.parametrize(
         "url",

@@ -1,3 +1,5 @@
+from datetime import date
+
 from django.conf import settings
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
@@ -214,6 +216,13 @@ class UsageQuerySerializer(serializers.Serializer):
     user = serializers.IntegerField(
         required=False, min_value=1, max_value=2**63 - 1, help_text="Staff only: another user's id."
     )
+
+    def validate(self, attrs: dict) -> dict:
+        # The report reads up to the day after `until`, which the calendar's last day lacks.
+        for name in ("since", "until"):
+            if attrs.get(name) == date.max:
+                raise serializers.ValidationError({name: ["At most 9999-12-30."]})
+        return attrs
 
 
 class ExportQuerySerializer(serializers.Serializer):
