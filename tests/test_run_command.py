@@ -1,0 +1,204 @@
+"""The run command's supervision and web server, run for real: scripts/lib/supervise.bash on
+tiny children, scripts/web (uvicorn as scripts/run starts it) against the test database, and
+the whole scripts/run with SQLite and an embedded Redis in a temporary directory."""
+
+import os
+import queue
+import re
+import signal
+import subprocess
+import threading
+import time
+from pathlib import Path
+
+import httpx
+
+from tests.live import free_port
+
+ROOT = Path(__file__).resolve().parent.parent
+SUPERVISE = ROOT / "scripts" / "lib" / "supervise.bash"
+
+
+class Console:
+    """A process whose combined output is read line by line in the background."""
+
+    def __init__(self, command: list[str], **options) -> None:
+        self.process = subprocess.Popen(
+            command,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+            start_new_session=True,  # its own process group, as a terminal would give it
+            **options,
+        )
+        self.lines: queue.Queue[str] = queue.Queue()
+        self.seen: list[str] = []
+        self.used: set[int] = set()
+        threading.Thread(target=self._read, daemon=True).start()
+
+    def _read(self) -> None:
+        for line in self.process.stdout:
+            self.lines.put(line.rstrip("\n"))
+
+    def expect(self, pattern: str, timeout: float) -> re.Match:
+        """The first line not matched before that matches ``pattern``, waiting for it."""
+        deadline = time.monotonic() + timeout
+        while True:
+            for index, line in enumerate(self.seen):
+                match = re.search(pattern, line) if index not in self.used else None
+                if match:
+                    self.used.add(index)
+                    return match
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                raise AssertionError(f"no line matching {pattern!r}; output:\n" + self.output())
+            try:
+                self.seen.append(self.lines.get(timeout=remaining))
+            except queue.Empty:
+                continue
+
+    def output(self) -> str:
+        while not self.lines.empty():
+            self.seen.append(self.lines.get_nowait())
+        return "\n".join(self.seen[-80:])
+
+    def stop(self, timeout: float) -> int:
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+        try:
+            return self.process.wait(timeout=timeout)
+        finally:
+            if self.process.poll() is None:
+                os.killpg(self.process.pid, signal.SIGKILL)
+                self.process.wait(timeout=10)
+
+
+def is_running(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except FileNotFoundError:
+        return False
+    return state != "Z"
+
+
+def gone_soon(pid: int, seconds: float = 10) -> bool:
+    deadline = time.monotonic() + seconds
+    while is_running(pid):
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.1)
+    return True
+
+
+def supervisor(*programs: str) -> Console:
+    lines = [f"source {SUPERVISE}", 'trap "supervised_stop; exit 0" TERM INT']
+    lines += [f"supervise {program}" for program in programs]
+    lines.append("wait")
+    return Console(["bash", "-c", "\n".join(lines)])
+
+
+def test_a_killed_child_is_named_and_restarted_and_sigterm_stops_everything():
+    console = supervisor("sleeper sleep 300", "neighbour sleep 300")
+    try:
+        first = int(console.expect(r"sleeper started \(pid (\d+)\)", 10)[1])
+        neighbour = int(console.expect(r"neighbour started \(pid (\d+)\)", 10)[1])
+
+        os.kill(first, signal.SIGKILL)
+        console.expect(rf"sleeper \(pid {first}\) killed by SIGKILL; restarting", 10)
+        second = int(console.expect(r"sleeper started \(pid (\d+)\)", 10)[1])
+
+        assert second != first and is_running(second)
+        assert is_running(neighbour)  # the others were left alone
+    finally:
+        status = console.stop(timeout=15)
+    assert status == 0
+    assert gone_soon(second) and gone_soon(neighbour)
+
+
+def test_a_command_that_keeps_failing_is_restarted_with_backoff():
+    console = supervisor("broken sh -c 'exit 3'")
+    try:
+        console.expect(r"broken \(pid \d+\) exited with status 3; restarting in 1s", 10)
+        console.expect(r"broken \(pid \d+\) exited with status 3; restarting in 2s", 10)
+        console.expect(r"broken \(pid \d+\) exited with status 3; restarting in 4s", 10)
+    finally:
+        assert console.stop(timeout=15) == 0
+
+
+def run_command_env(tmp_path: Path, **extra: str) -> dict[str, str]:
+    """The environment of a fresh clone: no DATABASE_URL / REDIS_URL / provider keys, so the
+    run command uses SQLite and an embedded Redis, here inside ``tmp_path``."""
+    dropped = {"DATABASE_URL", "REDIS_URL", "OPENAI_API_KEY", "ANTHROPIC_API_KEY"}
+    dropped |= {"DJANGO_SETTINGS_MODULE", "PROMETHEUS_MULTIPROC_DIR", "SECRET_KEY"}
+    env = {k: v for k, v in os.environ.items() if k not in dropped and not k.startswith("JWT_")}
+    env.update(
+        PORT=str(free_port()),
+        STANDIN_PORT=str(free_port()),
+        VAR_DIR=str(tmp_path / "var"),
+        TMPDIR=str(tmp_path),
+        PYTHONUNBUFFERED="1",
+        **extra,
+    )
+    return env
+
+
+def reply_written(http: httpx.Client, token: str) -> bool:
+    """Post a message through the API and wait for a worker to complete its reply."""
+    auth = {"Authorization": f"Bearer {token}"}
+    conversation = http.post(
+        "/api/v1/conversations/", json={"model": "standin-gpt"}, headers=auth
+    ).json()["id"]
+    posted = http.post(
+        f"/api/v1/conversations/{conversation}/messages/", json={"content": "hi"}, headers=auth
+    )
+    assert posted.status_code == 202, posted.text
+    url = (
+        f"/api/v1/conversations/{conversation}/messages/{posted.json()['assistant_message']['id']}/"
+    )
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        if http.get(url, headers=auth).json()["status"] == "completed":
+            return True
+        time.sleep(0.2)
+    return False
+
+
+def test_the_run_command_restarts_a_killed_worker_and_stops_cleanly(tmp_path):
+    env = run_command_env(tmp_path)
+    console = Console([str(ROOT / "scripts" / "run")], cwd=ROOT, env=env)
+    redis_pid = None
+    try:
+        redis_dir = console.expect(r"embedded Redis at unix://(.+)/redis\.sock", 300)[1]
+        redis_pid = int(Path(redis_dir, "redis.pid").read_text())
+        console.expect(r"Parley is running at", 300)
+        worker = int(console.expect(r"==> worker started \(pid (\d+)\)", 10)[1])
+        maintenance = int(console.expect(r"maintenance-worker started \(pid (\d+)\)", 10)[1])
+        web = int(console.expect(r"==> web started \(pid (\d+)\)", 10)[1])
+        with httpx.Client(base_url=f"http://127.0.0.1:{env['PORT']}", timeout=10) as http:
+            deadline = time.monotonic() + 60
+            while True:
+                try:
+                    if http.get("/healthz").status_code == 200:
+                        break
+                except httpx.TransportError:
+                    pass
+                assert time.monotonic() < deadline, console.output()
+                time.sleep(0.2)
+            token = http.post(
+                "/api/v1/auth/token/",
+                json={"email": "demo@parley.local", "password": "parley-demo-password"},
+            ).json()["access"]
+
+            os.kill(worker, signal.SIGKILL)
+            console.expect(rf"worker \(pid {worker}\) killed by SIGKILL; restarting", 10)
+            restarted = int(console.expect(r"==> worker started \(pid (\d+)\)", 15)[1])
+            assert restarted != worker
+
+            assert reply_written(http, token), console.output()  # the new worker serves
+            assert http.get("/healthz").status_code == 200
+            assert is_running(maintenance) and is_running(web)  # nothing else restarted
+    finally:
+        console.stop(timeout=90)
+    for pid in (restarted, maintenance, web, redis_pid):
+        assert gone_soon(pid), f"pid {pid} still running after the run command stopped"
+    assert "stopping" in console.output()
