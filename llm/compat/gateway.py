@@ -211,7 +211,8 @@ async def call_open(
     """Authenticate, parse (``parse`` raises ``GatewayError``), resolve and admit a call, in
     one trip to a thread that returns its database connection before coming back."""
     call = Call(endpoint=endpoint, request_id=getattr(http_request, "id", ""))
-    return await sync_to_async(_open)(http_request, call, parse, x_api_key)
+    # Any pooled thread will do: the hop takes its own connection and gives it back.
+    return await sync_to_async(_open, thread_sensitive=False)(http_request, call, parse, x_api_key)
 
 
 def _labels(call: Call) -> dict:
@@ -345,7 +346,7 @@ def _finish(call: Call, **outcome) -> GatewayCall:
 async def call_finish(call: Call, **outcome) -> None:
     """Record how the call ended (see ``_record``); never raises into the response."""
     try:
-        await sync_to_async(_finish)(call, **outcome)
+        await sync_to_async(_finish, thread_sensitive=False)(call, **outcome)
     except Exception:
         logger.exception("Could not record gateway call %s", call.id)
 
@@ -413,15 +414,22 @@ async def _relay(
                 outcome = {"error": _provider_failure(call, exc), "partial_text": "".join(parts)}
                 yield outcome["error"]
                 break
-        # The client has had the last event by now: account off its path.
+        # The client has had the last event by now: account off its path. Shielded: a client
+        # that hangs up at once must not cancel the record.
         recorded = True
-        await call_finish(call, **outcome)
+        await asyncio.shield(_spawn(call_finish(call, **outcome)))
     finally:
         if not recorded:  # the client went away: close the provider's stream, then account
             outcome = outcome or {"partial_text": "".join(parts), "cancelled": True}
-            task = asyncio.get_running_loop().create_task(_account_abandoned(call, events, outcome))
-            _background.add(task)
-            task.add_done_callback(_background.discard)
+            _spawn(_account_abandoned(call, events, outcome))
+
+
+def _spawn(coroutine) -> asyncio.Task:
+    """Run ``coroutine`` to its end whatever happens to the request that started it."""
+    task = asyncio.get_running_loop().create_task(coroutine)
+    _background.add(task)
+    task.add_done_callback(_background.discard)
+    return task
 
 
 async def _account_abandoned(call: Call, events, outcome: dict) -> None:
