@@ -17,7 +17,9 @@ max_requests = int(os.environ.get("GUNICORN_MAX_REQUESTS", "10000"))
 max_requests_jitter = 1000
 accesslog = None  # Parley writes its own JSON access line per request
 errorlog = "-"
-forwarded_allow_ips = os.environ.get("FORWARDED_ALLOW_IPS", "127.0.0.1")
+# X-Forwarded-For/-Proto are believed only from these proxy addresses (comma-separated; default
+# none). Trusting 127.0.0.1 by default let any local client pick the address the throttles see.
+forwarded_allow_ips = os.environ.get("FORWARDED_ALLOW_IPS", "")
 
 
 def child_exit(server, worker) -> None:

@@ -2,6 +2,7 @@
 tiny children, scripts/web (uvicorn as scripts/run starts it) against the test database, and
 the whole scripts/run with SQLite and an embedded Redis in a temporary directory."""
 
+import contextlib
 import os
 import queue
 import re
@@ -12,7 +13,9 @@ import time
 from pathlib import Path
 
 import httpx
+import pytest
 
+from tests.jobs.worker_process import worker_database_url
 from tests.live import free_port
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -202,3 +205,98 @@ def test_the_run_command_restarts_a_killed_worker_and_stops_cleanly(tmp_path):
     for pid in (restarted, maintenance, web, redis_pid):
         assert gone_soon(pid), f"pid {pid} still running after the run command stopped"
     assert "stopping" in console.output()
+
+
+# The two ways Parley's web server is started: scripts/run's (scripts/web, uvicorn) and the
+# image's (gunicorn with uvicorn workers and docker/gunicorn.conf.py, production settings).
+WEB_SERVERS = {
+    "run-command": (
+        [str(ROOT / "scripts" / "web")],
+        {"DJANGO_SETTINGS_MODULE": "project.settings.development", "DEBUG": "false"},
+    ),
+    "image": (
+        [
+            str(ROOT / ".venv" / "bin" / "gunicorn"),
+            *("-c", "docker/gunicorn.conf.py", "project.asgi:application"),
+        ],
+        {
+            "DJANGO_SETTINGS_MODULE": "project.settings.production",
+            "SECRET_KEY": "s" * 50,
+            "JWT_SIGNING_KEY": "j" * 50,
+            "SECURE_SSL_REDIRECT": "false",
+            "WEB_CONCURRENCY": "1",
+        },
+    ),
+}
+
+
+@contextlib.contextmanager
+def web_server(tmp_path: Path, server: str, **env: str):
+    """A web server started as ``server`` says, on a free port, against the test database and
+    Redis; yields an HTTP client for it once it answers."""
+    command, settings_env = WEB_SERVERS[server]
+    port = free_port()
+    environment = {k: v for k, v in os.environ.items() if k != "PROMETHEUS_MULTIPROC_DIR"}
+    environment.update(DATABASE_URL=worker_database_url(), VAR_DIR=str(tmp_path), PORT=str(port))
+    environment.update(settings_env, **env)
+    if server == "image":  # gunicorn binds 0.0.0.0; tests stay on the loopback
+        command = [*command, "--bind", f"127.0.0.1:{port}"]
+    console = Console(command, cwd=ROOT, env=environment)
+    try:
+        with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=10) as http:
+            deadline = time.monotonic() + 60
+            while True:
+                try:
+                    if http.get("/healthz").status_code == 200:
+                        break
+                except httpx.TransportError:
+                    pass
+                assert time.monotonic() < deadline, console.output()
+                time.sleep(0.2)
+            yield http
+    finally:
+        console.stop(timeout=20)
+
+
+def failed_logins(http: httpx.Client, count: int) -> list[int]:
+    """Wrong passwords for different accounts, each claiming a new X-Forwarded-For address:
+    only the per-address limit can stop them."""
+    return [
+        http.post(
+            "/api/v1/auth/token/",
+            json={"email": f"guess{attempt}@example.com", "password": "wrong"},
+            headers={"X-Forwarded-For": f"203.0.113.{attempt}"},
+        ).status_code
+        for attempt in range(1, count + 1)
+    ]
+
+
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.skipif(
+    "postgres" not in os.environ.get("DATABASE_URL", ""),
+    reason="a server in another process needs a shared database (PostgreSQL; CI has one)",
+)
+@pytest.mark.parametrize("server", WEB_SERVERS)
+def test_a_rotating_x_forwarded_for_does_not_escape_the_login_throttle(tmp_path, db, server):
+    with web_server(tmp_path, server, THROTTLE_LOGIN_FAILURES_PER_IP="3/minute") as http:
+        statuses = failed_logins(http, 5)
+    # All five came from 127.0.0.1, whatever they claimed.
+    assert statuses == [401, 401, 401, 429, 429], statuses
+
+
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.skipif(
+    "postgres" not in os.environ.get("DATABASE_URL", ""),
+    reason="a server in another process needs a shared database (PostgreSQL; CI has one)",
+)
+@pytest.mark.parametrize("server", WEB_SERVERS)
+def test_forwarding_headers_are_used_from_a_configured_proxy(tmp_path, db, server):
+    # Here the test itself, on 127.0.0.1, stands for the trusted proxy.
+    with web_server(
+        tmp_path,
+        server,
+        FORWARDED_ALLOW_IPS="127.0.0.1",
+        THROTTLE_LOGIN_FAILURES_PER_IP="3/minute",
+    ) as http:
+        statuses = failed_logins(http, 5)
+    assert statuses == [401] * 5, statuses  # five different clients, one attempt each
