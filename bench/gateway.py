@@ -56,8 +56,16 @@ def peers_harness():
     return module
 
 
+# Parley's database and Redis, taken out of the environment the peers' harness hands to every
+# process it starts: LiteLLM reads DATABASE_URL too (and then wants Prisma and a schema).
+SERVICES = {
+    name: os.environ.pop(name) for name in ("DATABASE_URL", "REDIS_URL") if name in os.environ
+}
+
+
 def parley_env() -> dict:
     return {
+        **SERVICES,
         "DJANGO_SETTINGS_MODULE": "project.settings.production",
         "SECRET_KEY": secrets.token_urlsafe(32),
         "JWT_SIGNING_KEY": secrets.token_urlsafe(32),
