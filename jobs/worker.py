@@ -143,7 +143,7 @@ class ThreadPoolWorker(BaseWorker):
                 connection_wait = 1.0
             except DequeueTimeout:
                 result = None
-            except redis.ConnectionError as exc:
+            except (redis.ConnectionError, redis.TimeoutError) as exc:  # e.g. Redis restarting
                 self.log.error("Worker %s: cannot reach Redis (%s), retrying", self.name, exc)
                 time.sleep(connection_wait)
                 connection_wait = min(connection_wait * 2, self.max_connection_wait_time)

@@ -8,6 +8,7 @@ idle all that time."""
 
 import logging
 
+import redis
 from django.conf import settings
 from django.db import connection, transaction
 
@@ -112,7 +113,7 @@ def _start_attempt(message: Message, job: Job) -> None:
     restarting = message.status == MessageStatus.IN_PROGRESS or job.attempts > 1
     message_transition(message=message, to=MessageStatus.IN_PROGRESS, content="")
     if restarting:
-        streams.reply_publish(str(message.pk), "reset", {"attempt": job.attempts})
+        _tell_readers(message, "reset", {"attempt": job.attempts})
 
 
 def _release_database_connection() -> None:
@@ -169,7 +170,7 @@ def _store_result(message: Message, result: CompletionResult) -> None:
     except InvalidTransition:  # cancelled in the last instant: the cancel stands
         logger.info("Reply finished after it was cancelled", extra={"message_id": str(message.pk)})
         return
-    streams.reply_publish(str(message.pk), "done", {"message": streams.message_snapshot(message)})
+    _tell_readers(message, "done", {"message": streams.message_snapshot(message)})
     metrics.observe_completion(
         provider=message.model.provider,
         model=message.model.slug,
@@ -179,6 +180,20 @@ def _store_result(message: Message, result: CompletionResult) -> None:
         latency_ms=result.latency_ms,
         time_to_first_token_ms=result.time_to_first_token_ms,
     )
+
+
+def _tell_readers(message: Message, event: str, data: dict) -> None:
+    # The stored reply is the record; a live event lost while Redis restarts must not fail
+    # a reply that is already written (readers fall back to the stored message).
+    try:
+        streams.reply_publish(str(message.pk), event, data)
+    except redis.RedisError as exc:
+        logger.warning(
+            "Live %s event not published: %s",
+            event,
+            type(exc).__name__,
+            extra={"message_id": str(message.pk)},
+        )
 
 
 def _record_completed(message: Message, result: CompletionResult) -> None:
