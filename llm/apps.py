@@ -18,6 +18,7 @@ class LlmConfig(AppConfig):
         )
         from llm.selectors import usage_tokens_since
         from llm.services import COMPLETION_JOB_KIND
+        from llm.titles import TITLE_JOB_KIND, title_run
 
         register(
             COMPLETION_JOB_KIND,
@@ -27,4 +28,5 @@ class LlmConfig(AppConfig):
             retry_blocker=completion_retry_blocker,
         )
         register_usage_counter(usage_tokens_since)
+        register(TITLE_JOB_KIND, title_run)
         register_reconcile_step("llm.reply_reservations", reply_reservations_reconcile)

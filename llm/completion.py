@@ -35,6 +35,7 @@ from llm.providers import (
 )
 from llm.selectors import message_path
 from llm.services import message_transition, usage_record
+from llm.titles import conversation_title_request
 from project.errors import InvalidTransition
 
 logger = logging.getLogger("parley.llm")
@@ -217,6 +218,8 @@ def _record_completed(message: Message, result: CompletionResult) -> None:
         error="",
     )
     usage_record(message=message, user=message.conversation.owner)
+    # In the same transaction: the title job exists only if the reply was stored.
+    conversation_title_request(conversation=message.conversation)
 
 
 def _transition_unless_moved_on(message: Message, to: str, **fields) -> bool:

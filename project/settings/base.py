@@ -174,6 +174,8 @@ LLM_DEFAULT_MAX_TOKENS = env.int("LLM_DEFAULT_MAX_TOKENS", default=1024)
 LLM_MAX_MESSAGE_CHARS = env.int("LLM_MAX_MESSAGE_CHARS", default=32_000)
 LLM_MAX_MESSAGES_PER_CONVERSATION = env.int("LLM_MAX_MESSAGES_PER_CONVERSATION", default=500)
 LLM_MAX_SYSTEM_PROMPT_CHARS = env.int("LLM_MAX_SYSTEM_PROMPT_CHARS", default=16_000)
+# A small, cheap catalog model (slug) that titles untitled conversations; empty = off.
+LLM_TITLE_MODEL = env("LLM_TITLE_MODEL", default="")
 
 # Spend controls (budgets app). A default budget for every new user (empty: none), and
 # Keep the prompt and reply text of /v1/ calls on their GatewayCall records (off: tokens only).
