@@ -1,14 +1,16 @@
 """Reads for the llm app: the catalog, conversations, messages, usage and the staff dashboard's
 figures. Every usage total is built from ``USAGE_SUMS``, so all reports add up the same way."""
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 from uuid import UUID
 
+from django.contrib.postgres.aggregates import ArrayAgg
 from django.contrib.postgres.search import SearchHeadline, SearchQuery, SearchRank, SearchVector
 from django.db import connection
-from django.db.models import Count, DecimalField, F, OuterRef, Q, QuerySet, Subquery, Sum
+from django.db.models import Count, DecimalField, F, Max, Q, QuerySet, Sum
 from django.db.models.functions import Coalesce, TruncDate
 from django.shortcuts import get_object_or_404
 
@@ -82,14 +84,38 @@ def _search_query(q: str) -> SearchQuery:
     return SearchQuery(q, config=SEARCH_CONFIG, search_type="websearch")
 
 
+class RankedConversations(Sequence):
+    """Search results as the paginator wants them: their number, and a slice of them as
+    conversations (one query per page). Holds only ids, best first."""
+
+    def __init__(self, ids: list[UUID], best_messages: dict[UUID, UUID]) -> None:
+        self.ids = ids
+        self.best_messages = best_messages  # conversation id -> its best matching message
+
+    def __len__(self) -> int:
+        return len(self.ids)
+
+    def __getitem__(self, index):
+        if not isinstance(index, slice):
+            return self[index : index + 1][0]
+        ids = self.ids[index]
+        found = Conversation.objects.select_related("model").in_bulk(ids)
+        page = [found[pk] for pk in ids if pk in found]
+        for conversation in page:
+            conversation.best_message_id = self.best_messages.get(conversation.pk)
+        return page
+
+
 def conversation_search(
     *, owner: User, q: str, archived: bool | None = None
-) -> QuerySet[Conversation]:
+) -> RankedConversations | QuerySet[Conversation]:
     """The owner's conversations whose title or any message matches ``q``, best first.
 
-    PostgreSQL: full-text search (stemmed, the messages' GIN index), ranked by the best
-    matching message, title matches weighted up. Other databases: case-insensitive
-    containment, newest first."""
+    PostgreSQL: full-text search (stemmed; the messages' GIN index), ranked by the best
+    matching message, a title match weighted double, ties newest first. Two grouped queries
+    over the matches only: a correlated rank per conversation would re-read every message of
+    every matching conversation. Other databases: case-insensitive containment, newest
+    first."""
     conversations = conversation_list(owner=owner, archived=archived)
     if connection.vendor != "postgresql":
         matching = Message.objects.filter(conversation__owner=owner, content__icontains=q).values(
@@ -97,25 +123,36 @@ def conversation_search(
         )
         return conversations.filter(Q(title__icontains=q) | Q(pk__in=matching))
     query = _search_query(q)
-    matching = Message.objects.annotate(document=MESSAGE_SEARCH_VECTOR).filter(
-        document=query, conversation__owner=owner
-    )
-    best_message_rank = (
-        matching.filter(conversation_id=OuterRef("pk"))
-        .annotate(rank=SearchRank(F("document"), query))
-        .order_by("-rank")
-        .values("rank")[:1]
-    )
-    title = SearchVector("title", config=SEARCH_CONFIG)
-    return (
-        conversations.annotate(title_document=title)
-        .filter(Q(title_document=query) | Q(pk__in=matching.values("conversation_id")))
+    message_owner = {"conversation__owner": owner}
+    if archived is not None:
+        message_owner["conversation__archived"] = archived
+    by_messages = (
+        Message.objects.annotate(document=MESSAGE_SEARCH_VECTOR)
+        .filter(document=query, **message_owner)
+        .values("conversation_id")
         .annotate(
-            rank=Coalesce(Subquery(best_message_rank), 0.0)
-            + 2 * SearchRank(F("title_document"), query)
+            rank=Max(SearchRank(F("document"), query)),
+            updated=Max("conversation__updated_at"),
+            # Best first: the snippet's message, found here rather than by a second search.
+            message_ids=ArrayAgg("pk", order_by=(SearchRank(F("document"), query).desc(),)),
         )
-        .order_by("-rank", "-updated_at")
+        .values_list("conversation_id", "rank", "updated", "message_ids")
     )
+    by_title = (
+        conversations.annotate(document=SearchVector("title", config=SEARCH_CONFIG))
+        .filter(document=query)
+        .annotate(rank=SearchRank(F("document"), query))
+        .values_list("pk", "rank", "updated_at")
+    )
+    scores: dict[UUID, list] = {}
+    best_messages = {}
+    for pk, rank, updated, message_ids in by_messages:
+        scores[pk] = [rank, updated]
+        best_messages[pk] = message_ids[0]
+    for pk, rank, updated in by_title:
+        scores.setdefault(pk, [0.0, updated])[0] += 2 * rank
+    ordered = sorted(scores.items(), key=lambda item: (item[1][0], item[1][1]), reverse=True)
+    return RankedConversations([pk for pk, _ in ordered], best_messages)
 
 
 def _snippet_around(text: str, q: str, width: int = 80) -> str:
@@ -130,23 +167,15 @@ def _snippet_around(text: str, q: str, width: int = 80) -> str:
 def conversation_search_matches(*, conversations: list[Conversation], q: str) -> None:
     """Give each of ``conversations`` (a page of ``conversation_search``) its best matching
     message as ``search_match = {"message_id", "snippet"}`` (None when only the title
-    matched), the matched words marked with SNIPPET_MARK. Two queries for the whole page."""
+    matched), the matched words marked with SNIPPET_MARK. One query for the whole page."""
     ids = [conversation.pk for conversation in conversations]
     best: dict = {}
     if connection.vendor == "postgresql":
-        query = _search_query(q)
-        ranked = (
-            Message.objects.annotate(document=MESSAGE_SEARCH_VECTOR)
-            .filter(conversation_id__in=ids, document=query)
-            .annotate(rank=SearchRank(F("document"), query))
-            .order_by("conversation_id", "-rank", "position")
-            .distinct("conversation_id")
-            .values_list("pk", flat=True)
-        )
-        headlines = Message.objects.filter(pk__in=list(ranked)).annotate(
+        message_ids = [getattr(c, "best_message_id", None) for c in conversations]
+        headlines = Message.objects.filter(pk__in=[pk for pk in message_ids if pk]).annotate(
             snippet=SearchHeadline(
                 "content",
-                query,
+                _search_query(q),
                 config=SEARCH_CONFIG,
                 start_sel=SNIPPET_MARK,
                 stop_sel=SNIPPET_MARK,
