@@ -98,6 +98,13 @@ def unfinished(env: dict) -> int:
         ).fetchone()[0]
 
 
+def in_progress(env: dict) -> int:
+    with psycopg.connect(env["DATABASE_URL"], autocommit=True) as conn:
+        return conn.execute(
+            "SELECT count(*) FROM jobs_job WHERE status = 'in_progress'"
+        ).fetchone()[0]
+
+
 def report(env: dict, posted: int) -> dict:
     with psycopg.connect(env["DATABASE_URL"], autocommit=True) as conn:
         jobs = Counter(
@@ -131,7 +138,7 @@ def report(env: dict, posted: int) -> dict:
 
 async def post(base: str, jobs: int) -> None:
     async with open_client(base) as client:
-        targets = await conversations(client, jobs)
+        targets = await conversations(client, jobs, MODEL)
         await post_all(client, targets)
 
 
@@ -139,7 +146,7 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--jobs", type=int, default=200)
     parser.add_argument("--kills", type=int, default=10)
-    parser.add_argument("--fault-window", type=float, default=60, help="seconds of kills")
+    parser.add_argument("--fault-window", type=float, default=30, help="seconds of kills")
     parser.add_argument("--concurrency", type=int, default=150, help="per worker process")
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--database", default="parley_faults")
@@ -160,6 +167,7 @@ def main() -> None:
         JOBS_SHUTDOWN_GRACE="5",
         JOBS_BACKOFF_BASE="1",
         JOBS_BACKOFF_MAX="8",
+        JOBS_MAX_ATTEMPTS="8",  # every kill costs the attempts it interrupts
         LLM_REQUEST_TIMEOUT="8",  # a hung provider is given up on after 8 s
     )
     env.pop("PROMETHEUS_MULTIPROC_DIR", None)
@@ -184,12 +192,16 @@ def main() -> None:
         base = f"http://127.0.0.1:{web_port}"
         wait_http(base + "/healthz")
         wait_http(env["STANDIN_BASE_URL"] + "/healthz")
-        workers = [Worker(env, log), Worker(env, log)]
-        threading.Thread(target=reconciler, args=(env, stop_reconciling, 5), daemon=True).start()
-
+        # All posted first, so the faults land on replies in flight, not on a trickle.
         started = time.monotonic()
         asyncio.run(post(base, args.jobs))
         print(f"posted {args.jobs} replies in {time.monotonic() - started:.1f} s")
+        workers = [Worker(env, log), Worker(env, log)]
+        threading.Thread(target=reconciler, args=(env, stop_reconciling, 5), daemon=True).start()
+        deadline = time.monotonic() + 60
+        while in_progress(env) < args.jobs * 0.75 and time.monotonic() < deadline:
+            time.sleep(0.2)
+        print(f"{in_progress(env)} replies in flight")
 
         kill_times = sorted(rng.uniform(1, args.fault_window) for _ in range(args.kills))
         redis_restart_at = rng.uniform(args.fault_window * 0.3, args.fault_window * 0.7)
@@ -200,7 +212,10 @@ def main() -> None:
             if what == "kill":
                 victim = rng.choice(workers)
                 victim.kill_and_restart()
-                print(f"  {at:5.1f} s  SIGKILL worker, restarted ({unfinished(env)} unfinished)")
+                print(
+                    f"  {at:5.1f} s  SIGKILL worker, restarted ({in_progress(env)} in flight,"
+                    f" {unfinished(env)} unfinished)"
+                )
             else:
                 private_redis.restart(down_seconds=1)
                 print(f"  {at:5.1f} s  Redis restarted, its data gone")
