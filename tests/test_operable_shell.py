@@ -292,6 +292,9 @@ public = jwt.encode(claims, "dev-insecure-jwt-signing-key-0123456789", algorithm
 response = Client(HTTP_HOST="127.0.0.1").get(
     "/api/v1/auth/me/", HTTP_AUTHORIZATION=f"Bearer {public}"
 )
+not_found = [
+    Client(HTTP_HOST="127.0.0.1").get(url) for url in ("/api/v1/jobs/0.5/", "/api/v1/nope/")
+]
 minted = AccessToken()
 minted["user_id"] = "1"
 earlier = sys.argv[1] if len(sys.argv) > 1 else None
@@ -300,6 +303,8 @@ if earlier:
 print(json.dumps({
     "public_token_status": response.status_code,
     "public_token_body": response.json(),
+    "debug": settings.DEBUG,
+    "not_found": [(r.status_code, r["Content-Type"], r.content.decode()) for r in not_found],
     "minted": str(minted),
     "jwt_key": hashlib.sha256(settings.SIMPLE_JWT["SIGNING_KEY"].encode()).hexdigest(),
     "secret_key": hashlib.sha256(settings.SECRET_KEY.encode()).hexdigest(),
@@ -334,6 +339,11 @@ class TestDevelopmentSecrets:
         # A token signed with the old public constant is refused.
         assert first["public_token_status"] == 401
         assert first["public_token_body"]["error"]["code"] == "token_not_valid"
+        # The error shape holds under development settings (DEBUG on) too.
+        assert first["debug"] is True
+        for status, content_type, body in first["not_found"]:
+            assert (status, content_type) == (404, "application/json")
+            assert json.loads(body)["error"]["code"] == "not_found"
         secrets_file = var_dir / "dev-secrets.json"
         assert secrets_file.stat().st_mode & 0o777 == 0o600
         stored = json.loads(secrets_file.read_text())
