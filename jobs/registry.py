@@ -10,6 +10,9 @@ Handler = Callable[[Job], None]
 Hook = Callable[[Job], None]
 # Why a failed or cancelled job cannot be retried now (its subject is gone), or None.
 RetryBlocker = Callable[[Job], str | None]
+# Asked when transient failures used up a job's attempts: how it will try again another way
+# (it may change ``job.payload``, which is saved), or None to let it fail.
+ExhaustedHook = Callable[[Job], str | None]
 
 
 @dataclass(frozen=True, slots=True)
@@ -18,6 +21,7 @@ class JobKind:
     on_terminal: Hook | None = None  # after the job became completed, failed or cancelled
     on_retry: Hook | None = None  # after a failed or cancelled job was queued again
     retry_blocker: RetryBlocker | None = None  # asked before a retry; a reason refuses it
+    on_exhausted: ExhaustedHook | None = None  # attempts used up: another way, or None
 
 
 _kinds: dict[str, JobKind] = {}  # written once at start-up, read-only afterwards
@@ -30,12 +34,16 @@ def register(
     on_terminal: Hook | None = None,
     on_retry: Hook | None = None,
     retry_blocker: RetryBlocker | None = None,
+    on_exhausted: ExhaustedHook | None = None,
 ) -> None:
     """Register ``handler(job)`` for ``kind``. Handlers raise ``TransientJobError`` or
     ``PermanentJobError`` (jobs.exceptions) to signal failure; returning means success.
     They may run in threads: no shared mutable state. ``retry_blocker(job)`` returns why the
-    job cannot run again (e.g. what it works on was deleted), so a retry is refused up front."""
-    _kinds[kind] = JobKind(handler, on_terminal, on_retry, retry_blocker)
+    job cannot run again (e.g. what it works on was deleted), so a retry is refused up front.
+    ``on_exhausted(job)``, when transient errors used up the attempts, names another way to
+    try (the llm app falls back to another model): the job is queued again with fresh
+    attempts instead of failing."""
+    _kinds[kind] = JobKind(handler, on_terminal, on_retry, retry_blocker, on_exhausted)
 
 
 def kind_of(kind: str) -> JobKind | None:

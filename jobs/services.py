@@ -174,9 +174,13 @@ def retry_delay(*, attempt: int, retry_after: float | None) -> float:
 
 
 def job_schedule_retry(*, job: Job, error: str, retry_after: float | None) -> Job:
-    """After a transient failure: queue the job again after a backoff, or fail it for good
-    when its attempts are used up."""
+    """After a transient failure: queue the job again after a backoff. When its attempts are
+    used up, its kind's ``on_exhausted`` hook may name another way to try (then it is queued
+    at once with fresh attempts); otherwise it fails for good."""
     if job.attempts >= job.max_attempts:
+        requeued = _try_another_way(job, error)
+        if requeued is not None:
+            return requeued
         return job_transition(
             job=job,
             to=JobStatus.FAILED,
@@ -191,6 +195,33 @@ def job_schedule_retry(*, job: Job, error: str, retry_after: float | None) -> Jo
             next_attempt_at=timezone.now() + timedelta(seconds=delay),
         )
         _enqueue_on_commit(job, delay=delay)
+    return job
+
+
+def _try_another_way(job: Job, error: str) -> Job | None:
+    kind = registry.kind_of(job.kind)
+    if kind is None or kind.on_exhausted is None:
+        return None
+    try:
+        # One transaction: what the hook changed stands only if the job is queued again.
+        with transaction.atomic():
+            another_way = kind.on_exhausted(job)
+            if another_way is None:
+                return None
+            job = job_transition(
+                job=job,
+                to=JobStatus.QUEUED,
+                payload=job.payload,
+                max_attempts=job.attempts + settings.JOBS_MAX_ATTEMPTS,
+                last_error=f"{error} (attempts used up; {another_way})",
+                next_attempt_at=None,
+            )
+            _enqueue_on_commit(job)
+    except InvalidTransition:  # cancelled meanwhile
+        raise
+    except Exception:  # a broken hook must not keep the job from failing
+        logger.exception("on_exhausted hook failed", extra={"job_id": str(job.pk)})
+        return None
     return job
 
 

@@ -14,9 +14,21 @@ from accounts.models import User
 from accounts.quotas import month_start
 from llm.catalog import model_is_callable
 from llm.exports import conversation_export
-from llm.models import Conversation, LLMModel, Message, ModelAccess, Usage
+from llm.models import Conversation, LLMModel, Message, ModelAccess, ModelFallback, Usage
 from llm.services import conversation_delete, conversation_update
 from project.errors import DomainError
+
+
+class ModelFallbackInline(admin.TabularInline):
+    """The models tried, in order, when a reply's attempts on this one run out on transient
+    errors (timeouts, 429, 5xx)."""
+
+    model = ModelFallback
+    fk_name = "model"
+    extra = 1
+    fields = ["position", "fallback"]
+    ordering = ["position"]
+    verbose_name = "fallback model"
 
 
 @admin.register(LLMModel)
@@ -39,6 +51,7 @@ class LLMModelAdmin(admin.ModelAdmin):
     search_fields = ["slug", "display_name", "provider_model"]
     readonly_fields = ["created_at", "updated_at"]
     actions = ["enable", "disable"]
+    inlines = [ModelFallbackInline]
     fieldsets = (
         (None, {"fields": ("slug", "display_name", "enabled")}),
         (

@@ -11,6 +11,7 @@ class LlmConfig(AppConfig):
         from jobs.registry import register, register_reconcile_step
         from llm.admission import reply_reservations_reconcile
         from llm.completion import (
+            completion_exhausted,
             completion_finished,
             completion_requeued,
             completion_retry_blocker,
@@ -26,6 +27,7 @@ class LlmConfig(AppConfig):
             on_terminal=completion_finished,
             on_retry=completion_requeued,
             retry_blocker=completion_retry_blocker,
+            on_exhausted=completion_exhausted,
         )
         register_usage_counter(usage_tokens_since)
         register(TITLE_JOB_KIND, title_run)

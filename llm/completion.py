@@ -34,7 +34,7 @@ from llm.providers import (
     trim_messages,
 )
 from llm.selectors import message_path
-from llm.services import message_transition, usage_record
+from llm.services import message_transition, reply_fall_back, usage_record
 from llm.titles import conversation_title_request
 from project.errors import InvalidTransition
 
@@ -258,6 +258,26 @@ def completion_finished(job: Job) -> None:
                 "message_object": streams.message_snapshot(message),
             },
         )
+
+
+def completion_exhausted(job: Job) -> str | None:
+    """Attempts hook: transient errors used up the attempts on the reply's model. Move the
+    reply to the next fallback model of the model first asked for (the job then gets fresh
+    attempts), or None to let it fail. Permanent errors never get here."""
+    message = Message.objects.filter(pk=job.payload.get("message_id")).first()
+    if message is None or message.model_id is None:
+        return None
+    requested = job.payload.get("requested_model_id", message.model_id)
+    failing = message.model_id
+    fallback = reply_fall_back(reply=message, requested_model_id=requested)
+    if fallback is None:
+        return None
+    job.payload = {**job.payload, "requested_model_id": requested}
+    logger.info(
+        "Reply falls back to another model",
+        extra={"message_id": str(message.pk), "from_model": failing, "to": fallback.slug},
+    )
+    return f"falling back to model '{fallback.slug}'"
 
 
 def completion_requeued(job: Job) -> None:

@@ -25,6 +25,7 @@ from llm.models import (
     Message,
     MessageRole,
     MessageStatus,
+    ModelFallback,
     Usage,
 )
 from llm.providers.pricing import COST_QUANTUM
@@ -59,6 +60,15 @@ def model_get_available(*, slug: str) -> LLMModel:
         )
     model_check_callable(model=model)
     return model
+
+
+def model_fallback_ids(*, model_id: int) -> list[int]:
+    """The ids of ``model_id``'s fallback models, in the order they are tried."""
+    return list(
+        ModelFallback.objects.filter(model_id=model_id)
+        .order_by("position")
+        .values_list("fallback_id", flat=True)
+    )
 
 
 def model_catalog() -> QuerySet[LLMModel]:

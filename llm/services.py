@@ -18,6 +18,7 @@ from accounts.models import User
 from accounts.quotas import user_budget
 from jobs.models import Job
 from jobs.services import job_cancel, job_create
+from llm.catalog import model_is_callable
 from llm.models import (
     ACTIVE_STATUSES,
     MESSAGE_TRANSITIONS,
@@ -32,6 +33,7 @@ from llm.selectors import (
     message_branch_leaf,
     message_tree,
     model_check_callable,
+    model_fallback_ids,
     model_get_available,
 )
 from project.errors import (
@@ -413,6 +415,24 @@ def message_transition(*, message: Message, to: str, **fields: Any) -> Message:
     for name, value in fields.items():
         setattr(message, name, value)
     return message
+
+
+def reply_fall_back(*, reply: Message, requested_model_id: int) -> LLMModel | None:
+    """Move a reply whose model kept failing transiently to the next usable model after it in
+    the requested model's fallback list; the reply's ``model`` then names the model writing
+    it (its prices are the ones charged). None when no fallback is left."""
+    chain = [requested_model_id, *model_fallback_ids(model_id=requested_model_id)]
+    if reply.model_id not in chain:
+        return None
+    remaining = chain[chain.index(reply.model_id) + 1 :]
+    candidates = LLMModel.objects.in_bulk(remaining)
+    for model_id in remaining:
+        model = candidates.get(model_id)
+        if model is not None and model.enabled and model_is_callable(model):
+            Message.objects.filter(pk=reply.pk).update(model=model)
+            reply.model = model
+            return model
+    return None
 
 
 def usage_record(*, message: Message, user: User) -> Usage:

@@ -58,7 +58,7 @@ def test_title_after_the_first_reply_once_and_counted(
 
     title = auth_client.get(f"{BASE}{conversation}/").json()["title"]
     assert title and len(title) <= 80
-    request = next(r for r in reversed(standin.received) if r.body.get("system"))
+    request = next(r for r in reversed(standin.received) if r.body and r.body.get("system"))
     assert request.body["system"] == TITLE_INSTRUCTIONS
     assert request.body["model"] == "standin-chat" and request.body["max_tokens"] == 24
     assert "How do I bake sourdough bread?" in request.body["messages"][0]["content"]
