@@ -1,6 +1,7 @@
 """Request plumbing: request ids with one access-log line per request, the error shape for
 every /api/ error, and body size limits."""
 
+import io
 import json
 import logging
 import re
@@ -10,6 +11,7 @@ from http import HTTPStatus
 
 from asgiref.sync import iscoroutinefunction, markcoroutinefunction
 from django.conf import settings
+from django.core.handlers.wsgi import LimitedStream
 from django.http import HttpRequest, HttpResponse
 
 from project.api.errors import error_body, error_response
@@ -124,14 +126,30 @@ class ApiErrorShapeMiddleware(_DualModeMiddleware):
 
 
 class RequestSizeLimitMiddleware(_DualModeMiddleware):
-    """Refuses API bodies over MAX_REQUEST_BODY_BYTES with a 413 before reading them."""
+    """Refuses API bodies over MAX_REQUEST_BODY_BYTES with a 413 before reading them.
+
+    Under a WSGI server that de-chunks bodies (gunicorn's sync workers mark them
+    ``wsgi.input_terminated``), a chunked body is read here up to the limit and handed on with
+    its length: Django would otherwise see no Content-Length and an empty body. (Under ASGI,
+    BodyLimitASGIMiddleware has done this before Django runs.)"""
 
     def before(self, request: HttpRequest) -> HttpResponse | None:
+        limit = settings.MAX_REQUEST_BODY_BYTES
+        if _wsgi_chunked(request):
+            body = request.META["wsgi.input"].read(limit + 1)
+            if len(body) > limit:
+                return error_response(
+                    413,
+                    "request_too_large",
+                    f"Request body is over {limit} bytes; the limit is {limit} bytes.",
+                )
+            request._stream = LimitedStream(io.BytesIO(body), len(body))
+            request.META["CONTENT_LENGTH"] = str(len(body))
+            return None
         try:
             length = int(request.META.get("CONTENT_LENGTH") or 0)
         except ValueError:
             length = 0
-        limit = settings.MAX_REQUEST_BODY_BYTES
         if length > limit and request.path.startswith("/api/"):
             return error_response(
                 413,
@@ -139,6 +157,14 @@ class RequestSizeLimitMiddleware(_DualModeMiddleware):
                 f"Request body is {length} bytes; the limit is {limit} bytes.",
             )
         return None
+
+
+def _wsgi_chunked(request: HttpRequest) -> bool:
+    return (
+        not request.META.get("CONTENT_LENGTH")
+        and "chunked" in request.META.get("HTTP_TRANSFER_ENCODING", "").lower()
+        and bool(request.META.get("wsgi.input_terminated"))
+    )
 
 
 class BodyLimitASGIMiddleware:

@@ -1,17 +1,25 @@
 """The request body limit against a real server (uvicorn, as production runs) and raw HTTP:
-declared lengths, chunked bodies without a Content-Length, and honest chunked clients."""
+declared lengths, chunked bodies without a Content-Length, and honest chunked clients. A
+WSGI server (gunicorn's sync worker) is checked for the chunked cases too."""
 
 import json
+import os
 import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
 from urllib.parse import urlsplit
 
 import pytest
 
 from accounts.models import User
-from tests.live import asgi_server
+from tests.jobs.worker_process import worker_database_url
+from tests.live import asgi_server, free_port
 
 pytestmark = pytest.mark.django_db(transaction=True)
 LIMIT = 4096
+ROOT = Path(__file__).resolve().parent.parent
 
 
 @pytest.fixture
@@ -19,6 +27,42 @@ def server(settings):
     settings.MAX_REQUEST_BODY_BYTES = LIMIT
     with asgi_server() as url:
         yield urlsplit(url)
+
+
+@pytest.fixture
+def wsgi_server(db):
+    """gunicorn's sync worker serving project.wsgi in its own process."""
+    port = free_port()
+    environment = {k: v for k, v in os.environ.items() if k != "PROMETHEUS_MULTIPROC_DIR"} | {
+        "DJANGO_SETTINGS_MODULE": "project.settings.test",
+        "DATABASE_URL": worker_database_url(),
+        "MAX_REQUEST_BODY_BYTES": str(LIMIT),
+    }
+    process = subprocess.Popen(
+        [
+            str(Path(sys.executable).parent / "gunicorn"),
+            *("--bind", f"127.0.0.1:{port}", "--workers", "1", "--worker-class", "sync"),
+            "project.wsgi:application",
+        ],
+        cwd=ROOT,
+        env=environment,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                socket.create_connection(("127.0.0.1", port), timeout=1).close()
+                break
+            except OSError:
+                if time.monotonic() > deadline or process.poll() is not None:
+                    raise RuntimeError("gunicorn did not start") from None
+                time.sleep(0.1)
+        yield urlsplit(f"http://127.0.0.1:{port}")
+    finally:
+        process.terminate()
+        process.wait(timeout=30)
 
 
 def connect(server) -> socket.socket:
@@ -47,13 +91,24 @@ def read_response(sock: socket.socket) -> tuple[int, dict, bytes]:
         name.strip().lower(): value.strip()
         for name, _, value in (line.partition(":") for line in header_lines)
     }
-    length = int(headers.get("content-length", 0))
-    while len(rest) < length:
-        piece = sock.recv(65536)
-        if not piece:
-            break
+    status = int(status_line.split()[1])
+    if "content-length" in headers:
+        length = int(headers["content-length"])
+        while len(rest) < length and (piece := sock.recv(65536)):
+            rest += piece
+        return status, headers, rest[:length]
+    while piece := sock.recv(65536):  # delimited by the connection closing
         rest += piece
-    return int(status_line.split()[1]), headers, rest[:length]
+    if "chunked" in headers.get("transfer-encoding", ""):
+        decoded = b""
+        while True:
+            size_line, _, rest = rest.partition(b"\r\n")
+            size = int(size_line, 16)
+            if not size:
+                break
+            decoded, rest = decoded + rest[:size], rest[size + 2 :]
+        rest = decoded
+    return status, headers, rest
 
 
 def test_honest_chunked_json_is_parsed(server):
@@ -110,3 +165,20 @@ def test_declared_length_under_the_limit_is_served(server):
         sock.sendall(head("/api/v1/auth/register/", f"Content-Length: {len(body)}") + body.encode())
         status, _, content = read_response(sock)
     assert status == 201, content
+
+
+def test_wsgi_chunked_json_is_parsed_and_the_limit_holds(wsgi_server):
+    body = json.dumps({"email": "wsgi@example.com", "password": "a-long-unusual-passphrase"})
+    with connect(wsgi_server) as sock:
+        sock.sendall(head("/api/v1/auth/register/", "Transfer-Encoding: chunked"))
+        sock.sendall(chunk(body.encode()[:20]) + chunk(body.encode()[20:]) + b"0\r\n\r\n")
+        status, _, content = read_response(sock)
+    assert status == 201, content
+    assert User.objects.filter(email="wsgi@example.com").exists()
+
+    with connect(wsgi_server) as sock:
+        sock.sendall(head("/api/v1/auth/register/", "Transfer-Encoding: chunked"))
+        sock.sendall(chunk(b"[" + b" " * (LIMIT + 100)))  # and never the end
+        status, headers, content = read_response(sock)
+    assert status == 413, (headers, content)
+    assert json.loads(content)["error"]["code"] == "request_too_large"
