@@ -183,7 +183,9 @@ class World:
         elif method == "PATCH" and path == "/api/v1/conversations/{id}/":
             ids["id"] = self._own_conversation(method, path)
         elif method == "POST" and path == "/api/v1/conversations/{conversation_pk}/messages/":
-            ids["conversation_pk"] = self._own_conversation(method, path)
+            # A fresh one each time: after a 202 the reply is in flight (nothing works it), and
+            # the same conversation would answer 409 from then on.
+            ids["conversation_pk"] = self.new_conversation()
         elif path == "/api/v1/conversations/{conversation_pk}/messages/{id}/edit/":
             ids["id"] = self.question
         elif path.startswith("/api/v1/conversations/{conversation_pk}/messages/{id}"):
