@@ -95,14 +95,24 @@ def reply_stream_exists(message_id: str) -> bool:
     return bool(redis_client().exists(_stream_key(message_id)))
 
 
+MAX_BLOCK_MS = 15000
+
+
+def _async_client():
+    # The event loop's one shared client: each command borrows a connection from its bounded
+    # pool and gives it back. Reads must outlast the longest server-side BLOCK, or quiet
+    # streams would time out.
+    return async_redis_client(socket_timeout=MAX_BLOCK_MS / 1000 + 10)
+
+
 async def reply_follow(
-    message_id: str, *, after: str = "0", block_ms: int = 15000
+    message_id: str, *, after: str = "0", block_ms: int = MAX_BLOCK_MS
 ) -> AsyncIterator[tuple[str, str, dict[str, Any]] | None]:
     """Yield ``(entry_id, event, data)`` from after ``after`` until a final event; yields None
-    whenever ``block_ms`` passes with nothing new, so the caller can send a keep-alive."""
-    # The process's shared client: each XREAD borrows a connection from its bounded pool and
-    # returns it. The read must outlast the server-side BLOCK, or quiet streams would time out.
-    client = async_redis_client(socket_timeout=block_ms / 1000 + 10)
+    whenever ``block_ms`` (at most ``MAX_BLOCK_MS``) passes with nothing new, so the caller
+    can send a keep-alive."""
+    client = _async_client()
+    block_ms = min(block_ms, MAX_BLOCK_MS)
     key = _stream_key(message_id)
     while True:
         batches = await client.xread({key: after}, block=block_ms, count=256)
@@ -147,7 +157,7 @@ async def stream_slot_acquire(*, user_id) -> str:
     process; returns its token. Full: ``LimitExceeded``; Redis unreachable: ``Unavailable``."""
     token = uuid.uuid4().hex
     try:
-        taken = await async_redis_client().eval(
+        taken = await _async_client().eval(
             _SLOT_SCRIPT,
             1,
             _slots_key(user_id),
@@ -173,7 +183,7 @@ async def stream_slot_acquire(*, user_id) -> str:
 
 async def stream_slot_refresh(*, user_id, token: str) -> None:
     """Push the slot's expiry ``STREAMS_SLOT_TTL`` seconds ahead (while the stream is open)."""
-    await async_redis_client().eval(
+    await _async_client().eval(
         _SLOT_SCRIPT, 1, _slots_key(user_id), token, 0, settings.STREAMS_SLOT_TTL
     )
 
@@ -181,7 +191,7 @@ async def stream_slot_refresh(*, user_id, token: str) -> None:
 async def stream_slot_release(*, user_id, token: str) -> None:
     """Give the slot back; best effort (an unreleased slot expires by itself)."""
     try:
-        await async_redis_client().zrem(_slots_key(user_id), token)
+        await _async_client().zrem(_slots_key(user_id), token)
     except redis.RedisError:
         pass
 

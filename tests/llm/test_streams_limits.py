@@ -12,7 +12,7 @@ import pytest
 
 from llm import streams
 from project.errors import LimitExceeded
-from project.redis import async_redis_client, redis_client
+from project.redis import redis_client
 from tests.live import asgi_server, work_until_idle
 from tests.llm.test_completion_flow import message_url, model, send, start_conversation
 
@@ -114,7 +114,7 @@ def test_concurrent_followers_in_one_loop_share_one_bounded_pool(settings, redis
 
     async def follow_all() -> tuple[list, int]:
         results = await asyncio.gather(*(follow() for _ in range(150)))
-        pool = async_redis_client(socket_timeout=25).connection_pool
+        pool = streams._async_client().connection_pool
         return results, connections_made(pool)
 
     results, created = asyncio.run(follow_all())
