@@ -230,9 +230,9 @@ async def open_client(base: str):
         yield client
 
 
-async def conversations(client: httpx.AsyncClient, count: int) -> list[str]:
+async def conversations(client: httpx.AsyncClient, count: int, model: str = MODEL) -> list[str]:
     async def one(_):
-        response = await client.post("/api/v1/conversations/", json={"model": MODEL})
+        response = await client.post("/api/v1/conversations/", json={"model": model})
         assert response.status_code == 201, response.text
         return response.json()["id"]
 
