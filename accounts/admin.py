@@ -66,13 +66,13 @@ class UserAdmin(DjangoUserAdmin):
     change_password_form = PasswordSetForm
     actions = ["deactivate", "activate"]
     ordering = ["email"]
-    list_display = ["email", "name", "is_active", "is_staff", "monthly_token_budget", "date_joined"]
+    list_display = ["email", "name", "is_active", "is_staff", "date_joined"]
     list_filter = ["is_active", "is_staff", "is_superuser"]
     search_fields = ["email", "name"]
     readonly_fields = ["last_login", "date_joined"]
     fieldsets = (
         (None, {"fields": ("email", "password")}),
-        ("Profile", {"fields": ("name", "monthly_token_budget")}),
+        ("Profile", {"fields": ("name",)}),
         (
             "Permissions",
             {"fields": ("is_active", "is_staff", "is_superuser", "groups", "user_permissions")},

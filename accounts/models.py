@@ -44,11 +44,6 @@ class User(AbstractUser):
     last_name = None  # type: ignore[assignment]
     email = models.EmailField("email address", unique=True)
     name = models.CharField(max_length=150, blank=True)
-    monthly_token_budget = models.PositiveBigIntegerField(
-        null=True,
-        blank=True,
-        help_text="Input + output tokens allowed per calendar month (UTC). Empty means unlimited.",
-    )
 
     USERNAME_FIELD = "email"
     REQUIRED_FIELDS: list[str] = []

@@ -11,7 +11,7 @@ from django.utils.http import content_disposition_header
 
 from accounts.admin import UserAdmin
 from accounts.models import User
-from accounts.quotas import month_start
+from budgets.periods import month_start
 from llm.catalog import model_is_callable
 from llm.exports import conversation_export
 from llm.models import Conversation, LLMModel, Message, ModelAccess, ModelFallback, Usage

@@ -12,7 +12,8 @@ from django.shortcuts import render
 from django.urls import path
 from django.utils import timezone
 
-from accounts.quotas import month_start
+from budgets.periods import month_start
+from budgets.selectors import budgets_most_used
 from jobs.selectors import job_counts_by_status, queue_depths
 from llm.selectors import (
     LATENCY_SAMPLE_LIMIT,
@@ -81,6 +82,7 @@ def dashboard_view(request: HttpRequest) -> HttpResponse:
         "latency_limit": LATENCY_SAMPLE_LIMIT,
         "spenders": usage_top_spenders(since=month_start(now)),
         "queues": queues,
+        "budgets": budgets_most_used(limit=10, now=now),
     }
     return render(request, "admin/parley_dashboard.html", context)
 

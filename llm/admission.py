@@ -16,9 +16,9 @@ from django.db.models.functions import Coalesce
 from django.utils import timezone
 
 from accounts.models import ApiKey, User
-from budgets.models import Reservation
+from budgets.models import Reservation, ReservationStatus
 from budgets.ratelimits import RateLimitStatus, ratelimit_acquire, ratelimit_refund
-from budgets.selectors import reservations_held
+from budgets.selectors import budgets_applicable, reservations_held
 from budgets.services import (
     budget_reserve,
     reservation_release,
@@ -179,6 +179,30 @@ def reply_reservation_settle(*, job_id, message: Message | None) -> None:
         actual_tokens=((message.input_tokens or 0) + (message.output_tokens or 0))
         if completed
         else 0,
+    )
+
+
+def reply_reservation_ensure(*, job: Job, message: Message, max_tokens: int) -> None:
+    """Before a reply's provider call: hold its worst case unless already held. It was
+    reserved at POST; a manual retry of a failed or cancelled reply (released then) reserves
+    again here, against the budgets as they are now. Raises ``BudgetExceeded``."""
+    reference = reply_reference(job.pk)
+    if Reservation.objects.filter(reference=reference, status=ReservationStatus.HELD).exists():
+        return
+    conversation = message.conversation
+    api_key_id = job.payload.get("api_key_id")
+    if not budgets_applicable(user_id=conversation.owner_id, api_key_id=api_key_id):
+        return
+    estimate = conversation_input_estimate(conversation=conversation, content="")
+    budget_reserve(
+        user=conversation.owner,
+        api_key=ApiKey.objects.filter(pk=api_key_id).first() if api_key_id else None,
+        amount_usd=worst_case_cost(
+            model=message.model, input_tokens=estimate, max_tokens=max_tokens
+        ),
+        amount_tokens=estimate + max_tokens,
+        model=message.model.slug,
+        reference=reference,
     )
 
 

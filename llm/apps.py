@@ -7,7 +7,6 @@ class LlmConfig(AppConfig):
     verbose_name = "LLM"
 
     def ready(self) -> None:
-        from accounts.quotas import register_usage_counter
         from jobs.registry import register, register_reconcile_step
         from llm.admission import reply_reservations_reconcile
         from llm.completion import (
@@ -17,7 +16,6 @@ class LlmConfig(AppConfig):
             completion_retry_blocker,
             completion_run,
         )
-        from llm.selectors import usage_tokens_since
         from llm.services import COMPLETION_JOB_KIND
         from llm.titles import TITLE_JOB_KIND, title_run
 
@@ -29,6 +27,5 @@ class LlmConfig(AppConfig):
             retry_blocker=completion_retry_blocker,
             on_exhausted=completion_exhausted,
         )
-        register_usage_counter(usage_tokens_since)
         register(TITLE_JOB_KIND, title_run)
         register_reconcile_step("llm.reply_reservations", reply_reservations_reconcile)

@@ -9,7 +9,6 @@ idle all that time."""
 import logging
 
 import redis
-from django.conf import settings
 from django.db import connection, transaction
 
 from jobs.exceptions import (
@@ -22,6 +21,7 @@ from jobs.exceptions import (
 from jobs.models import Job, JobStatus
 from jobs.runner import job_watchdog
 from llm import metrics, streams
+from llm.admission import reply_max_tokens, reply_reservation_ensure, reply_reservation_settle
 from llm.catalog import model_is_callable, model_provider, unavailable_reason
 from llm.models import Message, MessageRole, MessageStatus
 from llm.providers import (
@@ -36,7 +36,7 @@ from llm.providers import (
 from llm.selectors import message_path
 from llm.services import message_transition, reply_fall_back, usage_record
 from llm.titles import conversation_title_request
-from project.errors import InvalidTransition
+from project.errors import BudgetExceeded, InvalidTransition
 
 logger = logging.getLogger("parley.llm")
 
@@ -48,11 +48,21 @@ def completion_run(job: Job) -> None:
     if message is None:
         return
     request, provider = _build_request(message, job.payload.get("params"))
+    _reservation_ensure(message, job, request.max_tokens)
     _start_attempt(message, job)
     _release_database_connection()
     result = _stream_reply(message, job, request, provider)
     if result is not None:
-        _store_result(message, result)
+        _store_result(message, result, job)
+
+
+def _reservation_ensure(message: Message, job: Job, max_tokens: int) -> None:
+    """The reply's worst case must be held before the provider is called: it was reserved at
+    POST, but a manual retry of a failed reply (settled then) reserves again here."""
+    try:
+        reply_reservation_ensure(job=job, message=message, max_tokens=max_tokens)
+    except BudgetExceeded as exc:
+        raise PermanentJobError(exc.message) from exc
 
 
 def _reply_to_write(job: Job) -> Message | None:
@@ -89,10 +99,8 @@ def _build_request(
     reply's own ``params`` (from a regenerate) over the conversation's."""
     conversation, model = message.conversation, message.model
     params = params or {}
-    max_tokens = min(
-        params.get("max_tokens") or conversation.max_tokens or settings.LLM_DEFAULT_MAX_TOKENS,
-        model.max_output_tokens,  # a fallback model may allow fewer than the requested one
-    )
+    # The same rule admission reserved for (a fallback model may allow fewer tokens).
+    max_tokens = reply_max_tokens(conversation=conversation, model=model, params=params)
     temperature = params.get("temperature", conversation.temperature)
     request = ChatRequest(
         model=model.provider_model,
@@ -163,11 +171,13 @@ def _stream_reply(
         deltas.flush()  # before any final event
 
 
-def _store_result(message: Message, result: CompletionResult) -> None:
-    """Store the finished reply and count its usage, together; then tell live readers."""
+def _store_result(message: Message, result: CompletionResult, job: Job) -> None:
+    """Store the finished reply, count its usage and settle its budget reservation to the
+    actual cost, together; then tell live readers."""
     try:
         with transaction.atomic():
-            _record_completed(message, result)
+            _record_completed(message, result, api_key_id=job.payload.get("api_key_id"))
+            reply_reservation_settle(job_id=job.pk, message=message)
     except InvalidTransition:  # cancelled in the last instant: the cancel stands
         logger.info("Reply finished after it was cancelled", extra={"message_id": str(message.pk)})
         return
@@ -197,7 +207,9 @@ def _tell_readers(message: Message, event: str, data: dict) -> None:
         )
 
 
-def _record_completed(message: Message, result: CompletionResult) -> None:
+def _record_completed(
+    message: Message, result: CompletionResult, *, api_key_id: int | None = None
+) -> None:
     model = message.model
     message_transition(
         message=message,
@@ -217,7 +229,7 @@ def _record_completed(message: Message, result: CompletionResult) -> None:
         provider_response_id=(result.response_id or "")[:128],
         error="",
     )
-    usage_record(message=message, user=message.conversation.owner)
+    usage_record(message=message, user=message.conversation.owner, api_key_id=api_key_id)
     # In the same transaction: the title job exists only if the reply was stored.
     conversation_title_request(conversation=message.conversation)
 
@@ -235,6 +247,9 @@ def completion_finished(job: Job) -> None:
     """Terminal hook: whatever ended the job (failure, cancel, a dead worker), the reply says so
     and live readers get a final event."""
     message = Message.objects.filter(pk=job.payload.get("message_id")).first()
+    # Failed, cancelled or gone: the reservation is released (a completed reply's was settled
+    # when it was stored; settling twice changes nothing).
+    reply_reservation_settle(job_id=job.pk, message=message)
     if message is None or message.status == MessageStatus.COMPLETED:
         return
     if job.status == JobStatus.CANCELLED:

@@ -14,7 +14,7 @@ from django.db.models import Count, DecimalField, F, Max, Q, QuerySet, Sum
 from django.db.models.functions import Coalesce, TruncDate
 from django.shortcuts import get_object_or_404
 
-from accounts.models import User
+from accounts.models import ApiKey, User
 from llm.catalog import model_is_callable, unavailable_reason
 from llm.models import (
     ACTIVE_STATUSES,
@@ -334,6 +334,7 @@ class UsageReport:
     total: dict
     by_day: list[dict]
     by_model: list[dict]
+    by_api_key: list[dict]
 
 
 USAGE_SUMS = {
@@ -369,6 +370,9 @@ def usage_report(*, user_id: int, since: date, until: date) -> UsageReport:
         .annotate(**USAGE_SUMS)
     )
     by_model = rows.values(model_slug=F("model__slug")).annotate(**USAGE_SUMS)
+    by_key = rows.values(
+        "api_key_id", api_key_name=F("api_key__name"), api_key_prefix=F("api_key__prefix")
+    ).annotate(**USAGE_SUMS)
     return UsageReport(
         user=user_id,
         since=since,
@@ -378,25 +382,30 @@ def usage_report(*, user_id: int, since: date, until: date) -> UsageReport:
         by_model=[
             {"model": row.pop("model_slug"), **row} for row in by_model.order_by("model_slug")
         ],
+        by_api_key=[
+            {"api_key": row.pop("api_key_id"), **row}
+            for row in by_key.order_by(F("api_key_id").asc(nulls_first=True))
+        ],
     )
 
 
-def usage_tokens_since(user: User, since: datetime) -> int:
-    """Input + output tokens ``user`` has used since ``since`` (the accounts quota counter)."""
-    totals = Usage.objects.filter(user=user, created_at__gte=since).aggregate(**USAGE_SUMS)
-    return totals["input_tokens"] + totals["output_tokens"]
-
-
 def usage_totals(*, since: date, until: date, group_by: str) -> list[dict]:
-    """Everyone's usage between two UTC dates grouped by ``user`` (email), ``model`` (slug) or
-    ``day``, for operators' reports; cost stays Decimal."""
+    """Everyone's usage between two UTC dates grouped by ``user`` (email), ``model`` (slug),
+    ``day`` or ``api_key`` (``<prefix> (<name>)``, "-" for JWT requests), for operators'
+    reports; cost stays Decimal."""
     rows = _usage_between(since, until)
     group = {
         "user": F("user__email"),
         "model": F("model__slug"),
         "day": TruncDate("created_at", tzinfo=UTC),
+        "api_key": F("api_key_id"),
     }[group_by]
-    grouped = rows.values(group_key=group).annotate(**USAGE_SUMS).order_by("group_key")
+    grouped = list(rows.values(group_key=group).annotate(**USAGE_SUMS).order_by("group_key"))
+    if group_by == "api_key":
+        keys = ApiKey.objects.in_bulk([row["group_key"] for row in grouped if row["group_key"]])
+        for row in grouped:
+            key = keys.get(row["group_key"])
+            row["group_key"] = f"{key.prefix} ({key.name})" if key else "-"
     return [
         {group_by: row.pop("group_key"), **row, "cost": _quantised(row["cost"])} for row in grouped
     ]

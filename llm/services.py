@@ -5,7 +5,7 @@ import hashlib
 import json
 import uuid
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any
 
@@ -14,10 +14,16 @@ from django.db import transaction
 from django.db.models import Count, Max, Q
 from django.utils import timezone
 
-from accounts.models import User
-from accounts.quotas import user_budget
+from accounts.models import ApiKey, User
 from jobs.models import Job
 from jobs.services import job_cancel, job_create
+from llm.access import model_access_check
+from llm.admission import (
+    admission_reserve,
+    conversation_input_estimate,
+    reply_max_tokens,
+    reply_reference,
+)
 from llm.catalog import model_is_callable
 from llm.models import (
     ACTIVE_STATUSES,
@@ -41,7 +47,6 @@ from project.errors import (
     IdempotencyKeyReused,
     InvalidInput,
     InvalidTransition,
-    NotAllowed,
 )
 
 COMPLETION_JOB_KIND = "llm.completion"
@@ -71,9 +76,12 @@ def conversation_create(
     title: str = "",
     system_prompt: str = "",
     params: dict[str, Any] | None = None,
+    api_key: ApiKey | None = None,
 ) -> Conversation:
-    """A new conversation on a model that can be called now (else 400 saying why)."""
+    """A new conversation on a model that can be called now (else 400 saying why) and that
+    the owner (and the request's API key) may use (else 403 ``model_not_allowed``)."""
     model = model_get_available(slug=model_slug)
+    model_access_check(model=model, user=owner, api_key=api_key)
     return Conversation.objects.create(
         owner=owner,
         model=model,
@@ -93,6 +101,7 @@ def conversation_update(
     archived: bool | None = None,
     current_leaf: str | uuid.UUID | None = None,
     save: bool = True,
+    api_key: ApiKey | None = None,
 ) -> Conversation:
     """Change what was given; switching model re-checks that it can be called. With
     ``save=False`` only the rules run (``InvalidInput`` when one fails) and nothing is stored.
@@ -107,6 +116,7 @@ def conversation_update(
         )
     if model_slug is not None and model_slug != conversation.model.slug:
         conversation.model = model_get_available(slug=model_slug)
+        model_access_check(model=conversation.model, user=conversation.owner, api_key=api_key)
     if params is not None:
         current = {"temperature": conversation.temperature, "max_tokens": conversation.max_tokens}
         merged = current | params
@@ -153,6 +163,8 @@ class PostedMessage:
     assistant_message: Message
     job: Job
     created: bool  # False when an Idempotency-Key replayed an earlier request
+    # OpenAI's x-ratelimit-* headers for the caller's standing (empty: no limits, or replayed)
+    rate_limit_headers: dict[str, str] = field(default_factory=dict)
 
 
 def _request_fingerprint(conversation: Conversation, content: str, **request: Any) -> str:
@@ -199,8 +211,6 @@ def _check_can_post(
     if conversation.archived:
         raise Conflict("The conversation is archived; unarchive it to continue.", code="archived")
     model_check_callable(model=model or conversation.model)
-    if user_budget(user=conversation.owner).exhausted:
-        raise NotAllowed("Your monthly token budget is used up.", code="budget_exhausted")
 
 
 def _create_turn(
@@ -213,9 +223,12 @@ def _create_turn(
     answer: Message | None = None,
     model: LLMModel | None = None,
     params: dict[str, Any] | None = None,
+    api_key: ApiKey | None = None,
 ) -> PostedMessage:
     """Store a turn and its queued reply's job, in the caller's transaction, and make the
-    reply the conversation's current leaf. The turn is one of:
+    reply the conversation's current leaf, once admission (model access, rate limits, the
+    worst case reserved against every budget: llm.admission) lets the reply in; a refusal
+    rolls everything back. The turn is one of:
 
     * ``content``: a new user message after the current leaf (posting), or, with
       ``replaces``, beside that user message (editing), and a reply to it;
@@ -252,6 +265,8 @@ def _create_turn(
     payload = {"message_id": str(assistant_id), "user_message_id": str(user_message_id)}
     if params:
         payload["params"] = params
+    if api_key is not None:
+        payload["api_key_id"] = api_key.pk  # the worker records usage per key
     job, created = job_create(
         kind=COMPLETION_JOB_KIND,
         owner=conversation.owner,
@@ -262,6 +277,17 @@ def _create_turn(
     )
     if not created:  # lost a race with the same Idempotency-Key
         return _replay(job)
+    reply_model = model or conversation.model
+    admission = admission_reserve(
+        user=conversation.owner,
+        api_key=api_key,
+        model=reply_model,
+        input_tokens_estimate=conversation_input_estimate(
+            conversation=conversation, content=content or ""
+        ),
+        max_tokens=reply_max_tokens(conversation=conversation, model=reply_model, params=params),
+        reference=reply_reference(job.pk),  # the worker settles it when the reply ends
+    )
     rows = []
     if answer is None:
         rows.append(
@@ -292,20 +318,32 @@ def _create_turn(
     )
     conversation.current_leaf_id = assistant_id
     user_message = answer if answer is not None else created_rows[0]
-    return PostedMessage(user_message, created_rows[-1], job, created=True)
+    return PostedMessage(
+        user_message,
+        created_rows[-1],
+        job,
+        created=True,
+        rate_limit_headers=admission.headers(),
+    )
 
 
 def message_post(
-    *, conversation: Conversation, content: str, idempotency_key: str | None = None
+    *,
+    conversation: Conversation,
+    content: str,
+    idempotency_key: str | None = None,
+    api_key: ApiKey | None = None,
 ) -> PostedMessage:
     """Store the user's message (after the conversation's current leaf), a queued assistant
     reply and its completion job in one transaction; the job is enqueued when the transaction
     commits.
 
     Refuses (without storing anything) when the conversation is archived, a reply is still
-    being written, the model cannot be called, the message or conversation is over its limit,
-    or the owner's monthly token budget is spent. The same ``idempotency_key`` with the same
-    content returns the original result instead of a second completion."""
+    being written, the model cannot be called or is not allowed to the owner or ``api_key``
+    (the key the request was made with), the message or conversation is over its limit, a
+    rate limit is reached, or a budget cannot cover the reply's worst case. The same
+    ``idempotency_key`` with the same content returns the original result instead of a second
+    completion."""
     fingerprint = _request_fingerprint(conversation, content)
     replayed = _replay_if_repeated(
         conversation=conversation, idempotency_key=idempotency_key, fingerprint=fingerprint
@@ -319,6 +357,7 @@ def message_post(
             content=content,
             idempotency_key=idempotency_key,
             fingerprint=fingerprint,
+            api_key=api_key,
         )
 
 
@@ -337,6 +376,7 @@ def message_regenerate(
     model_slug: str | None = None,
     params: dict[str, Any] | None = None,
     idempotency_key: str | None = None,
+    api_key: ApiKey | None = None,
 ) -> PostedMessage:
     """Queue a new reply to the user message ``reply`` answered, beside ``reply`` (which is
     kept), and make it the current leaf. ``model_slug`` and ``params`` apply to the new reply
@@ -364,11 +404,16 @@ def message_regenerate(
             answer=Message.objects.get(pk=reply.parent_id),
             model=model,
             params=reply_params,
+            api_key=api_key,
         )
 
 
 def message_edit(
-    *, message: Message, content: str, idempotency_key: str | None = None
+    *,
+    message: Message,
+    content: str,
+    idempotency_key: str | None = None,
+    api_key: ApiKey | None = None,
 ) -> PostedMessage:
     """Store ``content`` as a new user message beside ``message`` (same parent; the original
     and its branch are kept), queue its reply and make that the current leaf. Every rule of
@@ -390,6 +435,7 @@ def message_edit(
             fingerprint=fingerprint,
             content=content,
             replaces=message,
+            api_key=api_key,
         )
 
 
@@ -435,12 +481,16 @@ def reply_fall_back(*, reply: Message, requested_model_id: int) -> LLMModel | No
     return None
 
 
-def usage_record(*, message: Message, user: User) -> Usage:
-    """Count a completed reply's usage exactly once, however many attempts it took."""
+def usage_record(*, message: Message, user: User, api_key_id: int | None = None) -> Usage:
+    """Count a completed reply's usage exactly once, however many attempts it took, under the
+    API key it was requested with (None for a JWT)."""
+    if api_key_id is not None and not ApiKey.objects.filter(pk=api_key_id).exists():
+        api_key_id = None  # deleted by staff meanwhile: the usage still counts for the user
     usage, _ = Usage.objects.get_or_create(
         message=message,
         defaults={
             "user": user,
+            "api_key_id": api_key_id,
             "model": message.model,
             "input_tokens": message.input_tokens or 0,
             "output_tokens": message.output_tokens or 0,

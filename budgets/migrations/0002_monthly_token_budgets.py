@@ -46,4 +46,7 @@ class Migration(migrations.Migration):
         ("accounts", "0001_initial"),
         ("llm", "0001_initial"),
     ]
+    # Before the field is dropped, declared here so that accounts' migrations never name
+    # budgets (accounts knows nothing of it).
+    run_before = [("accounts", "0002_remove_user_monthly_token_budget")]
     operations = [migrations.RunPython(forwards, backwards)]

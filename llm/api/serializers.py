@@ -197,6 +197,14 @@ class UsageByModelSerializer(UsageRowSerializer):
     model = serializers.CharField()
 
 
+class UsageByApiKeySerializer(UsageRowSerializer):
+    api_key = serializers.IntegerField(
+        allow_null=True, help_text="The API key's id; null for requests made with a JWT."
+    )
+    api_key_name = serializers.CharField(allow_null=True)
+    api_key_prefix = serializers.CharField(allow_null=True)
+
+
 class UsageReportSerializer(serializers.Serializer):
     user = serializers.IntegerField()
     since = serializers.DateField()
@@ -204,6 +212,7 @@ class UsageReportSerializer(serializers.Serializer):
     total = UsageRowSerializer()
     by_day = UsageByDaySerializer(many=True)
     by_model = UsageByModelSerializer(many=True)
+    by_api_key = UsageByApiKeySerializer(many=True)
 
 
 class UsageQuerySerializer(serializers.Serializer):

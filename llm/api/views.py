@@ -13,8 +13,10 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from accounts.quotas import month_start
+from accounts.api.authentication import request_api_key
+from budgets.periods import month_start
 from llm import selectors, services
+from llm.access import model_access_check, models_allowed
 from llm.api import serializers
 from llm.exports import ExportFile, conversation_export
 from llm.models import Conversation, Message
@@ -42,13 +44,19 @@ class LLMModelViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets
         return selectors.model_catalog()
 
     def list(self, request, *args, **kwargs):
-        page = self.paginate_queryset(selectors.model_list_available())
+        usable = models_allowed(
+            selectors.model_list_available(), user=request.user, api_key=request_api_key(request)
+        )
+        page = self.paginate_queryset(usable)
         return self.get_paginated_response(self.get_serializer(page, many=True).data)
 
     def get_object(self):
         model = selectors.model_find_available(slug=self.kwargs["slug"])
         if model is None:
             raise Http404
+        model_access_check(
+            model=model, user=self.request.user, api_key=request_api_key(self.request)
+        )
         return model
 
 
@@ -154,7 +162,10 @@ class ConversationViewSet(
         if "current_leaf" in fields:  # was a TypeError, a 500 (found by schemathesis)
             raise ValidationError({"current_leaf": ["A new conversation has no messages yet."]})
         conversation = services.conversation_create(
-            owner=request.user, model_slug=fields.pop("model"), **fields
+            owner=request.user,
+            model_slug=fields.pop("model"),
+            api_key=request_api_key(request),
+            **fields,
         )
         return Response(self.get_serializer(conversation).data, status=status.HTTP_201_CREATED)
 
@@ -165,7 +176,9 @@ class ConversationViewSet(
         fields = dict(data.validated_data)
         if "model" in fields:
             fields["model_slug"] = fields.pop("model")
-        conversation = services.conversation_update(conversation=conversation, **fields)
+        conversation = services.conversation_update(
+            conversation=conversation, api_key=request_api_key(request), **fields
+        )
         return Response(self.get_serializer(conversation).data)
 
     def perform_destroy(self, instance: Conversation) -> None:
@@ -266,6 +279,7 @@ class MessageViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.
         )
         body = serializers.PostedMessageSerializer(posted).data
         headers = {} if posted.created else {"Idempotent-Replayed": "true"}
+        headers.update(posted.rate_limit_headers)
         return Response(body, status=status.HTTP_202_ACCEPTED, headers=headers)
 
     def _message(self, conversation_pk: str, pk: str) -> Message:
@@ -283,7 +297,7 @@ class MessageViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.
         request=serializers.RegenerateSerializer,
         responses={202: serializers.PostedMessageSerializer},
         parameters=[IDEMPOTENCY_KEY_HEADER],
-        extensions={"x-error-statuses": ["409", "422"]},
+        extensions={"x-error-statuses": ["403", "409", "422", "429"]},
     )
     def regenerate(self, request: Request, conversation_pk: str, pk: str) -> Response:
         reply = self._message(conversation_pk, pk)
@@ -294,6 +308,7 @@ class MessageViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.
             model_slug=data.validated_data.get("model"),
             params=data.validated_data.get("params"),
             idempotency_key=self._idempotency_key(request),
+            api_key=request_api_key(request),
         )
         return self._accepted(posted)
 
@@ -306,7 +321,7 @@ class MessageViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.
         request=serializers.MessageCreateSerializer,
         responses={202: serializers.PostedMessageSerializer},
         parameters=[IDEMPOTENCY_KEY_HEADER],
-        extensions={"x-error-statuses": ["409", "422"]},
+        extensions={"x-error-statuses": ["403", "409", "422", "429"]},
     )
     def edit(self, request: Request, conversation_pk: str, pk: str) -> Response:
         message = self._message(conversation_pk, pk)
@@ -316,6 +331,7 @@ class MessageViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.
             message=message,
             content=data.validated_data["content"],
             idempotency_key=self._idempotency_key(request),
+            api_key=request_api_key(request),
         )
         return self._accepted(posted)
 
@@ -330,7 +346,7 @@ class MessageViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.
         request=serializers.MessageCreateSerializer,
         responses={202: serializers.PostedMessageSerializer},
         parameters=[IDEMPOTENCY_KEY_HEADER],
-        extensions={"x-error-statuses": ["409", "422"]},
+        extensions={"x-error-statuses": ["403", "409", "422", "429"]},
     )
     def create(self, request: Request, conversation_pk: str) -> Response:
         conversation = self.conversation()
@@ -340,6 +356,7 @@ class MessageViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.
             conversation=conversation,
             content=data.validated_data["content"],
             idempotency_key=self._idempotency_key(request),
+            api_key=request_api_key(request),
         )
         return self._accepted(posted)
 
@@ -347,7 +364,7 @@ class MessageViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.
 class UsageView(APIView):
     @extend_schema(
         tags=["usage"],
-        summary="Tokens and cost by day and by model",
+        summary="Tokens and cost by day, by model and by API key",
         description="Completed replies between `since` and `until` (UTC dates, both included; at "
         f"most {MAX_USAGE_RANGE_DAYS} days). Cost is USD as a decimal string. Staff may pass "
         "`user` to see anyone's.",

@@ -44,13 +44,12 @@ def change_form_data(user: User, **changes) -> dict:
     data = {
         "email": user.email,
         "name": user.name,
-        "monthly_token_budget": "",
         "is_active": "on" if user.is_active else "",
         "date_joined_0": timezone.localtime(user.date_joined).strftime("%Y-%m-%d"),
         "date_joined_1": timezone.localtime(user.date_joined).strftime("%H:%M:%S"),
         **changes,
     }
-    return {k: v for k, v in data.items() if v != ""} | {"monthly_token_budget": ""}
+    return {k: v for k, v in data.items() if v != ""}
 
 
 class TestDeactivation:
@@ -103,7 +102,7 @@ class TestDeactivation:
     ):
         staff.post(
             f"/admin/accounts/user/{user.pk}/change/",
-            change_form_data(user, name="Ada", monthly_token_budget="5000"),
+            change_form_data(user, name="Ada"),
         )
         user.refresh_from_db()
         assert user.name == "Ada"

@@ -226,24 +226,14 @@ class TestPostingMessages:
         assert self.post(auth_client, conversation).status_code == 409
 
     def test_exhausted_budget_refuses_messages(self, auth_client, user, model):
-        from django.utils import timezone
+        from budgets.services import budget_set
 
-        from llm.models import Usage
-
-        user.monthly_token_budget = 100
-        user.save()
-        Usage.objects.create(
-            user=user,
-            model=model,
-            input_tokens=60,
-            output_tokens=40,
-            cost=0,
-            created_at=timezone.now(),
-        )
+        budget_set(user=user, period="monthly", limit_tokens=100)
         conversation = ConversationFactory(owner=user, model=model)
         response = self.post(auth_client, conversation)
-        assert response.status_code == 403
-        assert response.json()["error"]["code"] == "budget_exhausted"
+        assert response.status_code == 429
+        assert response.json()["error"]["code"] == "budget_exceeded"
+        assert conversation.messages.count() == 0
 
     def test_idempotency_key_replays_the_original(self, auth_client, user, model):
         conversation = ConversationFactory(owner=user, model=model)

@@ -15,7 +15,9 @@ class Command(BaseCommand):
     def add_arguments(self, parser: CommandParser) -> None:
         parser.add_argument("--since", type=date.fromisoformat, required=True, metavar="YYYY-MM-DD")
         parser.add_argument("--until", type=date.fromisoformat, required=True, metavar="YYYY-MM-DD")
-        parser.add_argument("--group-by", choices=["user", "model", "day"], default="user")
+        parser.add_argument(
+            "--group-by", choices=["user", "model", "day", "api_key"], default="user"
+        )
         parser.add_argument("--format", choices=["table", "csv", "json"], default="table")
 
     def handle(
@@ -24,7 +26,7 @@ class Command(BaseCommand):
         if until < since:
             raise CommandError("--until is before --since.")
         rows = usage_totals(since=since, until=until, group_by=group_by)
-        key = {"user": "user", "model": "model", "day": "day"}[group_by]
+        key = group_by
         if format == "json":
             payload = [{**row, "cost": str(row["cost"])} for row in rows]
             self.stdout.write(json.dumps(payload, indent=2, default=str))

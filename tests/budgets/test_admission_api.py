@@ -1,0 +1,228 @@
+"""Spend controls end to end: concurrent POSTs over real HTTP (uvicorn) against real
+PostgreSQL and Redis, replies written by a real RQ worker through the stand-in provider."""
+
+import os
+import subprocess
+import sys
+import threading
+import time
+from decimal import Decimal
+
+import httpx
+import pytest
+from django.conf import settings
+from django.db import connection
+from django.db.models import Sum
+
+from accounts.services import api_key_create
+from budgets.models import BudgetLedger, Reservation, ReservationStatus
+from budgets.periods import period_start
+from budgets.services import budget_set, rate_limit_set
+from jobs.models import Job
+from jobs.runner import run_job
+from llm.admission import conversation_input_estimate, worst_case_cost
+from llm.models import Usage
+from tests.accounts.factories import UserFactory
+from tests.budgets.test_reservations import on_postgresql
+from tests.live import asgi_server, free_port, work_until_idle
+from tests.llm.factories import ConversationFactory, StandinModelFactory
+
+CONTENT = "Hello, Parley"
+
+
+@pytest.fixture(autouse=True)
+def _standin(standin):
+    return standin
+
+
+def _worst_case(conversation) -> Decimal:
+    max_tokens = min(conversation.model.max_output_tokens, settings.LLM_DEFAULT_MAX_TOKENS)
+    return worst_case_cost(
+        model=conversation.model,
+        input_tokens=conversation_input_estimate(conversation=conversation, content=CONTENT),
+        max_tokens=max_tokens,
+    )
+
+
+def _post_all(base_url: str, requests: list[tuple[str, str]]) -> list[httpx.Response]:
+    """POST every (conversation id, bearer credential) at once: one thread and one client
+    each, released by one barrier."""
+    barrier = threading.Barrier(len(requests))
+    responses: list = [None] * len(requests)
+
+    def post(i: int, conversation_id: str, credential: str) -> None:
+        with httpx.Client(base_url=base_url, timeout=60) as client:
+            barrier.wait()
+            responses[i] = client.post(
+                f"/api/v1/conversations/{conversation_id}/messages/",
+                json={"content": CONTENT},
+                headers={"Authorization": f"Bearer {credential}"},
+            )
+
+    threads = [
+        threading.Thread(target=post, args=(i, conversation, credential))
+        for i, (conversation, credential) in enumerate(requests)
+    ]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=120)
+    return responses
+
+
+def _codes(responses) -> dict:
+    counts: dict = {}
+    for response in responses:
+        key = response.status_code
+        if response.status_code != 202:
+            key = (response.status_code, response.json()["error"]["code"])
+        counts[key] = counts.get(key, 0) + 1
+    return counts
+
+
+def _assert_settled_and_reconciled(budget, limit: Decimal) -> None:
+    ledger = BudgetLedger.objects.get(budget=budget, period_start=period_start(budget.period))
+    assert ledger.reserved_usd == 0 and ledger.reserved_tokens == 0
+    assert ledger.spent_usd <= limit
+    usage = Usage.objects.filter(user=budget.user or budget.api_key.owner).aggregate(
+        cost=Sum("cost")
+    )
+    assert ledger.spent_usd == usage["cost"]  # to the millionth, so to the cent
+    assert not Reservation.objects.filter(status=ReservationStatus.HELD).exists()
+
+
+@on_postgresql
+@pytest.mark.django_db(transaction=True)
+class TestR4:
+    def test_100_concurrent_posts_against_a_budget_for_exactly_10(self):
+        user = UserFactory()
+        key = api_key_create(owner=user, name="load").secret
+        model = StandinModelFactory()
+        conversations = [ConversationFactory(owner=user, model=model) for _ in range(100)]
+        limit = 10 * _worst_case(conversations[0])
+        budget = budget_set(user=user, period="daily", limit_usd=limit)
+        with asgi_server() as base_url:
+            responses = _post_all(base_url, [(str(c.pk), key) for c in conversations])
+        assert _codes(responses) == {202: 10, (429, "budget_exceeded"): 90}
+        refusal = next(r for r in responses if r.status_code == 429).json()["error"]
+        assert refusal["details"]["budget"]["id"] == budget.pk
+        assert Decimal(refusal["details"]["budget"]["remaining_usd"]) < _worst_case(
+            conversations[0]
+        )
+        assert refusal["details"]["budget"]["resets_at"]
+        work_until_idle(timeout=120)
+        assert Usage.objects.count() == 10
+        _assert_settled_and_reconciled(budget, limit)
+
+    def test_two_api_keys_of_one_user_share_the_user_budget(self):
+        user = UserFactory()
+        keys = [api_key_create(owner=user, name=f"k{i}") for i in range(2)]
+        model = StandinModelFactory()
+        conversations = [ConversationFactory(owner=user, model=model) for _ in range(100)]
+        worst = _worst_case(conversations[0])
+        for issued in keys:  # each key alone could pay for all 100
+            budget_set(api_key=issued.api_key, period="daily", limit_usd=100 * worst)
+        budget = budget_set(user=user, period="monthly", limit_usd=10 * worst)
+        requests = [(str(c.pk), keys[i % 2].secret) for i, c in enumerate(conversations)]
+        with asgi_server() as base_url:
+            responses = _post_all(base_url, requests)
+        assert _codes(responses) == {202: 10, (429, "budget_exceeded"): 90}
+        work_until_idle(timeout=120)
+        _assert_settled_and_reconciled(budget, 10 * worst)
+        used_keys = set(Usage.objects.values_list("api_key_id", flat=True))
+        assert used_keys <= {issued.api_key.pk for issued in keys}  # never null: by key
+
+    def test_posts_racing_settles_never_overspend(self):
+        user = UserFactory()
+        key = api_key_create(owner=user, name="load").secret
+        model = StandinModelFactory()
+        conversations = [ConversationFactory(owner=user, model=model) for _ in range(60)]
+        limit = 10 * _worst_case(conversations[0])
+        budget = budget_set(user=user, period="daily", limit_usd=limit)
+        with asgi_server() as base_url:
+            first = _post_all(base_url, [(str(c.pk), key) for c in conversations[:10]])
+            assert _codes(first) == {202: 10}
+            # The job runner writes and settles those ten (each costs less than its worst
+            # case) while fifty more POSTs race for what the settles free. (run_job is what an
+            # RQ worker calls; an RQ worker itself installs signal handlers, main thread only.)
+            jobs = list(Job.objects.values_list("pk", flat=True))
+            worker = threading.Thread(target=lambda: [run_job(str(pk)) for pk in jobs])
+            worker.start()
+            second = _post_all(base_url, [(str(c.pk), key) for c in conversations[10:]])
+            worker.join()
+        codes = _codes(second)
+        assert set(codes) <= {202, (429, "budget_exceeded")}
+        work_until_idle(timeout=120)
+        _assert_settled_and_reconciled(budget, limit)
+        assert Usage.objects.count() == 10 + codes.get(202, 0)
+
+
+@on_postgresql
+@pytest.mark.django_db(transaction=True)
+def test_per_key_rpm_holds_across_two_web_processes(standin):
+    """Two uvicorn processes, 120 POSTs split between them, one key limited to 60/minute."""
+    user = UserFactory()
+    issued = api_key_create(owner=user, name="load")
+    rate_limit_set(api_key=issued.api_key, requests_per_minute=60, tokens_per_minute=None)
+    model = StandinModelFactory()
+    conversations = [ConversationFactory(owner=user, model=model) for _ in range(120)]
+    db = connection.settings_dict
+    env = os.environ | {
+        "DJANGO_SETTINGS_MODULE": "project.settings.test",
+        "DATABASE_URL": f"postgres://{db['USER']}@{db['HOST']}:{db['PORT']}/{db['NAME']}",
+        "REDIS_URL": settings.REDIS_URL,
+        "STANDIN_BASE_URL": standin.url,
+    }
+    ports = [free_port(), free_port()]
+    servers = [
+        subprocess.Popen(
+            [sys.executable, "-m", "uvicorn", "project.asgi:application", "--port", str(port)],
+            env=env,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+        )
+        for port in ports
+    ]
+    try:
+        for port in ports:
+            deadline = time.monotonic() + 30
+            while True:
+                try:
+                    httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=1)
+                    break
+                except httpx.HTTPError:
+                    if time.monotonic() > deadline:
+                        raise
+                    time.sleep(0.1)
+        barrier = threading.Barrier(len(conversations))
+        responses: list = [None] * len(conversations)
+
+        def post(i: int) -> None:
+            with httpx.Client(base_url=f"http://127.0.0.1:{ports[i % 2]}", timeout=60) as client:
+                barrier.wait()
+                responses[i] = client.post(
+                    f"/api/v1/conversations/{conversations[i].pk}/messages/",
+                    json={"content": CONTENT},
+                    headers={"Authorization": f"Bearer {issued.secret}"},
+                )
+
+        threads = [threading.Thread(target=post, args=(i,)) for i in range(len(conversations))]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(timeout=120)
+    finally:
+        for server in servers:
+            server.terminate()
+        for server in servers:
+            server.wait(timeout=10)
+    assert _codes(responses) == {202: 60, (429, "rate_limit_exceeded"): 60}
+    accepted = [r for r in responses if r.status_code == 202]
+    refused = [r for r in responses if r.status_code == 429]
+    assert {r.headers["x-ratelimit-limit-requests"] for r in accepted} == {"60"}
+    assert sorted(int(r.headers["x-ratelimit-remaining-requests"]) for r in accepted) == list(
+        range(60)
+    )
+    for response in refused:
+        assert 1 <= int(response.headers["Retry-After"]) <= 60
+        assert response.headers["x-ratelimit-remaining-requests"] == "0"
