@@ -285,3 +285,40 @@ def test_redis_down_when_a_stream_opens(auth_client, settings):
         assert response.status_code == 503
         assert response.json()["error"]["code"] == "stream_unavailable"
         assert response.headers["Retry-After"]
+
+
+def test_150_concurrent_opens_of_a_live_reply_with_default_settings(auth_client, settings):
+    """The probe's case at the defaults: one user opens 150 streams of a reply being waited
+    for, all at once. Exactly STREAMS_MAX_PER_USER are served, the rest are told to wait
+    (429), and none is a 500."""
+    url = queued_reply(auth_client)
+    token = auth_client._credentials["HTTP_AUTHORIZATION"]
+
+    async def open_all(base: str) -> list[int]:
+        statuses: list[int] = []
+        everyone_answered = asyncio.Event()
+
+        async def open_one(http: httpx.AsyncClient) -> None:
+            async with http.stream("GET", url) as response:
+                lines = response.aiter_lines()  # kept: dropping it would close the stream
+                if response.status_code == 200:
+                    assert await anext(lines) == ": stream open"
+                statuses.append(response.status_code)
+                if len(statuses) == 150:
+                    everyone_answered.set()
+                await everyone_answered.wait()  # hold the stream open until then
+
+        async with httpx.AsyncClient(
+            base_url=base,
+            timeout=60,
+            headers={"Authorization": token},
+            limits=httpx.Limits(max_connections=200),
+        ) as http:
+            await asyncio.gather(*(open_one(http) for _ in range(150)))
+        return statuses
+
+    with asgi_server() as base:
+        statuses = asyncio.run(open_all(base))
+
+    assert statuses.count(200) == settings.STREAMS_MAX_PER_USER == 20
+    assert statuses.count(429) == 130
