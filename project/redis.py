@@ -19,6 +19,8 @@ import weakref
 import redis
 import redis.asyncio as aioredis
 from django.conf import settings
+from django.core.cache.backends.redis import RedisCache as DjangoRedisCache
+from django.core.cache.backends.redis import RedisCacheClient
 
 _lock = threading.Lock()
 _sync_clients: dict[tuple, redis.Redis] = {}
@@ -74,3 +76,18 @@ def async_redis_client(
         pool = aioredis.BlockingConnectionPool.from_url(url, **options)
         client = clients[key] = aioredis.Redis(connection_pool=pool)
     return client
+
+
+class _SharedPoolCacheClient(RedisCacheClient):
+    def _get_connection_pool(self, write):
+        return redis_client(self._servers[self._get_connection_pool_index(write)]).connection_pool
+
+
+class RedisCache(DjangoRedisCache):
+    """Django's Redis cache on the process's shared pool. Django builds a cache object (and so
+    a pool) per thread, and under ASGI every request runs in a new thread: a connection per
+    request, with no bound. This one borrows from ``redis_client()``'s bounded pool."""
+
+    def __init__(self, server, params) -> None:
+        super().__init__(server, params)
+        self._class = _SharedPoolCacheClient

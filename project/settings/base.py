@@ -110,10 +110,10 @@ DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 REDIS_URL = env("REDIS_URL", default="redis://127.0.0.1:6379/0")
 CACHES = {
     "default": {
-        "BACKEND": "django.core.cache.backends.redis.RedisCache",
+        # Django's Redis cache on project.redis's shared, bounded pool (REDIS_POOL_*).
+        "BACKEND": "project.redis.RedisCache",
         "LOCATION": REDIS_URL,
         "KEY_PREFIX": "parley",
-        "OPTIONS": {"socket_connect_timeout": 2, "socket_timeout": 2},
     }
 }
 # project.redis: one client per process (sync) and per event loop (asyncio), each on a bounded
