@@ -71,6 +71,7 @@ STATUS_BY_ERROR: dict[type[domain.DomainError], int] = {
     domain.InvalidTransition: 409,
     domain.IdempotencyKeyReused: 422,
     domain.LimitExceeded: 429,
+    domain.RateLimited: 429,
     domain.BudgetExceeded: 429,
     domain.Unavailable: 503,
 }

@@ -87,6 +87,25 @@ class TestBudgets:
         assert (ledger.spent_usd, ledger.reserved_usd) == (0, 0)
         assert Reservation.objects.get().status == "released"
 
+    def test_a_manual_retry_reserves_again_and_fails_if_the_budget_cannot_cover_it(
+        self, auth_client, user
+    ):
+        model = StandinModelFactory(provider_model="standin-400")  # fails permanently
+        conversation = ConversationFactory(owner=user, model=model)
+        budget = budget_set(user=user, period="daily", limit_usd=Decimal("5"))
+        job = _post(auth_client, conversation).json()["job"]
+        work_until_idle()
+        assert Reservation.objects.get().status == "released"
+        budget_set(user=user, period="daily", limit_usd=Decimal("0.000001"))
+        assert auth_client.post(f"/api/v1/jobs/{job['id']}/retry/").status_code == 200
+        work_until_idle()
+        failed = auth_client.get(f"/api/v1/jobs/{job['id']}/").json()
+        assert failed["status"] == "failed"
+        assert "budget cannot cover" in failed["error"]
+        ledger = BudgetLedger.objects.get(budget=budget)
+        assert (ledger.reserved_usd, ledger.spent_usd) == (0, 0)
+        assert Reservation.objects.count() == 1  # the refused retry held nothing
+
     def test_a_cancelled_reply_releases_its_reservation(self, auth_client, user):
         conversation = ConversationFactory(owner=user)
         budget = budget_set(user=user, period="daily", limit_usd=Decimal("5"))
