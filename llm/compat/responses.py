@@ -21,7 +21,7 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass
 
 from asgiref.sync import sync_to_async
-from django.db import connection
+from django.db import connection, transaction
 from django.http import HttpRequest, HttpResponse
 from django.views.decorators.csrf import csrf_exempt
 
@@ -352,38 +352,46 @@ def _stored_body(message: Message, shape: ResponseShape) -> dict:
 
 def _stored_create(http_request: HttpRequest, raw: bytes) -> tuple[Message, ResponseShape]:
     try:
-        user, _ = caller_authenticate(http_request)
+        user, api_key = caller_authenticate(http_request)
         parsed = responses_request_parse(parse_json_object(raw))
-        request = parsed.call
         try:
-            if parsed.previous_response_id:
-                previous = _owned_reply(user, parsed.previous_response_id)
-                conversation = previous.conversation
-                if conversation.model.slug != request.model:
-                    raise invalid(
-                        f"This chain uses model '{conversation.model.slug}'; continue it with "
-                        "the same model.",
-                        param="model",
-                    )
-            else:
-                model_get_available(slug=request.model)
-                params = {"temperature": request.temperature, "max_tokens": request.max_tokens}
-                conversation = conversation_create(
-                    owner=user,
-                    model_slug=request.model,
-                    title=request.messages[-1].content[:80],
-                    system_prompt=parsed.instructions,
-                    params={k: v for k, v in params.items() if v is not None},
-                )
-            posted = message_post(conversation=conversation, content=request.messages[-1].content)
+            with transaction.atomic():  # a refused reply leaves no new conversation behind
+                return _stored_post(user, api_key, parsed)
         except domain.DomainError as exc:
             raise _refusal(exc) from None
-        reply = Message.objects.select_related("conversation", "model").get(
-            pk=posted.assistant_message.pk
-        )
-        return reply, _shape_of(reply, background=parsed.background)
     finally:
         _give_back_connection()
+
+
+def _stored_post(user, api_key, parsed: ResponsesRequest) -> tuple[Message, ResponseShape]:
+    """The new user turn and its queued reply, in a new conversation or after the previous
+    response of the chain (the job is enqueued when the caller's transaction commits)."""
+    request = parsed.call
+    if parsed.previous_response_id:
+        conversation = _owned_reply(user, parsed.previous_response_id).conversation
+        if conversation.model.slug != request.model:
+            raise invalid(
+                f"This chain uses model '{conversation.model.slug}'; continue it with the same "
+                "model.",
+                param="model",
+            )
+    else:
+        model_get_available(slug=request.model)
+        params = {"temperature": request.temperature, "max_tokens": request.max_tokens}
+        conversation = conversation_create(
+            owner=user,
+            model_slug=request.model,
+            title=request.messages[-1].content[:80],
+            system_prompt=parsed.instructions,
+            params={k: v for k, v in params.items() if v is not None},
+        )
+    posted = message_post(
+        conversation=conversation, content=request.messages[-1].content, api_key=api_key
+    )
+    reply = Message.objects.select_related("conversation", "model").get(
+        pk=posted.assistant_message.pk
+    )
+    return reply, _shape_of(reply, background=parsed.background)
 
 
 def _refusal(exc: domain.DomainError) -> GatewayError:

@@ -162,3 +162,14 @@ def test_what_is_not_supported_is_a_400_naming_it(openai_client):
         openai_client.responses.create(model="gpt-nope", input="hi")
     with pytest.raises(openai.NotFoundError):
         openai_client.responses.retrieve("resp_" + "0" * 32)
+
+
+def test_stored_responses_pass_the_same_gate(openai_client, api_key, catalog):
+    from llm.models import ModelAccess
+
+    access = ModelAccess.objects.create(api_key=api_key.api_key)
+    access.allowed_models.set([catalog["anthropic"]])
+    with pytest.raises(openai.PermissionDeniedError) as caught:
+        openai_client.responses.create(model="gpt-standin", input="hi", background=True)
+    assert caught.value.body["code"] == "model_not_allowed"
+    assert not Conversation.objects.exists()  # a refusal stores nothing
