@@ -162,6 +162,7 @@ class ThreadPoolWorker(BaseWorker):
                 return None
             if max_idle_time is not None and time.monotonic() - idle_since >= max_idle_time:
                 return None
+        self.log.info("Worker %s: stopping on request", self.name)
         return None
 
     def _wait_for_slot(self) -> bool:
