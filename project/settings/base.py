@@ -176,10 +176,10 @@ LLM_MAX_MESSAGES_PER_CONVERSATION = env.int("LLM_MAX_MESSAGES_PER_CONVERSATION",
 LLM_MAX_SYSTEM_PROMPT_CHARS = env.int("LLM_MAX_SYSTEM_PROMPT_CHARS", default=16_000)
 # A small, cheap catalog model (slug) that titles untitled conversations; empty = off.
 LLM_TITLE_MODEL = env("LLM_TITLE_MODEL", default="")
-
-# Spend controls (budgets app). A default budget for every new user (empty: none), and
 # Keep the prompt and reply text of /v1/ calls on their GatewayCall records (off: tokens only).
 LLM_GATEWAY_STORE_TEXT = env.bool("LLM_GATEWAY_STORE_TEXT", default=False)
+
+# Spend controls (budgets app). A default budget for every new user (empty: none), and
 # default per-minute rate limits per user and per API key (0: no limit) that a RateLimit row
 # set by staff overrides.
 BUDGET_DEFAULT_USER_USD = env("BUDGET_DEFAULT_USER_USD", default=None)
