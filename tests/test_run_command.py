@@ -93,6 +93,19 @@ def gone_soon(pid: int, seconds: float = 10) -> bool:
     return True
 
 
+def session_members(session: int) -> list[int]:
+    """Live processes of a session (a Console's process started one)."""
+    members = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except (FileNotFoundError, ProcessLookupError):
+            continue
+        if int(fields[3]) == session and fields[0] != "Z":
+            members.append(int(stat.parent.name))
+    return members
+
+
 def supervisor(*programs: str) -> Console:
     lines = [f"source {SUPERVISE}", 'trap "supervised_stop; exit 0" TERM INT']
     lines += [f"supervise {program}" for program in programs]
@@ -126,6 +139,11 @@ def test_a_command_that_keeps_failing_is_restarted_with_backoff():
         console.expect(r"broken \(pid \d+\) exited with status 3; restarting in 4s", 10)
     finally:
         assert console.stop(timeout=15) == 0
+    # Stopped in a back-off pause: nothing of it is left behind, not even the pause.
+    deadline = time.monotonic() + 5
+    while session_members(console.process.pid) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert session_members(console.process.pid) == []
 
 
 def run_command_env(tmp_path: Path, **extra: str) -> dict[str, str]:

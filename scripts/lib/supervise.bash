@@ -18,6 +18,7 @@ supervise() {
   (
     set +e
     child=""
+    pause=""
     # shellcheck disable=SC2317  # invoked by the trap
     stop_child() {
       trap '' TERM INT
@@ -25,6 +26,7 @@ supervise() {
         kill -TERM "$child" 2>/dev/null
         wait "$child" 2>/dev/null
       fi
+      if [ -n "$pause" ]; then kill "$pause" 2>/dev/null; fi
       exit 0
     }
     trap stop_child TERM INT
@@ -45,7 +47,9 @@ supervise() {
       echo "==> $name (pid $child) $how; restarting in ${delay}s" >&2
       child=""
       sleep "$delay" &
-      wait $! # interruptible by the trap, unlike a bare sleep
+      pause=$!
+      wait "$pause" # interruptible by the trap, unlike a bare sleep
+      pause=""
       delay=$((delay * 2 > 30 ? 30 : delay * 2))
     done
   ) &
