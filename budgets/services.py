@@ -204,21 +204,22 @@ def _ledger_hold(budget: Budget, *, now: datetime, amount_usd: Decimal, tokens: 
             LessThanOrEqual(F("spent_tokens") + F("reserved_tokens"), budget.limit_tokens - tokens)
         )
     current = BudgetLedger.objects.filter(budget_id=budget.pk, period_start=start)
-    for attempt in range(2):
-        updated = current.filter(*conditions).update(
-            reserved_usd=F("reserved_usd") + Value(amount_usd, output_field=_MONEY_FIELD),
-            reserved_tokens=F("reserved_tokens") + tokens,
-        )
-        if updated:
-            return start
-        ledger = current.first()
-        if ledger is not None or attempt:
-            raise _refusal(budget, ledger, start, amount_usd, tokens)
-        # The period's first reservation: open its row (a concurrent opener may win; fine).
-        BudgetLedger.objects.bulk_create(
-            [BudgetLedger(budget_id=budget.pk, period_start=start)], ignore_conflicts=True
-        )
-    raise AssertionError("unreachable")
+    hold = {
+        "reserved_usd": F("reserved_usd") + Value(amount_usd, output_field=_MONEY_FIELD),
+        "reserved_tokens": F("reserved_tokens") + tokens,
+    }
+    if current.filter(*conditions).update(**hold):
+        return start
+    # No row matched: the limit is reached, or this is the period's first reservation. Open
+    # the row (a no-op when it exists or a concurrent opener wins) and try once more. Deciding
+    # from a SELECT instead would refuse a request whose row another transaction opened
+    # between the UPDATE and the SELECT.
+    BudgetLedger.objects.bulk_create(
+        [BudgetLedger(budget_id=budget.pk, period_start=start)], ignore_conflicts=True
+    )
+    if current.filter(*conditions).update(**hold):
+        return start
+    raise _refusal(budget, current.first(), start, amount_usd, tokens)
 
 
 def budget_reserve(
