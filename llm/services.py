@@ -327,6 +327,36 @@ def _create_turn(
     )
 
 
+def _queue_turn(
+    *,
+    conversation: Conversation,
+    fingerprint: str,
+    idempotency_key: str | None,
+    api_key: ApiKey | None,
+    content: str | None = None,
+    model: LLMModel | None = None,
+    **turn: Any,
+) -> PostedMessage:
+    """The one way a turn is queued (post, regenerate, edit): replay a repeated request, check
+    every rule, then store the turn and its reply's job in one transaction."""
+    replayed = _replay_if_repeated(
+        conversation=conversation, idempotency_key=idempotency_key, fingerprint=fingerprint
+    )
+    if replayed is not None:
+        return replayed
+    _check_can_post(conversation=conversation, content=content or "", model=model)
+    with transaction.atomic():
+        return _create_turn(
+            conversation=conversation,
+            idempotency_key=idempotency_key,
+            fingerprint=fingerprint,
+            content=content,
+            model=model,
+            api_key=api_key,
+            **turn,
+        )
+
+
 def message_post(
     *,
     conversation: Conversation,
@@ -344,21 +374,13 @@ def message_post(
     rate limit is reached, or a budget cannot cover the reply's worst case. The same
     ``idempotency_key`` with the same content returns the original result instead of a second
     completion."""
-    fingerprint = _request_fingerprint(conversation, content)
-    replayed = _replay_if_repeated(
-        conversation=conversation, idempotency_key=idempotency_key, fingerprint=fingerprint
+    return _queue_turn(
+        conversation=conversation,
+        fingerprint=_request_fingerprint(conversation, content),
+        idempotency_key=idempotency_key,
+        api_key=api_key,
+        content=content,
     )
-    if replayed is not None:
-        return replayed
-    _check_can_post(conversation=conversation, content=content)
-    with transaction.atomic():
-        return _create_turn(
-            conversation=conversation,
-            content=content,
-            idempotency_key=idempotency_key,
-            fingerprint=fingerprint,
-            api_key=api_key,
-        )
 
 
 def _reply_params(params: dict[str, Any] | None, model: LLMModel) -> dict[str, Any] | None:
@@ -388,24 +410,16 @@ def message_regenerate(
     fingerprint = _request_fingerprint(
         conversation, "", regenerate=str(reply.pk), model=model_slug, params=params
     )
-    replayed = _replay_if_repeated(
-        conversation=conversation, idempotency_key=idempotency_key, fingerprint=fingerprint
-    )
-    if replayed is not None:
-        return replayed
     model = model_get_available(slug=model_slug) if model_slug else conversation.model
-    reply_params = _reply_params(params, model)
-    _check_can_post(conversation=conversation, content="", model=model)
-    with transaction.atomic():
-        return _create_turn(
-            conversation=conversation,
-            idempotency_key=idempotency_key,
-            fingerprint=fingerprint,
-            answer=Message.objects.get(pk=reply.parent_id),
-            model=model,
-            params=reply_params,
-            api_key=api_key,
-        )
+    return _queue_turn(
+        conversation=conversation,
+        fingerprint=fingerprint,
+        idempotency_key=idempotency_key,
+        api_key=api_key,
+        model=model,
+        answer=Message.objects.get(pk=reply.parent_id),
+        params=_reply_params(params, model),
+    )
 
 
 def message_edit(
@@ -422,21 +436,14 @@ def message_edit(
     if message.role != MessageRole.USER:
         raise InvalidInput("Only a user message can be edited.", code="not_a_user_message")
     fingerprint = _request_fingerprint(conversation, content, edit=str(message.pk))
-    replayed = _replay_if_repeated(
-        conversation=conversation, idempotency_key=idempotency_key, fingerprint=fingerprint
+    return _queue_turn(
+        conversation=conversation,
+        fingerprint=fingerprint,
+        idempotency_key=idempotency_key,
+        api_key=api_key,
+        content=content,
+        replaces=message,
     )
-    if replayed is not None:
-        return replayed
-    _check_can_post(conversation=conversation, content=content)
-    with transaction.atomic():
-        return _create_turn(
-            conversation=conversation,
-            idempotency_key=idempotency_key,
-            fingerprint=fingerprint,
-            content=content,
-            replaces=message,
-            api_key=api_key,
-        )
 
 
 def message_transition(*, message: Message, to: str, **fields: Any) -> Message:
