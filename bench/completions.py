@@ -212,7 +212,8 @@ def bench_env(standin_port: int, **extra: str) -> dict[str, str]:
         "REDIS_URL": os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/9"),
         "STANDIN_BASE_URL": f"http://127.0.0.1:{standin_port}",
         "THROTTLE_USER_RATE": "1000000/minute",
-        "THROTTLE_AUTH_RATE": "1000000/minute",
+        "THROTTLE_TOKEN_RATE": "1000000/minute",
+        "THROTTLE_REGISTER_RATE": "1000000/minute",
         "LOG_LEVEL": "WARNING",
         **extra,
     }

@@ -38,8 +38,8 @@ from jobs import queueing, runner
 
 logger = logging.getLogger("parley.jobs")
 
-HAND_BACK_WAIT_SECONDS = 10
-HEARTBEAT_MIN_INTERVAL = 5  # seconds between the main loop's own worker heartbeats  # after asking running jobs to hand back, wait this long for them
+HAND_BACK_WAIT_SECONDS = 10  # after asking running jobs to hand back, wait this long for them
+HEARTBEAT_MIN_INTERVAL = 5  # seconds between the main loop's own worker heartbeats
 
 
 class NoDeathPenalty(BaseDeathPenalty):
