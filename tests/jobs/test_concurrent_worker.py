@@ -162,7 +162,9 @@ def _worker_connections() -> int:
 
 def test_200_replies_in_flight_hold_no_more_connections_than_the_pool(user, standin):
     pool_size = 4
-    posted = post_replies(user, "standin-tps10-len100", 200)  # 10 s each
+    # 30 s each: the worker claims 200 jobs through a pool of 4, which can take over 10 s on
+    # a busy machine; every reply must still be running when the last one starts.
+    posted = post_replies(user, "standin-tps10-len300", 200)
     env = {"JOBS_WORKER_CONCURRENCY": "200", "DB_POOL_MAX_SIZE": str(pool_size)}
     peak_connections = peak_running = 0
     stop = threading.Event()
