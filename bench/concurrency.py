@@ -404,7 +404,15 @@ def main() -> None:
         "--skip", nargs="*", default=[], help="any of: p4 p4-backlog baseline waits deltas"
     )
     parser.add_argument("--database", default="parley_concurrency")
+    parser.add_argument(
+        "--reply-seconds",
+        type=int,
+        default=5,
+        help="length of every reply (10 tokens a second); real providers take 5-60 s",
+    )
     args = parser.parse_args()
+    global PROVIDER_MODEL
+    PROVIDER_MODEL = f"standin-tps10-len{args.reply_seconds * 10}"
 
     web_port, standin_port = free_port(), free_port()
     private_redis = PrivateRedis().start()
@@ -423,7 +431,7 @@ def main() -> None:
             "shell",
             "-c",
             "from llm.models import LLMModel;"
-            f"LLMModel.objects.create(slug='{MODEL}', display_name='5-second replies',"
+            f"LLMModel.objects.create(slug='{MODEL}', display_name='bench replies',"
             f" provider='openai', provider_model='{PROVIDER_MODEL}', is_standin=True,"
             " context_window=16384, max_output_tokens=1024, input_price_per_mtok=1,"
             " output_price_per_mtok=2)",
@@ -475,7 +483,7 @@ def main() -> None:
             )
             for rate, (p50, p99, count, achieved) in waits.items():
                 print(
-                    f"queue wait at {rate:>3} jobs/s (5 s replies, 2 ThreadPoolWorker processes):"
+                    f"queue wait at {rate:>3} jobs/s ({args.reply_seconds} s replies, 2 ThreadPoolWorker processes):"
                     f" p50 {p50 * 1000:7.0f} ms  p99 {p99 * 1000:7.0f} ms  ({count} jobs;"
                     f" the web tier delivered {achieved:.1f} jobs/s)"
                 )
