@@ -227,7 +227,8 @@ def call_cost(model: LLMModel, input_tokens: int, output_tokens: int) -> Decimal
 @dataclass(slots=True)
 class Spent:
     """How one call ended, as accounting needs it. ``outcome``: completed, cancelled,
-    transient_error, permanent_error. ``reservation`` is the admitted hold, or None with a
+    transient_error, permanent_error, or "" when the attempt was counted already
+    (``attempt_failed``). ``reservation`` is the admitted hold, or None with a
     ``reference`` to find it by (queued replies, whose hold outlives the request)."""
 
     policy: CallPolicy
@@ -255,9 +256,10 @@ def call_account(spent: Spent, *, strict: bool = False) -> Decimal:
     then the metrics. Returns the cost.
 
     A settle the database refuses (a ledger constraint) must not leave the hold held: the hold
-    is ended anyway, without the arithmetic that failed. ``strict``: then raise, so that the
-    caller's own transaction (a reply being stored) rolls back and its job fails; otherwise
-    the usage and the record are kept (the client already has its answer)."""
+    is ended anyway, without the arithmetic that failed, and the usage and the record are kept
+    (the client already has its answer). ``strict``: raise instead, so that the caller's own
+    transaction (a reply being stored) rolls back and its job fails; the job's terminal hook
+    then ends the hold."""
     cost = call_cost(spent.model, spent.input_tokens, spent.output_tokens) if spent.model else 0
     cost = Decimal(cost)
     try:
@@ -269,12 +271,12 @@ def call_account(spent: Spent, *, strict: bool = False) -> Decimal:
             _settle(spent, cost)
     except DatabaseError:
         reservation = _reservation_of(spent)
-        if reservation is None:
+        if strict or reservation is None:
+            # strict: the caller's transaction rolls back, the job fails, and its terminal
+            # hook ends the hold (``hold_end``) outside that transaction.
             raise
         logger.exception("Settling a call failed; its hold is ended anyway")
         _hold_end_anyway(reservation, cost, spent.tokens)
-        if strict:
-            raise
         with transaction.atomic():
             usage = _usage_write(spent, cost)
             if spent.record is not None:

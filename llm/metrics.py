@@ -56,7 +56,8 @@ def observe_call(
     """Count one ended provider call (the one place, ``llm.lifecycle``): its outcome, the
     tokens and cost charged for it (estimated ones too), and the timings of a completed one."""
     labels = {"provider": provider, "model": model}
-    COMPLETIONS.labels(**labels, outcome=outcome).inc()
+    if outcome:
+        COMPLETIONS.labels(**labels, outcome=outcome).inc()
     if input_tokens:
         INPUT_TOKENS.labels(**labels).inc(input_tokens)
     if output_tokens:
