@@ -35,6 +35,7 @@ from llm.compat.core import (
     FORMAT_OF_PROVIDER,
     GatewayError,
     GatewayRequest,
+    domain_refusal,
     invalid,
     provider_error,
 )
@@ -50,13 +51,10 @@ from llm.providers import (
 )
 from llm.providers.context import PER_MESSAGE_OVERHEAD, REPLY_PRIMING
 from project import errors as domain
-from project.api.errors import status_for
 
 logger = logging.getLogger("parley.llm.compat")
 # Tasks that account for streams whose client went away: kept referenced until they finish.
 _background: set[asyncio.Task] = set()
-
-DOMAIN_KIND = {400: "invalid_request", 403: "permission", 404: "not_found", 429: "rate_limit"}
 
 
 @dataclass(slots=True)
@@ -96,17 +94,6 @@ def prompt_tokens(request: GatewayRequest) -> int:
     )
     return tokens + (
         estimate_tokens(request.system) + PER_MESSAGE_OVERHEAD if request.system else 0
-    )
-
-
-def _domain_refusal(error: domain.DomainError) -> GatewayError:
-    status = status_for(error)
-    return GatewayError(
-        status,
-        DOMAIN_KIND.get(status, "invalid_request"),
-        error.message,
-        code=error.code,
-        retry_after=error.retry_after if status != 429 else (error.retry_after or 1),
     )
 
 
@@ -178,7 +165,7 @@ def _resolve(call: Call) -> None:
             reference=f"gateway:{call.id}",
         )
     except domain.DomainError as exc:
-        raise _domain_refusal(exc) from None
+        raise domain_refusal(exc) from None
 
 
 def _open(
