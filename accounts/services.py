@@ -14,6 +14,7 @@ from django.db.models import Q
 from django.utils import timezone
 
 from accounts.models import ApiKey, User
+from accounts.revocation import access_revoked
 from project.errors import InvalidInput
 
 API_KEY_PREFIX = "prl_"
@@ -99,14 +100,16 @@ def user_password_disable(*, user: User) -> None:
 def user_deactivate(*, user: User) -> int:
     """An inactive user can neither log in, refresh, nor use an API key. Their keys are revoked
     and their sessions ended, not merely ignored, so reactivating the account later brings
-    none of them back. Safe to call twice. Returns how many API keys were revoked."""
+    none of them back; their open streams end within a second or two (``access_revoked``).
+    Safe to call twice. Returns how many API keys were revoked."""
     user.is_active = False
     user.save(update_fields=["is_active"])
-    revoked = ApiKey.objects.filter(owner=user, revoked_at__isnull=True).update(
-        revoked_at=timezone.now()
-    )
+    live_keys = ApiKey.objects.select_for_update().filter(owner=user, revoked_at__isnull=True)
+    key_ids = list(live_keys.values_list("pk", flat=True))
+    ApiKey.objects.filter(pk__in=key_ids).update(revoked_at=timezone.now())
     user_sessions_end(user=user)
-    return revoked
+    access_revoked(user_id=user.pk, api_key_ids=key_ids)
+    return len(key_ids)
 
 
 def user_activate(*, user: User) -> None:
@@ -139,10 +142,12 @@ def api_key_create(*, owner: User, name: str, expires_at: datetime | None = None
 
 
 def api_key_revoke(*, api_key: ApiKey) -> ApiKey:
-    """Revoke a key for good; revoking twice keeps the first time."""
+    """Revoke a key for good: new requests with it are refused, and its open streams end within
+    a second or two (``access_revoked``). Revoking twice keeps the first time."""
     if api_key.revoked_at is None:
         api_key.revoked_at = timezone.now()
         api_key.save(update_fields=["revoked_at"])
+        access_revoked(api_key_ids=[api_key.pk])
     return api_key
 
 

@@ -10,7 +10,7 @@ per-conversation idempotency key) and never overwrites one the owner set meanwhi
 import logging
 
 from django.conf import settings
-from django.db import connection, transaction
+from django.db import transaction
 from django.utils import timezone
 
 from jobs.exceptions import PermanentJobError, TransientJobError
@@ -20,6 +20,7 @@ from llm.catalog import model_is_callable, model_provider, unavailable_reason
 from llm.models import Conversation, LLMModel, MessageRole, MessageStatus, Usage
 from llm.providers import ChatMessage, ChatRequest, ProviderError, completion_cost
 from llm.selectors import message_branch
+from project.db import connection_give_back
 from project.errors import IdempotencyKeyReused
 
 logger = logging.getLogger("parley.llm")
@@ -94,8 +95,7 @@ def title_run(job: Job) -> None:
         temperature=0.2,
     )
     provider = model_provider(model)
-    if not connection.in_atomic_block:
-        connection.close()  # no connection held while the provider answers
+    connection_give_back()  # no connection held while the provider answers
     try:
         result = provider.complete(request)
     except ProviderError as exc:

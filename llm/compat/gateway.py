@@ -21,7 +21,7 @@ from decimal import Decimal
 
 from asgiref.sync import sync_to_async
 from django.conf import settings
-from django.db import connection, transaction
+from django.db import transaction
 from django.http import HttpRequest, HttpResponse
 from django.utils import timezone
 
@@ -51,6 +51,7 @@ from llm.providers import (
 )
 from llm.providers.context import PER_MESSAGE_OVERHEAD, REPLY_PRIMING
 from project import errors as domain
+from project.db import connection_give_back
 
 logger = logging.getLogger("parley.llm.compat")
 # Tasks that account for streams whose client went away: kept referenced until they finish.
@@ -80,12 +81,6 @@ class Call:
     def headers(self) -> dict[str, str]:
         """Response headers: where the caller stands against their rate limits."""
         return self.admitted.headers() if self.admitted is not None else {}
-
-
-def _give_back_connection() -> None:
-    # Inside a test's transaction there is nothing to give back.
-    if not connection.in_atomic_block:
-        connection.close()
 
 
 def prompt_tokens(request: GatewayRequest) -> int:
@@ -185,7 +180,7 @@ def _open(
             raise
         return call
     finally:
-        _give_back_connection()
+        connection_give_back()
 
 
 async def call_open(
@@ -327,7 +322,7 @@ def _finish(call: Call, **outcome) -> GatewayCall:
     try:
         return _record(call, **outcome)
     finally:
-        _give_back_connection()
+        connection_give_back()
 
 
 async def call_finish(call: Call, **outcome) -> None:
