@@ -352,14 +352,18 @@ def _stored_create(http_request: HttpRequest, raw: bytes) -> tuple[Message, Resp
         parsed = responses_request_parse(parse_json_object(raw))
         try:
             with transaction.atomic():  # a refused reply leaves no new conversation behind
-                return _stored_post(user, api_key, parsed)
+                return _stored_post(
+                    user, api_key, parsed, request_id=getattr(http_request, "id", "")
+                )
         except domain.DomainError as exc:
             raise domain_refusal(exc) from None
     finally:
         connection_give_back()
 
 
-def _stored_post(user, api_key, parsed: ResponsesRequest) -> tuple[Message, ResponseShape]:
+def _stored_post(
+    user, api_key, parsed: ResponsesRequest, *, request_id: str = ""
+) -> tuple[Message, ResponseShape]:
     """The new user turn and its queued reply, in a new conversation or after the previous
     response of the chain (the job is enqueued when the caller's transaction commits)."""
     request = parsed.call
@@ -382,7 +386,18 @@ def _stored_post(user, api_key, parsed: ResponsesRequest) -> tuple[Message, Resp
             params={k: v for k, v in params.items() if v is not None},
         )
     posted = message_post(
-        conversation=conversation, content=request.messages[-1].content, api_key=api_key
+        conversation=conversation,
+        content=request.messages[-1].content,
+        api_key=api_key,
+        # Recorded as a /v1/ call when the reply ends, like an unstored one (llm.lifecycle).
+        call={
+            "endpoint": GatewayEndpoint.RESPONSES,
+            "request_id": str(request_id)[:128],
+            "stream": bool(request.stream),
+            "model_requested": request.model,
+            "client_user": request.client_user,
+            "metadata": request.metadata,
+        },
     )
     reply = Message.objects.select_related("conversation", "model").get(
         pk=posted.assistant_message.pk
