@@ -30,7 +30,7 @@ from llm.providers import (
     ChatRequest,
     CompletionResult,
     ProviderError,
-    completion_cost,
+    completion_cost_micros,
     trim_messages,
 )
 from llm.selectors import message_path
@@ -187,7 +187,7 @@ def _store_result(message: Message, result: CompletionResult, job: Job) -> None:
         model=message.model.slug,
         input_tokens=result.input_tokens,
         output_tokens=result.output_tokens,
-        cost=message.cost,
+        cost_micros=message.cost_micros,
         latency_ms=result.latency_ms,
         time_to_first_token_ms=result.time_to_first_token_ms,
     )
@@ -218,7 +218,7 @@ def _record_completed(
         finish_reason=result.finish_reason or "",
         input_tokens=result.input_tokens,
         output_tokens=result.output_tokens,
-        cost=completion_cost(
+        cost_micros=completion_cost_micros(
             input_tokens=result.input_tokens,
             output_tokens=result.output_tokens,
             input_price_per_mtok=model.input_price_per_mtok,

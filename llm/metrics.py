@@ -1,8 +1,8 @@
 """Parley's LLM metrics. Labels stay low-cardinality: provider, model slug, outcome."""
 
-from decimal import Decimal
-
 from prometheus_client import Counter, Gauge, Histogram
+
+from project.money import MICROS_PER_USD
 
 COMPLETIONS = Counter(
     "parley_llm_completions_total",
@@ -44,7 +44,7 @@ def observe_completion(
     model: str,
     input_tokens: int,
     output_tokens: int,
-    cost: Decimal,
+    cost_micros: int | None,
     latency_ms: int,
     time_to_first_token_ms: int | None,
 ) -> None:
@@ -53,7 +53,7 @@ def observe_completion(
     COMPLETIONS.labels(**labels, outcome="completed").inc()
     INPUT_TOKENS.labels(**labels).inc(input_tokens)
     OUTPUT_TOKENS.labels(**labels).inc(output_tokens)
-    COST.labels(**labels).inc(float(cost))
+    COST.labels(**labels).inc((cost_micros or 0) / MICROS_PER_USD)
     DURATION.labels(**labels).observe(latency_ms / 1000)
     if time_to_first_token_ms is not None:
         TIME_TO_FIRST_TOKEN.labels(**labels).observe(time_to_first_token_ms / 1000)

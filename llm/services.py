@@ -501,7 +501,7 @@ def usage_record(*, message: Message, user: User, api_key_id: int | None = None)
             "model": message.model,
             "input_tokens": message.input_tokens or 0,
             "output_tokens": message.output_tokens or 0,
-            "cost": message.cost or Decimal(0),
+            "cost_micros": message.cost_micros or 0,
             "created_at": message.completed_at or timezone.now(),
         },
     )

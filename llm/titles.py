@@ -18,7 +18,7 @@ from jobs.models import Job
 from jobs.services import job_create
 from llm.catalog import model_is_callable, model_provider, unavailable_reason
 from llm.models import Conversation, LLMModel, MessageRole, MessageStatus, Usage
-from llm.providers import ChatMessage, ChatRequest, ProviderError, completion_cost
+from llm.providers import ChatMessage, ChatRequest, ProviderError, completion_cost_micros
 from llm.selectors import message_branch
 from project.errors import IdempotencyKeyReused
 
@@ -115,7 +115,7 @@ def title_run(job: Job) -> None:
             model=model,
             input_tokens=result.input_tokens,
             output_tokens=result.output_tokens,
-            cost=completion_cost(
+            cost_micros=completion_cost_micros(
                 input_tokens=result.input_tokens,
                 output_tokens=result.output_tokens,
                 input_price_per_mtok=model.input_price_per_mtok,

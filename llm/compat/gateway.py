@@ -17,7 +17,6 @@ import time
 import uuid
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
-from decimal import Decimal
 
 from asgiref.sync import sync_to_async
 from django.conf import settings
@@ -44,13 +43,14 @@ from llm.providers import (
     ChatRequest,
     CompletionResult,
     ProviderError,
-    completion_cost,
+    completion_cost_micros,
     estimate_tokens,
     get_async_provider,
 )
 from llm.providers.context import PER_MESSAGE_OVERHEAD, REPLY_PRIMING
 from project import errors as domain
 from project.api.errors import status_for
+from project.money import MICROS_PER_USD
 
 logger = logging.getLogger("parley.llm.compat")
 # Tasks that account for streams whose client went away: kept referenced until they finish.
@@ -236,9 +236,9 @@ def _record(
     elif call.chat_request is not None and (cancelled or partial_text):
         # The provider billed what it streamed; its usage report never came: estimate.
         input_tokens, output_tokens = prompt_tokens(request), estimate_tokens(partial_text)
-    cost = Decimal(0)
+    cost_micros = 0
     if call.model is not None and (input_tokens or output_tokens):
-        cost = completion_cost(
+        cost_micros = completion_cost_micros(
             input_tokens=input_tokens,
             output_tokens=output_tokens,
             input_price_per_mtok=call.model.input_price_per_mtok,
@@ -269,7 +269,7 @@ def _record(
         finish_reason=result.finish_reason if result else "",
         input_tokens=input_tokens,
         output_tokens=output_tokens,
-        cost=cost,
+        cost_micros=cost_micros,
         latency_ms=round((time.perf_counter() - call.started) * 1000),
         time_to_first_token_ms=result.time_to_first_token_ms if result else None,
         request_id=call.request_id[:128],
@@ -288,7 +288,7 @@ def _record(
                 model=call.model,
                 input_tokens=input_tokens,
                 output_tokens=output_tokens,
-                cost=cost,
+                cost_micros=cost_micros,
                 created_at=now,
             )
         record.save(force_insert=True)
@@ -299,19 +299,19 @@ def _record(
                     reservation=reservation,
                     input_tokens=input_tokens,
                     output_tokens=output_tokens,
-                    cost=cost,
+                    cost_micros=cost_micros,
                 )
             else:
                 admission_release(reservation=reservation)
     model_label = call.model.slug if call.model is not None else "unknown"
     GATEWAY_CALLS.labels(endpoint=call.endpoint, model=model_label, status=status).inc()
     if call.admitted is not None:
-        _count_provider_call(call, result, error, cost)
+        _count_provider_call(call, result, error, cost_micros)
     return record
 
 
 def _count_provider_call(
-    call: Call, result: CompletionResult | None, error: GatewayError | None, cost: Decimal
+    call: Call, result: CompletionResult | None, error: GatewayError | None, cost_micros: int
 ) -> None:
     labels = _labels(call)
     if result is None:
@@ -323,7 +323,7 @@ def _count_provider_call(
     metrics.COMPLETIONS.labels(**labels, outcome="completed").inc()
     metrics.INPUT_TOKENS.labels(**labels).inc(result.input_tokens)
     metrics.OUTPUT_TOKENS.labels(**labels).inc(result.output_tokens)
-    metrics.COST.labels(**labels).inc(float(cost))
+    metrics.COST.labels(**labels).inc(cost_micros / MICROS_PER_USD)
     metrics.DURATION.labels(**labels).observe(result.latency_ms / 1000)
     if result.time_to_first_token_ms is not None:
         metrics.TIME_TO_FIRST_TOKEN.labels(**labels).observe(result.time_to_first_token_ms / 1000)
