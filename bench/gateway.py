@@ -322,9 +322,7 @@ def main() -> None:
             # 500 streams at once on Parley's one process: a slow upstream keeps them all open.
             start_fake({"FAKE_DELAY_MS": "500", "FAKE_CHUNK_DELAY_MS": "500"})
             burst = run_burst(harness, auth, STREAMS_AT_ONCE, parley.pid)
-            memory["parley"]["rss_after_burst_mib"] = round(
-                harness.rss_kb(parley.pid)[0] / 1024, 1
-            )
+            memory["parley"]["rss_after_burst_mib"] = round(harness.rss_kb(parley.pid)[0] / 1024, 1)
             print(f"  burst: {burst}", flush=True)
     finally:
         harness.stop(parley)
