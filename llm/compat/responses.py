@@ -21,7 +21,7 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass
 
 from asgiref.sync import sync_to_async
-from django.db import connection, transaction
+from django.db import transaction
 from django.http import HttpRequest, HttpResponse
 from django.views.decorators.csrf import csrf_exempt
 
@@ -34,6 +34,7 @@ from llm.compat.core import (
     OPENAI,
     GatewayError,
     GatewayRequest,
+    domain_refusal,
     invalid,
     number,
     parse_json_object,
@@ -46,7 +47,7 @@ from llm.providers import CompletionResult
 from llm.selectors import model_get_available
 from llm.services import conversation_create, conversation_delete, message_post
 from project import errors as domain
-from project.api.errors import status_for
+from project.db import connection_give_back
 
 TRANSLATED = {
     "model",
@@ -317,11 +318,6 @@ class EventWriter:
 # --- Stored responses: a conversation reply written by a job --------------------------------
 
 
-def _give_back_connection() -> None:
-    if not connection.in_atomic_block:
-        connection.close()
-
-
 def _shape_of(message: Message, *, background: bool | None = None) -> ResponseShape:
     """The response a stored reply is (one query for the previous reply in its branch)."""
     previous = None
@@ -356,14 +352,18 @@ def _stored_create(http_request: HttpRequest, raw: bytes) -> tuple[Message, Resp
         parsed = responses_request_parse(parse_json_object(raw))
         try:
             with transaction.atomic():  # a refused reply leaves no new conversation behind
-                return _stored_post(user, api_key, parsed)
+                return _stored_post(
+                    user, api_key, parsed, request_id=getattr(http_request, "id", "")
+                )
         except domain.DomainError as exc:
-            raise _refusal(exc) from None
+            raise domain_refusal(exc) from None
     finally:
-        _give_back_connection()
+        connection_give_back()
 
 
-def _stored_post(user, api_key, parsed: ResponsesRequest) -> tuple[Message, ResponseShape]:
+def _stored_post(
+    user, api_key, parsed: ResponsesRequest, *, request_id: str = ""
+) -> tuple[Message, ResponseShape]:
     """The new user turn and its queued reply, in a new conversation or after the previous
     response of the chain (the job is enqueued when the caller's transaction commits)."""
     request = parsed.call
@@ -386,23 +386,23 @@ def _stored_post(user, api_key, parsed: ResponsesRequest) -> tuple[Message, Resp
             params={k: v for k, v in params.items() if v is not None},
         )
     posted = message_post(
-        conversation=conversation, content=request.messages[-1].content, api_key=api_key
+        conversation=conversation,
+        content=request.messages[-1].content,
+        api_key=api_key,
+        # Recorded as a /v1/ call when the reply ends, like an unstored one (llm.lifecycle).
+        call={
+            "endpoint": GatewayEndpoint.RESPONSES,
+            "request_id": str(request_id)[:128],
+            "stream": bool(request.stream),
+            "model_requested": request.model,
+            "client_user": request.client_user,
+            "metadata": request.metadata,
+        },
     )
     reply = Message.objects.select_related("conversation", "model").get(
         pk=posted.assistant_message.pk
     )
     return reply, _shape_of(reply, background=parsed.background)
-
-
-def _refusal(exc: domain.DomainError) -> GatewayError:
-    if exc.code in ("model_unknown", "model_unavailable"):  # as the other endpoints answer
-        return GatewayError(404, "not_found", exc.message, param="model", code="model_not_found")
-    status = status_for(exc)
-    kind = {403: "permission", 404: "not_found", 429: "rate_limit"}.get(status, "invalid_request")
-    param = next(iter(exc.details), None) if isinstance(exc.details, dict) else None
-    return GatewayError(
-        status, kind, exc.message, code=exc.code, param=param, retry_after=exc.retry_after
-    )
 
 
 def _owned_reply(user, response_id: str) -> Message:
@@ -469,7 +469,7 @@ def _reload(message_id: str) -> Message:
     try:
         return Message.objects.get(pk=message_id)
     finally:
-        _give_back_connection()
+        connection_give_back()
 
 
 async def _wait_for(message_id: str) -> None:
@@ -515,8 +515,6 @@ def _peek_store(raw: bytes) -> bool:
 
 @csrf_exempt
 async def responses(request: HttpRequest) -> HttpResponse:
-    if request.method != "POST":
-        return error_response(GatewayError(405, "invalid_request", "Use POST."))
     try:
         raw = request_body(request)
         if not _peek_store(raw):
@@ -539,7 +537,7 @@ def _reload_with_shape(message_id: str, shape: ResponseShape) -> dict:
     try:
         return _stored_body(Message.objects.get(pk=message_id), shape)
     finally:
-        _give_back_connection()
+        connection_give_back()
 
 
 async def _unstored(request: HttpRequest, raw: bytes) -> HttpResponse:
@@ -570,7 +568,7 @@ def _load(http_request: HttpRequest, response_id: str) -> tuple[Message, Respons
         message = _owned_reply(user, response_id)
         return message, _shape_of(message)
     finally:
-        _give_back_connection()
+        connection_give_back()
 
 
 def _cancel(http_request: HttpRequest, response_id: str) -> dict:
@@ -584,7 +582,7 @@ def _cancel(http_request: HttpRequest, response_id: str) -> dict:
             try:
                 job_cancel(job=job)
             except domain.DomainError as exc:
-                raise _refusal(exc) from None
+                raise domain_refusal(exc) from None
         message.refresh_from_db()
         shape = _shape_of(message, background=True)
         body = _stored_body(message, shape)
@@ -592,7 +590,7 @@ def _cancel(http_request: HttpRequest, response_id: str) -> dict:
             body["status"] = "cancelled"
         return body
     finally:
-        _give_back_connection()
+        connection_give_back()
 
 
 def _delete(http_request: HttpRequest, response_id: str) -> dict:
@@ -603,7 +601,7 @@ def _delete(http_request: HttpRequest, response_id: str) -> dict:
         conversation_delete(conversation=conversation)
         return {"id": response_id, "object": "response.deleted", "deleted": True}
     finally:
-        _give_back_connection()
+        connection_give_back()
 
 
 @csrf_exempt
@@ -611,8 +609,6 @@ async def response_detail(request: HttpRequest, response_id: str) -> HttpRespons
     try:
         if request.method == "DELETE":
             return json_response(await sync_to_async(_delete)(request, response_id))
-        if request.method != "GET":
-            raise GatewayError(405, "invalid_request", "Use GET or DELETE.")
         message, shape = await sync_to_async(_load)(request, response_id)
         if request.GET.get("stream") in ("true", "1"):
             after = request.GET.get("starting_after", "-1")
@@ -627,8 +623,6 @@ async def response_detail(request: HttpRequest, response_id: str) -> HttpRespons
 
 @csrf_exempt
 async def response_cancel(request: HttpRequest, response_id: str) -> HttpResponse:
-    if request.method != "POST":
-        return error_response(GatewayError(405, "invalid_request", "Use POST."))
     try:
         return json_response(await sync_to_async(_cancel)(request, response_id))
     except GatewayError as error:

@@ -5,6 +5,7 @@ from datetime import timedelta
 from pathlib import Path
 
 import environ
+from corsheaders.defaults import default_headers as default_cors_headers
 
 BASE_DIR = Path(__file__).resolve().parent.parent.parent
 
@@ -50,6 +51,7 @@ MIDDLEWARE = [
     # django-prometheus wraps everything else so it times the whole request.
     "django_prometheus.middleware.PrometheusBeforeMiddleware",
     "project.middleware.RequestIdMiddleware",
+    "project.middleware.HotCacheSnapshotMiddleware",
     "project.middleware.ApiErrorShapeMiddleware",
     "django.middleware.security.SecurityMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
@@ -257,8 +259,31 @@ SPECTACULAR_SETTINGS = {
 
 # --- CORS -----------------------------------------------------------------------------------
 CORS_ALLOWED_ORIGINS = env.list("CORS_ALLOWED_ORIGINS", default=[])
-CORS_URLS_REGEX = r"^/api/.*$"
-CORS_EXPOSE_HEADERS = ["X-Request-ID", "Retry-After"]
+# /v1/ too: browser clients of the OpenAI/Anthropic SDKs send their own headers (Stainless
+# ``x-stainless-*``: "*" covers them, except Authorization, which must be named).
+CORS_URLS_REGEX = r"^/(api|v1)/.*$"
+CORS_ALLOW_HEADERS = (
+    *default_cors_headers,
+    "*",
+    "x-api-key",
+    "anthropic-version",
+    "anthropic-beta",
+    "anthropic-dangerous-direct-browser-access",
+    "idempotency-key",
+    "openai-organization",
+    "openai-project",
+)
+CORS_EXPOSE_HEADERS = [
+    "X-Request-ID",
+    "Retry-After",
+    "x-should-retry",
+    "x-ratelimit-limit-requests",
+    "x-ratelimit-remaining-requests",
+    "x-ratelimit-reset-requests",
+    "x-ratelimit-limit-tokens",
+    "x-ratelimit-remaining-tokens",
+    "x-ratelimit-reset-tokens",
+]
 
 # --- Static files ---------------------------------------------------------------------------
 STATIC_URL = "static/"
