@@ -40,6 +40,7 @@ INSTALLED_APPS = [
     "jobs",
     "llm",
     "budgets",
+    "teams",
 ]
 
 MIDDLEWARE = [
