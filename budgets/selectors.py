@@ -93,7 +93,7 @@ def budget_statuses(*, user, api_key_ids=()) -> dict[int | None, list[BudgetStat
 
 
 def budget_list() -> QuerySet[Budget]:
-    return Budget.objects.select_related("user", "api_key", "api_key__owner")
+    return Budget.objects.select_related("user", "api_key", "api_key__owner", "team")
 
 
 def reservations_held(*, reference_prefix: str, created_before: datetime) -> QuerySet[Reservation]:

@@ -10,9 +10,12 @@ How a call's team is chosen (the README's "Teams" section says the same for user
    same answer whether the team exists or not).
 3. Without the header, the caller's default team; with no default team, no team at all."""
 
-from django.db.models import Count, Prefetch, QuerySet
+from django.db.models import Count, F, OuterRef, Prefetch, QuerySet, Subquery
 
 from accounts.models import ApiKey, User
+from accounts.quotas import BudgetStatus
+from budgets.models import Budget
+from budgets.selectors import budget_statuses_of
 from project.errors import NotAllowed, NotFound
 from teams.models import Membership, Team, TeamApiKey, TeamRole
 
@@ -83,11 +86,17 @@ def team_list_for_user(*, user: User) -> QuerySet[Team]:
     """The teams ``user`` belongs to, each with ``role``, ``is_default`` and
     ``member_count`` annotated. One query."""
     mine = Membership.objects.filter(user=user)
+    # A subquery: counting over the join the membership filter makes would count only ``user``.
+    members = (
+        Membership.objects.filter(team=OuterRef("pk"))
+        .order_by()
+        .values("team")
+        .annotate(n=Count("pk"))
+        .values("n")
+    )
     return (
-        Team.objects.filter(memberships__user=user)
-        .annotate(
-            member_count=Count("memberships", distinct=True),
-        )
+        Team.objects.filter(pk__in=mine.values("team_id"))
+        .annotate(member_count=Subquery(members))
         .prefetch_related(Prefetch("memberships", queryset=mine, to_attr="my_membership"))
         .order_by("name", "id")
     )
@@ -157,3 +166,21 @@ def team_scoped_key_ids(*, api_key_ids) -> dict[int, Team]:
         scope.api_key_id: scope.team
         for scope in TeamApiKey.objects.select_related("team").filter(api_key_id__in=api_key_ids)
     }
+
+
+def team_budgets(*, team: Team) -> list[tuple[Budget, BudgetStatus]]:
+    """The team's own budgets and its member budgets, each with where it stands this period.
+    Two queries however many."""
+    budgets = list(
+        Budget.objects.filter(team=team).order_by(F("user_id").asc(nulls_first=True), "period")
+    )
+    return list(zip(budgets, budget_statuses_of(budgets), strict=True))
+
+
+def team_budget(*, team: Team, budget_id: int | str) -> Budget:
+    budget = None
+    if str(budget_id).isdigit():
+        budget = Budget.objects.filter(team=team, pk=budget_id).first()
+    if budget is None:
+        raise NotFound(f"No budget {budget_id} in team '{team.slug}'.", code="budget_not_found")
+    return budget

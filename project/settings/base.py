@@ -247,7 +247,7 @@ SPECTACULAR_SETTINGS = {
         "project.api.schema.add_error_responses",
         "project.api.schema.document_empty_query_values",
     ],
-    "ENUM_NAME_OVERRIDES": {},
+    "ENUM_NAME_OVERRIDES": {"TeamRoleEnum": "teams.models.TeamRole"},
 }
 
 # --- CORS -----------------------------------------------------------------------------------
