@@ -142,3 +142,43 @@ def test_a_team_service_key_through_the_openai_sdk_is_accounted_to_the_team(stan
     assert usage.team_id == team.pk and usage.cost > 0
     ledger = BudgetLedger.objects.get(budget=budget)
     assert ledger.spent_usd == usage.cost and ledger.reserved_usd == 0
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_stored_response_and_its_title_are_charged_to_the_named_team(standin, settings):
+    member = UserFactory()
+    make_team(members=[member])  # their default team
+    named = make_team(members=[member])
+    model = StandinModelFactory(slug="gpt-stored")
+    settings.LLM_TITLE_MODEL = StandinModelFactory(slug="title-small").slug
+    budget = budget_set(team=named, period="monthly", limit_usd=Decimal("10"))
+    access = str(RefreshToken.for_user(member).access_token)
+    with asgi_server() as base_url:
+        with openai.OpenAI(
+            base_url=f"{base_url}/v1",
+            api_key=access,
+            max_retries=0,
+            default_headers={"X-Parley-Team": named.slug},
+        ) as client:
+            queued = client.responses.create(model=model.slug, input="Hi", background=True)
+            assert queued.status == "queued"
+        # A conversation started untitled gets a title job: charged to the reply's team too.
+        headers = {"Authorization": f"Bearer {access}", "X-Parley-Team": str(named.pk)}
+        with httpx.Client(base_url=base_url, headers=headers) as http:
+            conversation = http.post("/api/v1/conversations/", json={"model": model.slug}).json()
+            posted = http.post(
+                f"/api/v1/conversations/{conversation['id']}/messages/", json={"content": "Yo"}
+            )
+            assert posted.status_code == 202
+    work_until_idle(timeout=60)
+    usage = list(Usage.objects.order_by("created_at").values_list("model__slug", "team_id"))
+    assert usage == [
+        ("gpt-stored", named.pk),
+        ("gpt-stored", named.pk),
+        ("title-small", named.pk),
+    ]
+    ledger = BudgetLedger.objects.get(budget=budget)
+    assert ledger.reserved_usd == 0
+    assert ledger.spent_usd == Usage.objects.aggregate(cost=Sum("cost"))["cost"]
+    [call] = GatewayCall.objects.all()
+    assert call.team_id == named.pk
