@@ -43,6 +43,7 @@ INSTALLED_APPS = [
     "jobs",
     "llm",
     "budgets",
+    "teams",
     "auditlog",
     "audit",
 ]
@@ -254,7 +255,7 @@ SPECTACULAR_SETTINGS = {
         "project.api.schema.add_error_responses",
         "project.api.schema.document_empty_query_values",
     ],
-    "ENUM_NAME_OVERRIDES": {},
+    "ENUM_NAME_OVERRIDES": {"TeamRoleEnum": "teams.models.TeamRole"},
 }
 
 # --- CORS -----------------------------------------------------------------------------------
