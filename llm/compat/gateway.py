@@ -34,6 +34,7 @@ from llm.compat.core import (
     FORMAT_OF_PROVIDER,
     GatewayError,
     GatewayRequest,
+    domain_refusal,
     invalid,
     provider_error,
 )
@@ -42,13 +43,10 @@ from llm.lifecycle import GATEWAY, Spent, call_account, call_admit, estimated_us
 from llm.models import GatewayCall, GatewayCallStatus, LLMModel
 from llm.providers import ChatRequest, CompletionResult, ProviderError
 from project import errors as domain
-from project.api.errors import status_for
 
 logger = logging.getLogger("parley.llm.compat")
 # Tasks that account for streams whose client went away: kept referenced until they finish.
 _background: set[asyncio.Task] = set()
-
-DOMAIN_KIND = {400: "invalid_request", 403: "permission", 404: "not_found", 429: "rate_limit"}
 
 
 @dataclass(slots=True)
@@ -85,17 +83,6 @@ def _give_back_connection() -> None:
 def prompt_tokens(request: GatewayRequest) -> int:
     """Estimated input tokens (the lifecycle's one estimate; it reads messages and system)."""
     return lifecycle.prompt_estimate(request)
-
-
-def _domain_refusal(error: domain.DomainError) -> GatewayError:
-    status = status_for(error)
-    return GatewayError(
-        status,
-        DOMAIN_KIND.get(status, "invalid_request"),
-        error.message,
-        code=error.code,
-        retry_after=error.retry_after if status != 429 else (error.retry_after or 1),
-    )
 
 
 def _resolve(call: Call) -> None:
@@ -165,7 +152,7 @@ def _resolve(call: Call) -> None:
             reference=f"gateway:{call.id}",
         )
     except domain.DomainError as exc:
-        raise _domain_refusal(exc) from None
+        raise domain_refusal(exc) from None
 
 
 def _open(

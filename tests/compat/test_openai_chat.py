@@ -5,7 +5,7 @@ import openai
 import pytest
 
 from llm.models import GatewayCall, Usage
-from llm.providers import completion_cost
+from llm.providers import completion_cost_micros
 from tests.compat.conftest import FAMILIES, faulty_model, recorded_call
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -67,7 +67,7 @@ def test_plain_completion_is_translated_and_accounted(openai_client, standin, ap
     )
     assert call.input_tokens == completion.usage.prompt_tokens
     assert call.output_tokens == 24
-    assert call.cost == completion_cost(
+    assert call.cost_micros == completion_cost_micros(
         input_tokens=call.input_tokens,
         output_tokens=24,
         input_price_per_mtok=call.model.input_price_per_mtok,
@@ -76,7 +76,11 @@ def test_plain_completion_is_translated_and_accounted(openai_client, standin, ap
     assert call.client_user == "alice" and call.request_id and call.latency_ms >= 0
     assert call.prompt is None and call.reply == ""  # text is kept only when the setting says
     usage = Usage.objects.get()
-    assert (usage.user_id, usage.cost, usage.output_tokens) == (call.user_id, call.cost, 24)
+    assert (usage.user_id, usage.cost_micros, usage.output_tokens) == (
+        call.user_id,
+        call.cost_micros,
+        24,
+    )
     assert call.usage_id == usage.pk
 
 
@@ -130,7 +134,7 @@ def test_tools_pass_through_to_an_openai_model(openai_client, standin):
     assert choice.finish_reason == "tool_calls"
     (call,) = choice.message.tool_calls
     assert call.function.name == "weather"
-    assert call.function.arguments == '{"echo": "Tell me about Parley"}'
+    assert call.function.arguments == '{"city": "Tell me about Parley"}'
     # ...and the tool's answer goes back as the provider's own turns.
     follow_up = openai_client.chat.completions.create(
         model="gpt-standin",
@@ -146,7 +150,8 @@ def test_tools_pass_through_to_an_openai_model(openai_client, standin):
 
 
 def test_tools_stream_through_to_an_openai_model(openai_client):
-    tools = [{"type": "function", "function": {"name": "weather", "parameters": {}}}]
+    parameters = {"type": "object", "properties": {"city": {"type": "string"}}}
+    tools = [{"type": "function", "function": {"name": "weather", "parameters": parameters}}]
     chunks = list(
         openai_client.chat.completions.create(
             model="gpt-standin", messages=PROMPT, tools=tools, stream=True
@@ -154,7 +159,7 @@ def test_tools_stream_through_to_an_openai_model(openai_client):
     )
     calls = [tc for c in chunks if c.choices for tc in c.choices[0].delta.tool_calls or ()]
     assert calls[0].function.name == "weather"
-    assert "".join(tc.function.arguments for tc in calls) == '{"echo": "Tell me about Parley"}'
+    assert "".join(tc.function.arguments for tc in calls) == '{"city": "Tell me about Parley"}'
     assert chunks[-1].choices[0].finish_reason == "tool_calls"
 
 

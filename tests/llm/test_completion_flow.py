@@ -15,7 +15,8 @@ from django.core.management import call_command
 
 from jobs.models import Job
 from llm.models import Message, Usage
-from llm.providers import completion_cost, estimate_tokens
+from llm.providers import completion_cost_micros, estimate_tokens
+from project.money import usd
 from tests.live import asgi_server, work_until_idle
 from tests.llm.factories import StandinModelFactory
 
@@ -69,11 +70,13 @@ def test_whole_flow(auth_client, provider):
     assert reply["content"].startswith('You said: "What is Parley?". (Following a system prompt')
     assert reply["finish_reason"] == "stop"
     assert reply["output_tokens"] == 24 and reply["input_tokens"] > 0
-    expected = completion_cost(
-        input_tokens=reply["input_tokens"],
-        output_tokens=reply["output_tokens"],
-        input_price_per_mtok=entry.input_price_per_mtok,
-        output_price_per_mtok=entry.output_price_per_mtok,
+    expected = usd(
+        completion_cost_micros(
+            input_tokens=reply["input_tokens"],
+            output_tokens=reply["output_tokens"],
+            input_price_per_mtok=entry.input_price_per_mtok,
+            output_price_per_mtok=entry.output_price_per_mtok,
+        )
     )
     assert reply["cost"] == str(expected)
     assert reply["latency_ms"] is not None and reply["time_to_first_token_ms"] is not None
@@ -183,10 +186,10 @@ def test_cancel_a_reply_being_written_keeps_the_partial_text(auth_client):
     usage = Usage.objects.get()
     assert usage.message_id == reply.pk and usage.input_tokens > 0
     assert 0 < usage.output_tokens <= estimate_tokens(reply.content)
-    assert (reply.input_tokens, reply.output_tokens, reply.cost) == (
+    assert (reply.input_tokens, reply.output_tokens, reply.cost_micros) == (
         usage.input_tokens,
         usage.output_tokens,
-        usage.cost,
+        usage.cost_micros,
     )
 
 
