@@ -213,7 +213,8 @@ def attempt_failed(model: LLMModel, error: ProviderError) -> None:
 
 
 def call_cost(model: LLMModel, input_tokens: int, output_tokens: int) -> int:
-    """What ``model`` charges for the tokens, in micro-dollars: the one pricing of a call."""
+    """What ``model`` charges for the tokens, in micro-dollars: the one pricing of a call
+    (``completion_cost_micros``: integer arithmetic, a fraction of a micro-dollar rounded up)."""
     if not (input_tokens or output_tokens):
         return 0
     return completion_cost_micros(
@@ -323,7 +324,7 @@ def _hold_end_anyway(reservation: Reservation, cost_micros: int, tokens: int) ->
     )
 
 
-def _settle(spent: Spent, cost: int) -> None:
+def _settle(spent: Spent, cost_micros: int) -> None:
     reservation = _reservation_of(spent)
     if reservation is None:
         return
@@ -331,11 +332,11 @@ def _settle(spent: Spent, cost: int) -> None:
         reservation=reservation,
         input_tokens=spent.input_tokens,
         output_tokens=spent.output_tokens,
-        cost_micros=cost,
+        cost_micros=cost_micros,
     )
 
 
-def _usage_write(spent: Spent, cost: int) -> Usage | None:
+def _usage_write(spent: Spent, cost_micros: int) -> Usage | None:
     """The one writer of ``Usage`` rows. A reply's is written once per message, however many
     attempts it took."""
     if not spent.tokens or spent.model is None:
@@ -349,7 +350,7 @@ def _usage_write(spent: Spent, cost: int) -> Usage | None:
         "model": spent.model,
         "input_tokens": spent.input_tokens,
         "output_tokens": spent.output_tokens,
-        "cost_micros": cost,
+        "cost_micros": cost_micros,
         "created_at": timezone.now(),
     }
     if spent.message is not None:
@@ -358,7 +359,7 @@ def _usage_write(spent: Spent, cost: int) -> Usage | None:
     return Usage.objects.create(**fields)
 
 
-def _observe(spent: Spent, cost: int) -> None:
+def _observe(spent: Spent, cost_micros: int) -> None:
     if spent.model is None:
         return
     metrics.observe_call(
@@ -367,7 +368,7 @@ def _observe(spent: Spent, cost: int) -> None:
         outcome=spent.outcome,
         input_tokens=spent.input_tokens,
         output_tokens=spent.output_tokens,
-        cost_micros=cost,
+        cost_micros=cost_micros,
         latency_ms=spent.latency_ms,
         time_to_first_token_ms=spent.time_to_first_token_ms,
     )

@@ -12,6 +12,7 @@ from budgets.models import BudgetLedger, Reservation, ReservationStatus
 from budgets.periods import period_start
 from budgets.services import budget_set
 from llm.models import GatewayCall, Message, ModelFallback, Usage
+from project.money import micros
 from tests.compat.conftest import faulty_model, recorded_call
 from tests.compat.test_responses import with_worker
 from tests.llm.factories import StandinModelFactory
@@ -84,7 +85,7 @@ def test_a_stored_response_gets_a_call_record(openai_client, api_key):
 def test_a_call_whose_settle_the_database_refuses_is_still_recorded_and_its_hold_ended(
     parley, api_key, user
 ):
-    budget = budget_set(user=user, period="daily", limit_micros=5_000_000)
+    budget = budget_set(user=user, period="daily", limit_micros=micros("5"))
     slow = StandinModelFactory(
         slug="gpt-slow", provider="openai", provider_model="standin-tps40-len40"
     )

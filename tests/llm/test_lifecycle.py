@@ -12,7 +12,7 @@ from budgets.services import budget_set
 from jobs.models import Job
 from llm.models import Message, Usage
 from llm.titles import TITLE_JOB_KIND
-from project.money import usd
+from project.money import micros, usd
 from tests.live import work_until_idle
 from tests.llm.factories import StandinModelFactory
 
@@ -82,7 +82,7 @@ def test_titles_are_budgeted_and_the_usage_report_agrees_with_the_budget(
     usage = auth_client.get("/api/v1/usage/").json()["total"]
     spent = usage["input_tokens"] + usage["output_tokens"]
     assert ledger.spent_tokens == spent <= 600  # titles included, never past the limit
-    assert usd(ledger.spent_micros) == Decimal(str(usage["cost"]))
+    assert str(usd(ledger.spent_micros)) == usage["cost"]  # exact, to the micro-dollar
     assert ledger.reserved_tokens == 0
     assert not Reservation.objects.filter(status=ReservationStatus.HELD).exists()
 
@@ -110,7 +110,7 @@ def test_a_title_the_budget_cannot_cover_is_not_written_and_nothing_is_spent(
 def test_a_reply_whose_settle_the_database_refuses_ends_failed_with_its_hold_released(
     auth_client, user, chat_model
 ):
-    budget = budget_set(user=user, period="daily", limit_micros=5_000_000)
+    budget = budget_set(user=user, period="daily", limit_micros=micros("5"))
     conversation = start(auth_client, chat_model, max_tokens=32)
     response = post(auth_client, conversation)
     assert response.status_code == 202
