@@ -51,6 +51,23 @@ def user_create(*, email: str, password: str, name: str = "", is_staff: bool = F
     return user
 
 
+def user_get_or_create_signed_on(*, email: str, name: str = "") -> tuple[User, bool]:
+    """The user an identity provider vouched for, created on their first sign-in with no
+    usable password (they sign in through the provider). Returns ``(user, created)``; two
+    first sign-ins at once make one account."""
+    user = User.objects.with_email(email).first()
+    if user is not None:
+        return user, False
+    user = User(email=email.lower(), name=name[:150])
+    user.set_unusable_password()
+    try:
+        with transaction.atomic():
+            user.save()
+    except IntegrityError:  # the same person's other first sign-in won
+        return User.objects.with_email(email).get(), False
+    return user, True
+
+
 def user_update(*, user: User, name: str | None = None) -> User:
     if name is not None:
         user.name = name
@@ -106,6 +123,20 @@ def user_deactivate(*, user: User) -> int:
         revoked_at=timezone.now()
     )
     user_sessions_end(user=user)
+    return revoked
+
+
+@transaction.atomic
+def user_access_end(*, user: User) -> int:
+    """Offboarding short of deactivation (the identity provider no longer lets ``user`` in):
+    their personal API keys are revoked, every session ends (JWT refresh tokens, and signed-in
+    browsers, whose session hash follows the password) and password sign-in goes, so only a
+    new single sign-on that the provider allows brings them back. Safe to call twice. Returns
+    how many API keys were revoked."""
+    revoked = ApiKey.objects.filter(owner=user, revoked_at__isnull=True).update(
+        revoked_at=timezone.now()
+    )
+    user_password_disable(user=user)
     return revoked
 
 
