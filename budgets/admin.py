@@ -33,6 +33,7 @@ class BudgetAdmin(admin.ModelAdmin):
         "__str__",
         "user",
         "api_key",
+        "team",
         "period",
         "limit_usd",
         "limit_tokens",
@@ -40,8 +41,14 @@ class BudgetAdmin(admin.ModelAdmin):
         "remaining_this_period",
     ]
     list_filter = ["period"]
-    search_fields = ["user__email", "api_key__name", "api_key__prefix", "api_key__owner__email"]
-    raw_id_fields = ["user", "api_key"]
+    search_fields = [
+        "user__email",
+        "api_key__name",
+        "api_key__prefix",
+        "api_key__owner__email",
+        "team__slug",
+    ]
+    raw_id_fields = ["user", "api_key", "team"]
     inlines = [BudgetLedgerInline]
 
     def get_queryset(self, request: HttpRequest) -> QuerySet[Budget]:
@@ -93,10 +100,17 @@ class BudgetAdmin(admin.ModelAdmin):
 
 @admin.register(RateLimit)
 class RateLimitAdmin(admin.ModelAdmin):
-    list_display = ["__str__", "user", "api_key", "requests_per_minute", "tokens_per_minute"]
-    search_fields = ["user__email", "api_key__name", "api_key__prefix"]
-    raw_id_fields = ["user", "api_key"]
-    list_select_related = ["user", "api_key"]
+    list_display = [
+        "__str__",
+        "user",
+        "api_key",
+        "team",
+        "requests_per_minute",
+        "tokens_per_minute",
+    ]
+    search_fields = ["user__email", "api_key__name", "api_key__prefix", "team__slug"]
+    raw_id_fields = ["user", "api_key", "team"]
+    list_select_related = ["user", "api_key", "team"]
 
 
 @admin.register(Reservation)

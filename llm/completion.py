@@ -36,7 +36,7 @@ from llm.providers import (
 from llm.selectors import message_path
 from llm.services import message_transition, reply_fall_back, usage_record
 from llm.titles import conversation_title_request
-from project.errors import BudgetExceeded, InvalidTransition
+from project.errors import BudgetExceeded, InvalidTransition, NotAllowed
 
 logger = logging.getLogger("parley.llm")
 
@@ -61,7 +61,7 @@ def _reservation_ensure(message: Message, job: Job, max_tokens: int) -> None:
     POST, but a manual retry of a failed reply (settled then) reserves again here."""
     try:
         reply_reservation_ensure(job=job, message=message, max_tokens=max_tokens)
-    except BudgetExceeded as exc:
+    except (BudgetExceeded, NotAllowed) as exc:
         raise PermanentJobError(exc.message) from exc
 
 
@@ -176,7 +176,12 @@ def _store_result(message: Message, result: CompletionResult, job: Job) -> None:
     actual cost, together; then tell live readers."""
     try:
         with transaction.atomic():
-            _record_completed(message, result, api_key_id=job.payload.get("api_key_id"))
+            _record_completed(
+                message,
+                result,
+                api_key_id=job.payload.get("api_key_id"),
+                team_id=job.payload.get("team_id"),
+            )
             reply_reservation_settle(job_id=job.pk, message=message)
     except InvalidTransition:  # cancelled in the last instant: the cancel stands
         logger.info("Reply finished after it was cancelled", extra={"message_id": str(message.pk)})
@@ -208,7 +213,11 @@ def _tell_readers(message: Message, event: str, data: dict) -> None:
 
 
 def _record_completed(
-    message: Message, result: CompletionResult, *, api_key_id: int | None = None
+    message: Message,
+    result: CompletionResult,
+    *,
+    api_key_id: int | None = None,
+    team_id: int | None = None,
 ) -> None:
     model = message.model
     message_transition(
@@ -229,7 +238,9 @@ def _record_completed(
         provider_response_id=(result.response_id or "")[:128],
         error="",
     )
-    usage_record(message=message, user=message.conversation.owner, api_key_id=api_key_id)
+    usage_record(
+        message=message, user=message.conversation.owner, api_key_id=api_key_id, team_id=team_id
+    )
     # In the same transaction: the title job exists only if the reply was stored.
     conversation_title_request(conversation=message.conversation)
 

@@ -10,7 +10,9 @@ from django.db import transaction
 
 from accounts import services as accounts_services
 from accounts.models import User
-from project.errors import SignInRefused
+from project.errors import Conflict, SignInRefused
+from teams import services as teams_services
+from teams.models import Membership, Team
 
 logger = logging.getLogger(__name__)
 
@@ -68,9 +70,32 @@ def sign_in_refusal(*, email: str, groups: list[str]) -> SignInRefused | None:
 
 def sso_teams_sync(*, user: User, groups: list[str]) -> dict[str, str]:
     """Bring ``user``'s memberships of the teams named in ``OIDC_GROUP_TEAMS`` in line with
-    their groups (join, change role, leave); teams the setting does not name are left to team
-    admins. Returns the grants applied."""
-    return team_grants(groups)
+    their groups: join (as member or team admin), change role, leave. The identity provider
+    is authoritative for these teams, so leaving goes through even for a team's last admin;
+    teams the setting does not name are left to team admins. A named team that does not exist
+    is skipped (staff create teams). Returns the grants (slug → role) now in force."""
+    grants = team_grants(groups)
+    named = {target.partition(":")[0] for target in settings.OIDC_GROUP_TEAMS.values()}
+    teams = {team.slug: team for team in Team.objects.filter(slug__in=named)}
+    memberships = {
+        membership.team.slug: membership
+        for membership in Membership.objects.select_related("team").filter(
+            user=user, team__slug__in=named
+        )
+    }
+    for slug, team in teams.items():
+        membership, role = memberships.get(slug), grants.get(slug)
+        if role is None and membership is not None:
+            teams_services.membership_remove(membership=membership, keep_last_admin=False)
+        elif role is not None and membership is None:
+            teams_services.membership_add(team=team, user=user, role=role)
+        elif role is not None and membership.role != role:
+            try:
+                teams_services.membership_role_set(membership=membership, role=role)
+            except Conflict:
+                # The team's last admin stays one until another admin exists.
+                logger.warning("sso kept the last team admin", extra={"team": slug})
+    return {slug: role for slug, role in grants.items() if slug in teams}
 
 
 def sso_sign_in(*, claims: dict) -> User:

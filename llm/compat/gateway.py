@@ -51,6 +51,8 @@ from llm.providers import (
 from llm.providers.context import PER_MESSAGE_OVERHEAD, REPLY_PRIMING
 from project import errors as domain
 from project.api.errors import status_for
+from teams.models import Team
+from teams.selectors import TEAM_HEADER, team_for_call
 
 logger = logging.getLogger("parley.llm.compat")
 # Tasks that account for streams whose client went away: kept referenced until they finish.
@@ -69,6 +71,7 @@ class Call:
     id: uuid.UUID = field(default_factory=uuid.uuid4)
     user: User | None = None
     api_key: ApiKey | None = None
+    team: Team | None = None  # the team the call is charged to
     request: GatewayRequest | None = None
     model: LLMModel | None = None
     target: ProviderTarget | None = None
@@ -176,6 +179,7 @@ def _resolve(call: Call) -> None:
             input_tokens_estimate=prompt_size,
             max_tokens=max_tokens,
             reference=f"gateway:{call.id}",
+            team=call.team,
         )
     except domain.DomainError as exc:
         raise _domain_refusal(exc) from None
@@ -191,6 +195,14 @@ def _open(
         call.user, call.api_key = caller_authenticate(http_request, x_api_key=x_api_key)
         http_request.user = call.user  # for the access log line
         try:
+            try:
+                call.team = team_for_call(
+                    user=call.user,
+                    api_key=call.api_key,
+                    requested=http_request.headers.get(TEAM_HEADER),
+                )
+            except domain.DomainError as exc:
+                raise _domain_refusal(exc) from None
             call.request = parse()
             _resolve(call)
         except GatewayError as error:
@@ -258,6 +270,7 @@ def _record(
         id=call.id,
         user=call.user,
         api_key=call.api_key,
+        team=call.team,
         model=call.model,
         model_requested=(request.model if request else "")[:128],
         endpoint=call.endpoint,
@@ -285,6 +298,7 @@ def _record(
             record.usage = Usage.objects.create(
                 user=call.user,
                 api_key=call.api_key,
+                team=call.team,
                 model=call.model,
                 input_tokens=input_tokens,
                 output_tokens=output_tokens,

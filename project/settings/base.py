@@ -40,6 +40,7 @@ INSTALLED_APPS = [
     "jobs",
     "llm",
     "budgets",
+    "teams",
     "sso",
     "selfservice",
 ]
@@ -278,7 +279,7 @@ SPECTACULAR_SETTINGS = {
         "project.api.schema.add_error_responses",
         "project.api.schema.document_empty_query_values",
     ],
-    "ENUM_NAME_OVERRIDES": {},
+    "ENUM_NAME_OVERRIDES": {"TeamRoleEnum": "teams.models.TeamRole"},
 }
 
 # --- CORS -----------------------------------------------------------------------------------

@@ -140,3 +140,27 @@ def test_a_discovery_document_naming_another_issuer_is_refused(sso, live_server,
     settings.OIDC_ISSUER = sso.issuer + "/"  # the document says it without the slash
     page = httpx.get(f"{live_server.url}/sso/login/")
     assert page.status_code == 403 and "names another issuer" in page.text
+
+
+def test_groups_set_team_memberships_at_every_sign_in(sso, live_server):
+    from teams.models import Membership
+    from teams.services import membership_add, team_create
+
+    data = team_create(name="Data", slug="data")
+    everyone = team_create(name="Everyone", slug="everyone")
+    hand_made = team_create(name="Reading group", slug="reading")  # not in OIDC_GROUP_TEAMS
+
+    with person_client(sso) as client:
+        assert sign_in_through_provider(client, live_server.url, login="ada").status_code == 200
+    ada = User.objects.get(email="ada@acme.example")
+    membership_add(team=hand_made, user=ada)
+    roles = dict(Membership.objects.filter(user=ada).values_list("team__slug", "role"))
+    assert roles == {"data": "admin", "everyone": "member", "reading": "member"}
+
+    # The provider drops Ada from "data": at her next sign-in she leaves that team only.
+    sso.set_users({"ada": {"email": "ada@acme.example", "groups": ["parley"]}})
+    with person_client(sso) as client:
+        assert sign_in_through_provider(client, live_server.url, login="ada").status_code == 200
+    roles = dict(Membership.objects.filter(user=ada).values_list("team__slug", "role"))
+    assert roles == {"everyone": "member", "reading": "member"}
+    assert data.memberships.count() == 0 and everyone.memberships.count() == 1
