@@ -9,6 +9,11 @@ from accounts.models import ApiKey, User
 from accounts.services import API_KEY_PREFIX, api_key_hash
 
 
+def user_by_email(*, email: str) -> User | None:
+    """The active account with this email (any letter case), else None."""
+    return User.objects.with_email(email.strip()).filter(is_active=True).first()
+
+
 def api_key_list(*, owner: User) -> QuerySet[ApiKey]:
     return ApiKey.objects.filter(owner=owner)
 

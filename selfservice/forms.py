@@ -5,6 +5,8 @@ from django.conf import settings
 from django.contrib.auth.forms import AuthenticationForm
 from django.utils import timezone
 
+from teams.models import TeamRole
+
 
 class PasswordSignInForm(AuthenticationForm):
     def clean(self):
@@ -25,3 +27,8 @@ class ApiKeyCreateForm(forms.Form):
     def expires_at(self):
         days = self.cleaned_data.get("expires_in_days")
         return timezone.now() + timedelta(days=days) if days else None
+
+
+class TeamMemberAddForm(forms.Form):
+    email = forms.EmailField()
+    role = forms.ChoiceField(choices=TeamRole.choices, initial=TeamRole.MEMBER)
