@@ -1,7 +1,8 @@
 """A person uses the self-service page in a real Chromium: signs in through a real OpenID
 provider (node's oidc-provider, its own login and consent pages), reads their budgets, usage and
 teams, creates an API key (shown once) and revokes it, adds a member to the team they administer,
-signs out; someone from another email domain is refused. Screenshots of each step go to the
+signs out; someone from another email domain is refused; staff sign in to the admin the
+same way. Screenshots of each step go to the
 test's temporary folder (printed); copies are in docs/screenshots/."""
 
 from datetime import timedelta
@@ -146,3 +147,36 @@ def test_a_person_signs_in_with_sso_and_manages_keys_and_team(
     assert ApiKey.objects.get(prefix=prefix).revoked_at is not None
     assert Membership.objects.filter(team__slug="data", user__email="carol@acme.example").exists()
     assert not User.objects.filter(email="eve@elsewhere.example").exists()
+
+
+def test_staff_sign_in_to_the_admin_through_the_provider(
+    chromium,
+    live_server,
+    sso,  # noqa: F811  (the fixture imported above)
+    tmp_path,
+    settings,
+):
+    from playwright.sync_api import sync_playwright
+
+    settings.OIDC_PROVIDER_NAME = "Acme ID"
+    User.objects.create_user("bob@acme.example", is_staff=True, is_superuser=True)
+    print(f"\nscreenshots: {tmp_path}")
+
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=chromium, args=LAUNCH_ARGS)
+        try:
+            page = browser.new_page(viewport={"width": 1100, "height": 700})
+            page.set_default_timeout(15_000)
+            page.goto(f"{live_server.url}/admin/")
+            page.screenshot(path=tmp_path / "09-admin-sign-in.png", full_page=True)
+            page.click("#sso-sign-in")
+            page.fill("input[name=login]", "bob")
+            page.fill("input[name=password]", "correct horse")
+            page.click("button[type=submit]")
+            page.wait_for_selector("text=Authorize")
+            page.click("button[type=submit]")
+            page.wait_for_url(f"{live_server.url}/admin/")
+            assert "Site administration" in page.content()
+            page.screenshot(path=tmp_path / "10-admin-signed-in.png", full_page=True)
+        finally:
+            browser.close()
