@@ -7,6 +7,7 @@ import hmac
 import jwt
 from django.conf import settings
 from django.contrib.auth import get_user_model
+from django.core.exceptions import SuspiciousOperation
 from mozilla_django_oidc.auth import OIDCAuthenticationBackend
 
 from project.errors import SignInRefused
@@ -117,6 +118,15 @@ class OIDCBackend(OIDCAuthenticationBackend):
                 "id_token_wrong_nonce",
             )
         return payload
+
+    def retrieve_matching_jwk(self, token):
+        try:
+            return super().retrieve_matching_jwk(token)
+        except SuspiciousOperation:
+            raise _refused(
+                "The ID token is signed with a key the identity provider does not publish.",
+                "id_token_unknown_key",
+            ) from None
 
     def get_userinfo(self, access_token, id_token, payload) -> dict:
         claims = super().get_userinfo(access_token, id_token, payload)

@@ -17,6 +17,8 @@ from sso.discovery import provider_metadata
 
 logger = logging.getLogger(__name__)
 
+STALE_SIGN_IN = "This sign-in has expired or was started in another browser; please sign in again."
+
 
 def refused(request: HttpRequest, message: str, *, code: str, status: int = 403) -> HttpResponse:
     # Flushes the session whoever holds it: a refused sign-in leaves no session at all, not
@@ -62,11 +64,10 @@ class CallbackView(OIDCAuthenticationCallbackView):
             return super().get(request)
         except DomainError as error:
             return _domain_refusal(request, error)
-        except SuspiciousOperation as error:
-            # The library's own refusals: an unknown state, no matching signing key.
-            return refused(
-                request, f"The sign-in could not be verified: {error}", code="sso_invalid"
-            )
+        except SuspiciousOperation:
+            # The library's own refusal: a state this browser's session did not start.
+            logger.warning("sso callback refused by the library", exc_info=True)
+            return refused(request, STALE_SIGN_IN, code="sso_state_unknown")
         except requests.RequestException:
             logger.warning("sso token exchange failed", exc_info=True)
             return refused(
@@ -83,8 +84,4 @@ class CallbackView(OIDCAuthenticationCallbackView):
                 f"The identity provider refused the sign-in: {description[:200]}",
                 code="sso_provider_refused",
             )
-        return refused(
-            self.request,
-            "The sign-in could not be completed (it may have expired); please try again.",
-            code="sso_incomplete",
-        )
+        return refused(self.request, STALE_SIGN_IN, code="sso_incomplete")

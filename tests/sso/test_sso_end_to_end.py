@@ -72,6 +72,7 @@ def test_the_provider_rotating_its_signing_key_does_not_stop_sign_in(sso, live_s
         ("wrong_audience", "issued for another application"),
         ("wrong_nonce", "does not belong to this sign-in"),
         ("expired", "has expired"),
+        ("unknown_key", "signed with a key the identity provider does not publish"),
     ],
 )
 def test_an_id_token_that_fails_a_check_is_refused_with_a_clear_message(
@@ -164,3 +165,11 @@ def test_groups_set_team_memberships_at_every_sign_in(sso, live_server):
     roles = dict(Membership.objects.filter(user=ada).values_list("team__slug", "role"))
     assert roles == {"everyone": "member", "reading": "member"}
     assert data.memberships.count() == 0 and everyone.memberships.count() == 1
+
+
+def test_a_callback_this_browser_did_not_start_is_refused(sso, live_server):
+    with person_client(sso) as stranger:
+        page = stranger.get(f"{live_server.url}/sso/callback/?code=stolen&state=guessed")
+        assert page.status_code == 403
+        assert "started in another browser" in page.text
+        assert "sessionid" not in stranger.cookies

@@ -12,8 +12,9 @@
 //                             and used from now on; the previous ones stay published unless
 //                             retired
 //   POST /__test__/misbehave  {"mode": "wrong_issuer" | "wrong_audience" | "wrong_nonce" |
-//                             "expired" | null}: the token endpoint's next ID tokens are
-//                             re-signed with the provider's own key but that one claim wrong
+//                             "expired" | "unknown_key" | null}: the token endpoint's next ID
+//                             tokens are re-signed with the provider's own key but that one
+//                             claim wrong (or, for unknown_key, with a key it never published)
 import http from 'node:http';
 
 import * as jose from 'jose';
@@ -104,7 +105,8 @@ function build() {
     await next();
     if (ctx.path === '/token' && misbehaviour && ctx.body?.id_token) {
       const claims = mangle(jose.decodeJwt(ctx.body.id_token));
-      const [current] = signingKeys;
+      // "unknown_key": signed by a key the provider never published.
+      const [current] = misbehaviour === 'unknown_key' ? [await newSigningKey()] : signingKeys;
       const key = await jose.importJWK(current, 'RS256');
       ctx.body = {
         ...ctx.body,
