@@ -10,6 +10,7 @@ from django.db import transaction
 
 from accounts import services as accounts_services
 from accounts.models import User
+from audit.services import audit_record
 from project.errors import Conflict, SignInRefused
 from teams import services as teams_services
 from teams.models import Membership, Team
@@ -52,20 +53,34 @@ def team_grants(groups: Iterable[str]) -> dict[str, str]:
 
 
 def sign_in_refusal(*, email: str, groups: list[str]) -> SignInRefused | None:
-    """Why the allow-lists refuse this person, or None."""
+    """Why the allow-lists refuse this person, or None. ``details`` names the email, for the
+    audit log."""
     domain = email.rpartition("@")[2].lower()
     allowed_domains = [d.lower().lstrip("@") for d in settings.OIDC_ALLOWED_EMAIL_DOMAINS]
     if allowed_domains and domain not in allowed_domains:
         return SignInRefused(
-            f"Email addresses at {domain} may not sign in to Parley.", code="sso_domain_not_allowed"
+            f"Email addresses at {domain} may not sign in to Parley.",
+            code="sso_domain_not_allowed",
+            details={"email": email},
         )
     allowed_groups = settings.OIDC_ALLOWED_GROUPS
     if allowed_groups and not set(groups) & set(allowed_groups):
         return SignInRefused(
             "Your identity provider does not list you in a group allowed to use Parley.",
             code="sso_group_not_allowed",
+            details={"email": email},
         )
     return None
+
+
+def sso_refusal_record(*, code: str, email: str = "") -> None:
+    """A refused single sign-on in the audit log, as a failed sign-in with its reason."""
+    audit_record(
+        action="auth.sign_in_failed",
+        target_type="accounts.user",
+        target_repr=email[:254],
+        data={"email": email[:254], "method": "oidc", "reason": code},
+    )
 
 
 def sso_teams_sync(*, user: User, groups: list[str]) -> dict[str, str]:
@@ -131,6 +146,7 @@ def sso_sign_in(*, claims: dict) -> User:
             raise SignInRefused(
                 "This account has been deactivated; ask staff to reactivate it.",
                 code="account_inactive",
+                details={"email": user.email},
             )
         sso_teams_sync(user=user, groups=groups)
     return user

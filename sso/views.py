@@ -13,6 +13,7 @@ from django.views import View
 from mozilla_django_oidc.views import OIDCAuthenticationCallbackView, OIDCAuthenticationRequestView
 
 from project.errors import DomainError, Unavailable
+from sso import services
 from sso.discovery import provider_metadata
 
 logger = logging.getLogger(__name__)
@@ -20,20 +21,25 @@ logger = logging.getLogger(__name__)
 STALE_SIGN_IN = "This sign-in has expired or was started in another browser; please sign in again."
 
 
-def refused(request: HttpRequest, message: str, *, code: str, status: int = 403) -> HttpResponse:
+def refused(
+    request: HttpRequest, message: str, *, code: str, status: int = 403, email: str = ""
+) -> HttpResponse:
     # Flushes the session whoever holds it: a refused sign-in leaves no session at all, not
     # an older signed-in one, not the sign-in's own state.
     auth.logout(request)
     logger.info("sso sign-in refused", extra={"code": code})
+    services.sso_refusal_record(code=code, email=email)
     return render(request, "sso/refused.html", {"message": message, "code": code}, status=status)
 
 
 def _domain_refusal(request: HttpRequest, error: DomainError) -> HttpResponse:
+    email = error.details.get("email", "") if isinstance(error.details, dict) else ""
     return refused(
         request,
         error.message,
         code=error.code,
         status=503 if isinstance(error, Unavailable) else 403,
+        email=email,
     )
 
 
@@ -60,6 +66,7 @@ class CallbackView(OIDCAuthenticationCallbackView):
     def get(self, request: HttpRequest) -> HttpResponse:
         if not settings.OIDC_ISSUER:
             raise Http404("Single sign-on is not configured.")
+        request.sign_in_method = "oidc"  # for the audit log's sign-in record
         try:
             return super().get(request)
         except DomainError as error:

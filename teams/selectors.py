@@ -127,6 +127,17 @@ def team_for_admin(*, user: User, team: str | int) -> Team:
     return found
 
 
+def team_for_usage(*, user: User, team: str | int) -> Team:
+    """The team whose usage ``user`` may read: any team for staff, else one they administer
+    (``NotFound`` / ``NotAllowed`` as ``team_for_admin``)."""
+    if user.is_staff:
+        found = Team.objects.filter(**_naming(str(team))).first()
+        if found is None:
+            raise NotFound(f"No team '{team}'.", code="team_not_found")
+        return found
+    return team_for_admin(user=user, team=team)
+
+
 def team_members(*, team: Team) -> QuerySet[Membership]:
     return Membership.objects.filter(team=team).select_related("user").order_by("user__email")
 

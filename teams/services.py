@@ -10,6 +10,7 @@ from django.db import IntegrityError, transaction
 
 from accounts.models import ApiKey, User
 from accounts.services import IssuedApiKey, api_key_create, api_key_revoke, user_deactivate
+from audit.services import audit_record
 from budgets.models import Budget
 from budgets.services import budget_delete, budget_set, money
 from project.errors import Conflict, InvalidInput, NotAllowed
@@ -37,15 +38,18 @@ def team_create(*, name: str, slug: str) -> Team:
     Budget.objects.filter(user=service_user, team__isnull=True).delete()
     try:
         with transaction.atomic():
-            return Team.objects.create(name=name, slug=slug, service_user=service_user)
+            team = Team.objects.create(name=name, slug=slug, service_user=service_user)
     except IntegrityError:  # lost a race for the slug
         raise InvalidInput(f"The slug '{slug}' is taken.", code="slug_taken") from None
+    audit_record(action="team.created", target=team, data={"name": name, "slug": slug})
+    return team
 
 
 def team_update(*, team: Team, name: str | None = None) -> Team:
-    if name is not None:
-        team.name = name
+    if name is not None and name != team.name:
+        before, team.name = team.name, name
         team.save(update_fields=["name"])
+        audit_record(action="team.updated", target=team, changes={"name": (before, name)})
     return team
 
 
@@ -57,6 +61,7 @@ def team_delete(*, team: Team) -> None:
     for key in ApiKey.objects.filter(team_scope__team=team, revoked_at__isnull=True):
         api_key_revoke(api_key=key)
     user_deactivate(user=team.service_user)
+    audit_record(action="team.deleted", target=team, data={"slug": team.slug})
     team.delete()
 
 
@@ -81,9 +86,15 @@ def membership_add(*, team: Team, user: User, role: str = TeamRole.MEMBER) -> Me
     has_default = Membership.objects.filter(user=user, is_default=True).exists()
     try:
         with transaction.atomic():
-            return Membership.objects.create(
+            membership = Membership.objects.create(
                 team=team, user=user, role=role, is_default=not has_default
             )
+            audit_record(
+                action="team.member_added",
+                target=team,
+                data={"user_id": user.pk, "email": user.email, "role": role},
+            )
+            return membership
     except IntegrityError:
         raise Conflict(
             f"{user.email} is already in team '{team.slug}'.", code="already_member"
@@ -102,8 +113,16 @@ def membership_role_set(*, membership: Membership, role: str) -> Membership:
         and not _admins_left(membership.team, without=membership)
     ):
         raise Conflict("A team needs at least one team admin.", code="last_team_admin")
+    before = Membership.objects.filter(pk=membership.pk).values_list("role", flat=True).first()
     membership.role = role
     membership.save(update_fields=["role"])
+    if before != role:
+        audit_record(
+            action="team.member_role_changed",
+            target=membership.team,
+            changes={"role": (before, role)},
+            data={"user_id": membership.user_id},
+        )
     return membership
 
 
@@ -126,6 +145,11 @@ def membership_remove(*, membership: Membership, keep_last_admin: bool = True) -
         revoked += 1
     was_default = membership.is_default
     membership.delete()
+    audit_record(
+        action="team.member_removed",
+        target=team,
+        data={"user_id": user.pk, "email": user.email, "personal_keys_revoked": revoked},
+    )
     if was_default:
         successor = Membership.objects.filter(user=user).order_by("created_at", "pk").first()
         if successor is not None:
@@ -164,6 +188,16 @@ def team_api_key_create(
     owner = team.service_user if service else created_by
     issued = api_key_create(owner=owner, name=name, expires_at=expires_at)
     TeamApiKey.objects.create(api_key=issued.api_key, team=team, created_by=created_by)
+    audit_record(
+        action="team.api_key_created",
+        target=team,
+        data={
+            "api_key_id": issued.api_key.pk,
+            "prefix": issued.api_key.prefix,
+            "kind": "service" if service else "personal",
+            "created_by": created_by.pk,
+        },
+    )
     return issued
 
 
@@ -208,16 +242,34 @@ def member_budget_set(
             f"A member budget cannot exceed the team's {period} budget ({exceeded}).",
             code="exceeds_team_budget",
         )
-    return budget_set(
+    budget = budget_set(
         user=membership.user,
         team=team,
         period=period,
         limit_usd=limit_usd,
         limit_tokens=limit_tokens,
     )
+    audit_record(
+        action="team.member_budget_set",
+        target=team,
+        data={
+            "user_id": membership.user_id,
+            "period": period,
+            "limit_usd": budget.limit_usd,
+            "limit_tokens": budget.limit_tokens,
+        },
+    )
+    return budget
 
 
+@transaction.atomic
 def member_budget_delete(*, budget: Budget) -> None:
+    audit_record(
+        action="team.member_budget_removed",
+        target_type="teams.team",
+        target_id=str(budget.team_id),
+        data={"user_id": budget.user_id, "period": budget.period},
+    )
     budget_delete(budget=budget)
 
 

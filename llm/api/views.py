@@ -22,6 +22,7 @@ from llm.exports import ExportFile, conversation_export
 from llm.models import Conversation, Message
 from project.errors import InvalidInput
 from teams.api.context import TEAM_HEADER_PARAMETER, request_team
+from teams.selectors import team_for_usage
 
 MAX_USAGE_RANGE_DAYS = 366
 IDEMPOTENCY_KEY_MAX = 255
@@ -378,10 +379,11 @@ class MessageViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.
 class UsageView(APIView):
     @extend_schema(
         tags=["usage"],
-        summary="Tokens and cost by day, by model and by API key",
+        summary="Tokens and cost by day, model, API key, team and user",
         description="Completed replies between `since` and `until` (UTC dates, both included; at "
         f"most {MAX_USAGE_RANGE_DAYS} days). Cost is USD as a decimal string. Staff may pass "
-        "`user` to see anyone's.",
+        "`user` to see anyone's. `team` (id or slug) gives a team's usage, every member's calls "
+        "charged to it, to its team admins and staff (another team: 404).",
         parameters=[serializers.UsageQuerySerializer],
         responses={200: serializers.UsageReportSerializer},
     )
@@ -397,6 +399,10 @@ class UsageView(APIView):
             raise InvalidInput(
                 f"At most {MAX_USAGE_RANGE_DAYS} days at once.", code="range_too_long"
             )
+        if "team" in query.validated_data:
+            team_id = team_for_usage(user=request.user, team=query.validated_data["team"]).pk
+            report = selectors.usage_report(team_id=team_id, since=since, until=until)
+            return Response(serializers.UsageReportSerializer(report).data)
         user_id = query.validated_data.get("user", request.user.pk)
         if user_id != request.user.pk and not request.user.is_staff:
             raise PermissionDenied("Only staff can see another user's usage.")

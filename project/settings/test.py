@@ -13,3 +13,9 @@ STORAGES = {
 REST_FRAMEWORK["DEFAULT_THROTTLE_RATES"] = dict.fromkeys(
     REST_FRAMEWORK["DEFAULT_THROTTLE_RATES"], "1000/minute"
 )
+
+if DATABASES["default"]["ENGINE"].endswith("sqlite3"):  # noqa: F405
+    # A file, like the running service's (WAL, BEGIN IMMEDIATE, a lock timeout): Django's default
+    # shared-cache in-memory test database fails concurrent writers with "database table is
+    # locked" at once instead of waiting, so live concurrency tests could not run on SQLite.
+    DATABASES["default"]["TEST"] = {"NAME": str(VAR_DIR / "test.sqlite3")}  # noqa: F405

@@ -333,13 +333,13 @@ def test_tools_pass_through_in_the_providers_format_and_calls_come_back(standin_
     if name == "openai":
         assert call["function"]["name"] == "lookup"
         assert call["id"].startswith("call_")
-        assert call["function"]["arguments"] == '{"echo": "find the weather"}'
+        assert call["function"]["arguments"] == "{}"  # what the empty schema allows
     else:
         assert call == {
             "type": "tool_use",
             "id": call["id"],
             "name": "lookup",
-            "input": {"echo": "find the weather"},
+            "input": {},
         }
 
 

@@ -6,6 +6,7 @@ import httpx
 import pytest
 
 from accounts.models import ApiKey, User
+from audit.models import AuditEvent
 from accounts.services import api_key_create
 from tests.sso.provider import person_client, sign_in_through_provider
 
@@ -36,6 +37,9 @@ def test_first_sign_in_creates_the_account_and_signs_in(sso, live_server):
     user = User.objects.get(email="ada@acme.example")
     assert user.name == "Ada Lovelace"
     assert not user.has_usable_password()  # they sign in through the provider
+    recorded = AuditEvent.objects.filter(target_id=str(user.pk)).values_list("action", "data")
+    assert ("user.created", {"via": "oidc"}) in list(recorded)
+    assert ("auth.sign_in", {"method": "oidc"}) in list(recorded)
 
 
 def test_the_admin_accepts_a_staff_member_signing_in_through_the_provider(sso, live_server):
@@ -86,6 +90,8 @@ def test_an_id_token_that_fails_a_check_is_refused_with_a_clear_message(
         assert "sessionid" not in client.cookies
         assert "/account/login/" in str(client.get(f"{live_server.url}/account/").url)
     assert not User.objects.filter(email="ada@acme.example").exists()
+    failure = AuditEvent.objects.get(action="auth.sign_in_failed")
+    assert failure.data["method"] == "oidc" and failure.data["reason"].startswith("id_token_")
 
 
 @pytest.mark.parametrize(
@@ -128,6 +134,14 @@ def test_someone_dropped_from_the_allowed_group_is_refused_and_loses_sessions_an
     )
     assert models.status_code == 401
     assert ApiKey.objects.get(pk=issued.api_key.pk).revoked_at is not None
+    ended = AuditEvent.objects.get(action="user.access_ended")
+    assert ended.target_id == str(user.pk) and ended.data["api_keys_revoked"] == [issued.api_key.pk]
+    refusal = AuditEvent.objects.get(action="auth.sign_in_failed")
+    assert refusal.data == {
+        "email": "bob@acme.example",
+        "method": "oidc",
+        "reason": "sso_group_not_allowed",
+    }
 
 
 def test_a_person_deactivated_by_staff_is_refused_by_single_sign_on(sso, live_server):

@@ -6,6 +6,7 @@ from decimal import Decimal
 import pytest
 
 from accounts.services import api_key_create
+from audit.models import AuditEvent
 from budgets.models import Budget
 from budgets.services import budget_set
 from teams.models import Membership
@@ -56,7 +57,7 @@ def test_making_a_team_the_default(auth_client, user, team):
     assert Membership.objects.get(user=user, is_default=True).team == second
 
 
-def test_an_admin_adds_changes_and_removes_members(auth_client, team):
+def test_an_admin_adds_changes_and_removes_members(auth_client, user, team):
     newcomer = UserFactory(email="newcomer@example.com")
     added = auth_client.post(
         f"/api/v1/teams/{team.pk}/members/", {"email": "NEWCOMER@example.com"}, format="json"
@@ -75,6 +76,16 @@ def test_an_admin_adds_changes_and_removes_members(auth_client, team):
     assert {m["email"]: m["role"] for m in listed}["newcomer@example.com"] == "admin"
     assert auth_client.delete(f"/api/v1/teams/{team.pk}/members/{newcomer.pk}/").status_code == 204
     assert not Membership.objects.filter(team=team, user=newcomer).exists()
+    logged = list(
+        AuditEvent.objects.filter(target_type="teams.team", target_id=str(team.pk))
+        .order_by("id")
+        .values_list("action", "actor_email")
+    )
+    assert logged[-3:] == [
+        ("team.member_added", user.email),
+        ("team.member_role_changed", user.email),
+        ("team.member_removed", user.email),
+    ]
 
 
 def test_adding_someone_without_an_account_is_a_clear_400(auth_client, team):
