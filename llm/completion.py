@@ -9,7 +9,7 @@ idle all that time."""
 import logging
 
 import redis
-from django.db import connection, transaction
+from django.db import transaction
 
 from jobs.exceptions import (
     JobCancelled,
@@ -36,6 +36,7 @@ from llm.providers import (
 from llm.selectors import message_path
 from llm.services import message_transition, reply_fall_back
 from llm.titles import conversation_title_request
+from project.db import connection_give_back
 from project.errors import BudgetExceeded, InvalidTransition, NotAllowed
 
 logger = logging.getLogger("parley.llm")
@@ -129,10 +130,8 @@ def _start_attempt(message: Message, job: Job) -> None:
 
 
 def _release_database_connection() -> None:
-    # Back to the pool (or closed) while the provider streams; Django reconnects on the next
-    # query. Inside a transaction (the test suite's) there is nothing to give back.
-    if not connection.in_atomic_block:
-        connection.close()
+    # Back to the pool (or closed) while the provider streams.
+    connection_give_back()
 
 
 def _stream_reply(

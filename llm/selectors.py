@@ -4,13 +4,12 @@ figures. Every usage total is built from ``USAGE_SUMS``, so all reports add up t
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
-from decimal import Decimal
 from uuid import UUID
 
 from django.contrib.postgres.aggregates import ArrayAgg
 from django.contrib.postgres.search import SearchHeadline, SearchQuery, SearchRank, SearchVector
 from django.db import connection
-from django.db.models import Count, DecimalField, F, Max, Q, QuerySet, Sum
+from django.db.models import Count, F, Max, Q, QuerySet, Sum
 from django.db.models.functions import Coalesce, TruncDate
 from django.shortcuts import get_object_or_404
 
@@ -28,7 +27,6 @@ from llm.models import (
     ModelFallback,
     Usage,
 )
-from llm.providers.pricing import COST_QUANTUM
 from project.errors import InvalidInput
 
 
@@ -343,16 +341,10 @@ class UsageReport:
 USAGE_SUMS = {
     "input_tokens": Coalesce(Sum("input_tokens"), 0),
     "output_tokens": Coalesce(Sum("output_tokens"), 0),
-    "cost": Coalesce(
-        Sum("cost"), Decimal(0), output_field=DecimalField(max_digits=14, decimal_places=6)
-    ),
+    # Integer micro-dollars: exact sums on every database.
+    "cost_micros": Coalesce(Sum("cost_micros"), 0),
     "requests": Count("id"),
 }
-
-
-def _quantised(cost) -> Decimal:
-    # SQLite sums decimals as floats; quantise back to the stored precision.
-    return Decimal(cost).quantize(COST_QUANTUM)
 
 
 def _usage_between(since: date, until: date) -> QuerySet[Usage]:
@@ -413,7 +405,8 @@ def usage_report(
 def usage_totals(*, since: date, until: date, group_by: str) -> list[dict]:
     """Everyone's usage between two UTC dates grouped by ``user`` (email), ``model`` (slug),
     ``day``, ``api_key`` (``<prefix> (<name>)``, "-" for JWT requests) or ``team`` (slug, "-"
-    for calls charged to no team), for operators' reports; cost stays Decimal."""
+    for calls charged to no team), for operators' reports; cost in micro-dollars
+    (``cost_micros``)."""
     rows = _usage_between(since, until)
     group = {
         "user": F("user__email"),
@@ -431,9 +424,7 @@ def usage_totals(*, since: date, until: date, group_by: str) -> list[dict]:
     if group_by == "team":
         for row in grouped:
             row["group_key"] = row["group_key"] or "-"
-    return [
-        {group_by: row.pop("group_key"), **row, "cost": _quantised(row["cost"])} for row in grouped
-    ]
+    return [{group_by: row.pop("group_key"), **row} for row in grouped]
 
 
 def conversations_purgeable(
@@ -459,7 +450,7 @@ LATENCY_SAMPLE_LIMIT = 50_000
 class DayUsage:
     day: date
     tokens: int
-    cost: Decimal
+    cost_micros: int
 
 
 def usage_by_day(*, days: int, today: date) -> list[DayUsage]:
@@ -477,23 +468,23 @@ def usage_by_day(*, days: int, today: date) -> list[DayUsage]:
         day = first + timedelta(days=offset)
         row = by_day.get(day)
         tokens = row["input_tokens"] + row["output_tokens"] if row else 0
-        result.append(DayUsage(day, tokens, _quantised(row["cost"] if row else 0)))
+        result.append(DayUsage(day, tokens, row["cost_micros"] if row else 0))
     return result
 
 
 def usage_top_spenders(*, since: datetime, limit: int = 10) -> list[dict]:
-    """The users who spent most since ``since``: email, tokens, cost, requests."""
+    """The users who spent most since ``since``: email, tokens, cost_micros, requests."""
     rows = (
         Usage.objects.filter(created_at__gte=since)
         .values(email=F("user__email"))
         .annotate(**USAGE_SUMS)
-        .order_by("-cost", "email")[:limit]
+        .order_by("-cost_micros", "email")[:limit]
     )
     return [
         {
             "email": row["email"],
             "tokens": row["input_tokens"] + row["output_tokens"],
-            "cost": _quantised(row["cost"]),
+            "cost_micros": row["cost_micros"],
             "requests": row["requests"],
         }
         for row in rows
@@ -502,19 +493,19 @@ def usage_top_spenders(*, since: datetime, limit: int = 10) -> list[dict]:
 
 def usage_by_team(*, since: datetime) -> list[dict]:
     """Spend per team since ``since`` (calls charged to no team in one "-" row), most first:
-    team slug and name, tokens, cost, requests. One query."""
+    team slug and name, tokens, cost_micros, requests. One query."""
     rows = (
         Usage.objects.filter(created_at__gte=since)
         .values(slug=F("team__slug"), name=F("team__name"))
         .annotate(**USAGE_SUMS)
-        .order_by("-cost", "slug")
+        .order_by("-cost_micros", "slug")
     )
     return [
         {
             "slug": row["slug"] or "-",
             "name": row["name"] or "(no team)",
             "tokens": row["input_tokens"] + row["output_tokens"],
-            "cost": _quantised(row["cost"]),
+            "cost_micros": row["cost_micros"],
             "requests": row["requests"],
         }
         for row in rows

@@ -4,6 +4,7 @@ from django.contrib import admin, messages
 from django.db.models import Count, QuerySet
 from django.http import HttpRequest
 
+from budgets.admin import BudgetForm
 from budgets.models import Budget
 from budgets.services import budget_delete, budget_save
 from project.errors import DomainError
@@ -21,6 +22,7 @@ class MembershipInline(admin.TabularInline):
 
 class TeamBudgetInline(admin.TabularInline):
     model = Budget
+    form = BudgetForm  # the limit typed in dollars, stored in micro-dollars
     fk_name = "team"
     extra = 0
     fields = ["user", "period", "limit_usd", "limit_tokens"]

@@ -4,7 +4,6 @@
 
 import uuid
 from datetime import datetime
-from decimal import Decimal
 
 from django.db import IntegrityError, transaction
 
@@ -12,8 +11,9 @@ from accounts.models import ApiKey, User
 from accounts.services import IssuedApiKey, api_key_create, api_key_revoke, user_deactivate
 from audit.services import audit_record
 from budgets.models import Budget
-from budgets.services import budget_delete, budget_set, money
+from budgets.services import budget_delete, budget_set
 from project.errors import Conflict, InvalidInput, NotAllowed
+from project.money import usd
 from teams.models import Membership, Team, TeamApiKey, TeamRole
 
 SERVICE_EMAIL_DOMAIN = "service.parley.invalid"  # .invalid: never a real mailbox or IdP login
@@ -207,15 +207,15 @@ def team_api_key_revoke(*, api_key: ApiKey) -> ApiKey:
 
 
 def _team_budget_exceeded(
-    team: Team, period: str, limit_usd: Decimal | None, limit_tokens: int | None
+    team: Team, period: str, limit_micros: int | None, limit_tokens: int | None
 ) -> str | None:
     team_budget = Budget.objects.filter(team=team, user__isnull=True, period=period).first()
     if team_budget is None:
         return None
-    if team_budget.limit_usd is not None and (
-        limit_usd is None or money(limit_usd) > team_budget.limit_usd
+    if team_budget.limit_micros is not None and (
+        limit_micros is None or limit_micros > team_budget.limit_micros
     ):
-        return f"${team_budget.limit_usd}"
+        return f"${usd(team_budget.limit_micros)}"
     if team_budget.limit_tokens is not None and (
         limit_tokens is None or limit_tokens > team_budget.limit_tokens
     ):
@@ -228,15 +228,15 @@ def member_budget_set(
     *,
     membership: Membership,
     period: str,
-    limit_usd: Decimal | None = None,
+    limit_micros: int | None = None,
     limit_tokens: int | None = None,
 ) -> Budget:
-    """Cap what one member may spend of the team's money per ``period`` (their calls charged
+    """Cap (in micro-dollars and/or tokens) what one member may spend of the team's money per ``period`` (their calls charged
     to the team; the team's own budget still applies). It cannot exceed the team's budget of
     the same period in either measure, nor leave a measure uncapped that the team caps."""
     team = membership.team
     Team.objects.select_for_update().filter(pk=team.pk).first()  # vs. a concurrent team cap change
-    exceeded = _team_budget_exceeded(team, period, limit_usd, limit_tokens)
+    exceeded = _team_budget_exceeded(team, period, limit_micros, limit_tokens)
     if exceeded is not None:
         raise InvalidInput(
             f"A member budget cannot exceed the team's {period} budget ({exceeded}).",
@@ -246,7 +246,7 @@ def member_budget_set(
         user=membership.user,
         team=team,
         period=period,
-        limit_usd=limit_usd,
+        limit_micros=limit_micros,
         limit_tokens=limit_tokens,
     )
     audit_record(
@@ -255,7 +255,7 @@ def member_budget_set(
         data={
             "user_id": membership.user_id,
             "period": period,
-            "limit_usd": budget.limit_usd,
+            "limit_usd": usd(budget.limit_micros) if budget.limit_micros is not None else None,
             "limit_tokens": budget.limit_tokens,
         },
     )
@@ -277,9 +277,11 @@ def team_budget_set(
     *,
     team: Team,
     period: str,
-    limit_usd: Decimal | None = None,
+    limit_micros: int | None = None,
     limit_tokens: int | None = None,
 ) -> Budget:
     """The team's own cap per ``period`` (staff set it: a team admin cannot raise their own
     team's cap)."""
-    return budget_set(team=team, period=period, limit_usd=limit_usd, limit_tokens=limit_tokens)
+    return budget_set(
+        team=team, period=period, limit_micros=limit_micros, limit_tokens=limit_tokens
+    )

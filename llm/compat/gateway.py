@@ -21,7 +21,6 @@ from dataclasses import dataclass, field
 
 from asgiref.sync import sync_to_async
 from django.conf import settings
-from django.db import connection
 from django.http import HttpRequest, HttpResponse
 from django.utils import timezone
 
@@ -43,6 +42,7 @@ from llm.lifecycle import GATEWAY, Spent, call_account, call_admit, estimated_us
 from llm.models import GatewayCall, GatewayCallStatus, LLMModel
 from llm.providers import ChatRequest, CompletionResult, ProviderError
 from project import errors as domain
+from project.db import connection_give_back
 from teams.models import Team
 from teams.selectors import TEAM_HEADER, team_for_call
 
@@ -75,12 +75,6 @@ class Call:
     def headers(self) -> dict[str, str]:
         """Response headers: where the caller stands against their rate limits."""
         return self.admitted.headers() if self.admitted is not None else {}
-
-
-def _give_back_connection() -> None:
-    # Inside a test's transaction there is nothing to give back.
-    if not connection.in_atomic_block:
-        connection.close()
 
 
 def prompt_tokens(request: GatewayRequest) -> int:
@@ -184,7 +178,7 @@ def _open(
             raise
         return call
     finally:
-        _give_back_connection()
+        connection_give_back()
 
 
 async def call_open(
@@ -292,7 +286,7 @@ def _finish(call: Call, **outcome) -> GatewayCall:
     try:
         return _record(call, **outcome)
     finally:
-        _give_back_connection()
+        connection_give_back()
 
 
 async def call_finish(call: Call, **outcome) -> None:
@@ -386,7 +380,7 @@ def _fallbacks(call: Call) -> list[tuple[LLMModel, ProviderTarget]]:
     try:
         return lifecycle.fallback_targets(GATEWAY, call.model, usable=usable)
     finally:
-        _give_back_connection()
+        connection_give_back()
 
 
 def _fall_back(call: Call, model: LLMModel, target: ProviderTarget) -> None:

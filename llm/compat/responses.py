@@ -21,7 +21,7 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass
 
 from asgiref.sync import sync_to_async
-from django.db import connection, transaction
+from django.db import transaction
 from django.http import HttpRequest, HttpResponse
 from django.views.decorators.csrf import csrf_exempt
 
@@ -47,6 +47,7 @@ from llm.providers import CompletionResult
 from llm.selectors import model_get_available
 from llm.services import conversation_create, conversation_delete, message_post
 from project import errors as domain
+from project.db import connection_give_back
 from teams.models import Team
 from teams.selectors import TEAM_HEADER, team_for_call
 
@@ -319,11 +320,6 @@ class EventWriter:
 # --- Stored responses: a conversation reply written by a job --------------------------------
 
 
-def _give_back_connection() -> None:
-    if not connection.in_atomic_block:
-        connection.close()
-
-
 def _shape_of(message: Message, *, background: bool | None = None) -> ResponseShape:
     """The response a stored reply is (one query for the previous reply in its branch)."""
     previous = None
@@ -367,7 +363,7 @@ def _stored_create(http_request: HttpRequest, raw: bytes) -> tuple[Message, Resp
         except domain.DomainError as exc:
             raise domain_refusal(exc) from None
     finally:
-        _give_back_connection()
+        connection_give_back()
 
 
 def _stored_post(
@@ -481,7 +477,7 @@ def _reload(message_id: str) -> Message:
     try:
         return Message.objects.get(pk=message_id)
     finally:
-        _give_back_connection()
+        connection_give_back()
 
 
 async def _wait_for(message_id: str) -> None:
@@ -549,7 +545,7 @@ def _reload_with_shape(message_id: str, shape: ResponseShape) -> dict:
     try:
         return _stored_body(Message.objects.get(pk=message_id), shape)
     finally:
-        _give_back_connection()
+        connection_give_back()
 
 
 async def _unstored(request: HttpRequest, raw: bytes) -> HttpResponse:
@@ -580,7 +576,7 @@ def _load(http_request: HttpRequest, response_id: str) -> tuple[Message, Respons
         message = _owned_reply(user, response_id)
         return message, _shape_of(message)
     finally:
-        _give_back_connection()
+        connection_give_back()
 
 
 def _cancel(http_request: HttpRequest, response_id: str) -> dict:
@@ -602,7 +598,7 @@ def _cancel(http_request: HttpRequest, response_id: str) -> dict:
             body["status"] = "cancelled"
         return body
     finally:
-        _give_back_connection()
+        connection_give_back()
 
 
 def _delete(http_request: HttpRequest, response_id: str) -> dict:
@@ -613,7 +609,7 @@ def _delete(http_request: HttpRequest, response_id: str) -> dict:
         conversation_delete(conversation=conversation)
         return {"id": response_id, "object": "response.deleted", "deleted": True}
     finally:
-        _give_back_connection()
+        connection_give_back()
 
 
 @csrf_exempt

@@ -13,7 +13,7 @@ from llm.providers.base import (
 )
 from llm.providers.context import estimate_tokens, trim_messages
 from llm.providers.factory import PROVIDERS, get_async_provider, get_provider
-from llm.providers.pricing import completion_cost
+from llm.providers.pricing import completion_cost_micros
 
 __all__ = [
     "PROVIDERS",
@@ -26,7 +26,7 @@ __all__ = [
     "ProviderError",
     "ProviderTimeout",
     "TransientProviderError",
-    "completion_cost",
+    "completion_cost_micros",
     "estimate_tokens",
     "get_async_provider",
     "get_provider",

@@ -15,7 +15,8 @@ REST_FRAMEWORK["DEFAULT_THROTTLE_RATES"] = dict.fromkeys(
 )
 
 if DATABASES["default"]["ENGINE"].endswith("sqlite3"):  # noqa: F405
-    # A file, like the running service's (WAL, BEGIN IMMEDIATE, a lock timeout): Django's default
-    # shared-cache in-memory test database fails concurrent writers with "database table is
-    # locked" at once instead of waiting, so live concurrency tests could not run on SQLite.
+    # A file, not the in-memory default: threads in a test then take turns on SQLite's
+    # locks as the web server and workers do (the shared-cache memory database fails them
+    # with "table is locked"), so concurrency regressions are tested on SQLite too.
+    VAR_DIR.mkdir(parents=True, exist_ok=True)  # noqa: F405
     DATABASES["default"]["TEST"] = {"NAME": str(VAR_DIR / "test.sqlite3")}  # noqa: F405

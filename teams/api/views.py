@@ -13,6 +13,7 @@ from rest_framework.response import Response
 from accounts.api.permissions import JWT_ONLY, SignedInPerson
 from accounts.models import User
 from project.errors import InvalidInput, NotAllowed
+from project.money import micros
 from teams import selectors, services
 from teams.api import serializers
 from teams.models import TeamRole
@@ -240,7 +241,12 @@ class TeamBudgetViewSet(_TeamScoped):
         data.is_valid(raise_exception=True)
         fields = dict(data.validated_data)
         membership = selectors.team_member(team=team, user_id=fields.pop("user"))
-        budget = services.member_budget_set(membership=membership, **fields)
+        limit_usd = fields.pop("limit_usd")
+        budget = services.member_budget_set(
+            membership=membership,
+            limit_micros=micros(limit_usd) if limit_usd is not None else None,
+            **fields,
+        )
         row = next(r for r in selectors.team_budgets(team=team) if r[0].pk == budget.pk)
         return Response(
             serializers.TeamBudgetSerializer(_budget_body(*row)).data,

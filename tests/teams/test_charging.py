@@ -1,8 +1,6 @@
 """Which team a call is charged to, and the team's budgets, member budgets, rate limits and
 model access applied to it — through the conversation API, as a client sees them."""
 
-from decimal import Decimal
-
 import pytest
 from rest_framework.test import APIClient
 
@@ -11,6 +9,7 @@ from budgets.models import BudgetLedger, Reservation
 from budgets.services import budget_set, rate_limit_set
 from jobs.models import Job
 from llm.models import Message, ModelAccess
+from project.money import micros
 from teams.models import Membership
 from teams.services import member_budget_set, team_api_key_create
 from tests.llm.factories import ConversationFactory, StandinModelFactory
@@ -56,11 +55,11 @@ def test_a_jwt_call_is_charged_to_the_default_team_or_the_one_it_names(auth_clie
     first = make_team(members=[user])
     second = make_team(members=[user])
     conversation = ConversationFactory(owner=user, model=model)
-    budget = budget_set(team=first, period="daily", limit_usd=Decimal("100"))
+    budget = budget_set(team=first, period="daily", limit_micros=micros("100"))
     response = post(auth_client, conversation)
     assert response.status_code == 202, response.content
     assert charged_team_id(response) == first.pk
-    assert BudgetLedger.objects.get(budget=budget).reserved_usd > 0
+    assert BudgetLedger.objects.get(budget=budget).reserved_micros > 0
     work = ConversationFactory(owner=user, model=model)
     assert charged_team_id(post(auth_client, work, team=second.slug)) == second.pk
     other = ConversationFactory(owner=user, model=model)
@@ -85,8 +84,8 @@ def test_the_team_budget_refuses_what_it_cannot_cover(
     auth_client, other_client, user, other_user, model
 ):
     team = make_team(members=[user, other_user])
-    budget_set(team=team, period="daily", limit_usd=Decimal("0.000001"))
-    budget_set(user=user, period="daily", limit_usd=Decimal("100"))  # the user could pay
+    budget_set(team=team, period="daily", limit_micros=micros("0.000001"))
+    budget_set(user=user, period="daily", limit_micros=micros("100"))  # the user could pay
     for client, owner in ((auth_client, user), (other_client, other_user)):
         response = post(client, ConversationFactory(owner=owner, model=model))
         assert (response.status_code, response.json()["error"]["code"]) == (429, "budget_exceeded")
@@ -103,11 +102,11 @@ def test_a_member_budget_caps_one_member_within_the_team(
     auth_client, other_client, user, other_user, model
 ):
     team = make_team(members=[user, other_user])
-    budget_set(team=team, period="daily", limit_usd=Decimal("100"))
+    budget_set(team=team, period="daily", limit_micros=micros("100"))
     member_budget_set(
         membership=Membership.objects.get(team=team, user=user),
         period="daily",
-        limit_usd=Decimal("0.000001"),
+        limit_micros=micros("0.000001"),
     )
     refused = post(auth_client, ConversationFactory(owner=user, model=model))
     assert refused.json()["error"]["details"]["budget"]["scope"] == "team_member"
@@ -171,7 +170,7 @@ def test_an_unscoped_personal_key_charges_like_a_jwt(user, model):
 def test_a_team_service_key_charges_its_team_and_its_key_budget(user, model):
     team = make_team(admins=[user])
     issued = team_api_key_create(team=team, created_by=user, name="ci", service=True)
-    key_budget = budget_set(api_key=issued.api_key, period="daily", limit_usd=Decimal("0.000001"))
+    key_budget = budget_set(api_key=issued.api_key, period="daily", limit_micros=micros("0.000001"))
     client = key_client(issued.secret)
     service_user = team.service_user
     refused = post(client, ConversationFactory(owner=service_user, model=model))

@@ -1,14 +1,13 @@
 """Team admins manage their own team through /api/v1/teams/: members, keys charged to the
 team, member budgets within the team's. Nothing outside their team is visible or changeable."""
 
-from decimal import Decimal
-
 import pytest
 
 from accounts.services import api_key_create
 from audit.models import AuditEvent
 from budgets.models import Budget
 from budgets.services import budget_set
+from project.money import micros
 from teams.models import Membership
 from teams.services import team_api_key_create
 from tests.accounts.factories import UserFactory
@@ -126,7 +125,7 @@ def test_another_teams_ids_answer_404_for_everything(auth_client, elsewhere):
     their_key = team_api_key_create(
         team=elsewhere, created_by=their_member, name="theirs", service=True
     ).api_key
-    their_budget = budget_set(team=elsewhere, period="monthly", limit_usd=Decimal("5"))
+    their_budget = budget_set(team=elsewhere, period="monthly", limit_micros=micros("5"))
     for ident in (elsewhere.pk, elsewhere.slug, 999999):
         for method, path, body in [
             ("get", f"/api/v1/teams/{ident}/", None),
@@ -156,7 +155,7 @@ def test_ids_from_another_team_inside_my_team_answer_404(auth_client, team, else
     their_key = team_api_key_create(
         team=elsewhere, created_by=their_member, name="theirs", service=True
     ).api_key
-    their_budget = budget_set(team=elsewhere, period="monthly", limit_usd=Decimal("5"))
+    their_budget = budget_set(team=elsewhere, period="monthly", limit_micros=micros("5"))
     assert (
         auth_client.delete(f"/api/v1/teams/{team.pk}/members/{their_member.pk}/").status_code == 404
     )
@@ -212,7 +211,7 @@ def test_a_member_revokes_only_their_own_key(other_client, auth_client, team):
 
 
 def test_member_budgets_stay_within_the_teams(auth_client, team, other_user):
-    team_budget = budget_set(team=team, period="monthly", limit_usd=Decimal("100"))
+    team_budget = budget_set(team=team, period="monthly", limit_micros=micros("100"))
     over = auth_client.post(
         f"/api/v1/teams/{team.pk}/budgets/",
         {"user": other_user.pk, "period": "monthly", "limit_usd": "100.01"},
@@ -262,7 +261,7 @@ def test_list_endpoints_cost_a_fixed_number_of_queries(auth_client, user, team):
             Membership.objects.create(team=team, user=member)
             team_api_key_create(team=team, created_by=member, name="p", service=False)
             team_api_key_create(team=team, created_by=user, name="s", service=True)
-            budget_set(team=team, user=member, period="daily", limit_usd=Decimal("1"))
+            budget_set(team=team, user=member, period="daily", limit_micros=micros("1"))
             make_team(members=[user])
 
     grow(1)

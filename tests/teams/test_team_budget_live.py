@@ -3,21 +3,20 @@ members, replies written by a real RQ worker through the stand-in provider, and 
 spend in the ledger equal to its Usage rows; plus a team service key through the OpenAI SDK."""
 
 import threading
-from decimal import Decimal
 
 import httpx
 import openai
 import pytest
 from django.conf import settings
-from django.db import connection
-from django.db.models import DecimalField, Sum
+from django.db.models import Sum
 
 from accounts.api.tokens import RefreshToken
 from budgets.models import BudgetLedger, Reservation, ReservationStatus
 from budgets.periods import period_start
 from budgets.services import budget_set
-from llm.admission import conversation_input_estimate, worst_case_cost
+from llm.admission import conversation_input_estimate, worst_case_cost_micros
 from llm.models import GatewayCall, Usage
+from project.money import micros
 from teams.services import team_api_key_create
 from tests.accounts.factories import UserFactory
 from tests.live import asgi_server, work_until_idle
@@ -68,14 +67,14 @@ def test_100_calls_from_10_members_against_a_team_budget_for_exactly_10(standin)
     model = StandinModelFactory()
     conversations = [ConversationFactory(owner=m, model=model) for m in members for _ in range(10)]
     max_tokens = min(model.max_output_tokens, settings.LLM_DEFAULT_MAX_TOKENS)
-    worst = worst_case_cost(
+    worst = worst_case_cost_micros(
         model=model,
         input_tokens=conversation_input_estimate(conversation=conversations[0], content=CONTENT),
         max_tokens=max_tokens,
     )
-    budget = budget_set(team=team, period="daily", limit_usd=10 * worst)
+    budget = budget_set(team=team, period="daily", limit_micros=10 * worst)
     for member in members:  # each member alone could pay for all their calls
-        budget_set(user=member, period="daily", limit_usd=100 * worst)
+        budget_set(user=member, period="daily", limit_micros=100 * worst)
     credentials = {}
     for i, member in enumerate(members):
         if i % 2:  # a personal key scoped to the team
@@ -98,21 +97,13 @@ def test_100_calls_from_10_members_against_a_team_budget_for_exactly_10(standin)
         budget.pk,
         "team",
     )
-    if connection.vendor == "sqlite" and isinstance(
-        BudgetLedger._meta.get_field("reserved_usd"), DecimalField
-    ):
-        # Admission above is exact on SQLite too. Settling is not yet: SQLite does DECIMAL
-        # arithmetic in floats, so ten holds taken off one ledger row can end a hair below
-        # zero and the non-negative CHECK refuses a settle. Integer micro-dollars (the money
-        # change under way) make it exact; this check then runs on SQLite as well.
-        pytest.xfail("ledger DECIMAL arithmetic is float on SQLite")
     work_until_idle(timeout=180)
     ledger = BudgetLedger.objects.get(budget=budget, period_start=period_start("daily"))
-    assert ledger.reserved_usd == 0 and ledger.reserved_tokens == 0
-    assert 0 < ledger.spent_usd <= 10 * worst
+    assert ledger.reserved_micros == 0 and ledger.reserved_tokens == 0
+    assert 0 < ledger.spent_micros <= 10 * worst
     usage = Usage.objects.filter(team=team)
     assert usage.count() == 10 == Usage.objects.count()
-    assert ledger.spent_usd == usage.aggregate(cost=Sum("cost"))["cost"]
+    assert ledger.spent_micros == usage.aggregate(cost=Sum("cost_micros"))["cost"]
     assert not Reservation.objects.filter(status=ReservationStatus.HELD).exists()
 
 
@@ -121,7 +112,7 @@ def test_a_team_service_key_through_the_openai_sdk_is_accounted_to_the_team(stan
     admin = UserFactory()
     team = make_team(admins=[admin])
     model = StandinModelFactory(slug="gpt-team")
-    budget = budget_set(team=team, period="monthly", limit_usd=Decimal("10"))
+    budget = budget_set(team=team, period="monthly", limit_micros=micros("10"))
     secret = team_api_key_create(team=team, created_by=admin, name="ci", service=True).secret
     with asgi_server() as base_url:
         with openai.OpenAI(base_url=f"{base_url}/v1", api_key=secret, max_retries=0) as client:
@@ -139,6 +130,46 @@ def test_a_team_service_key_through_the_openai_sdk_is_accounted_to_the_team(stan
     [call, _] = sorted(GatewayCall.objects.all(), key=lambda c: c.created_at)
     assert call.team_id == team.pk and call.user_id == team.service_user_id
     usage = Usage.objects.get()
-    assert usage.team_id == team.pk and usage.cost > 0
+    assert usage.team_id == team.pk and usage.cost_micros > 0
     ledger = BudgetLedger.objects.get(budget=budget)
-    assert ledger.spent_usd == usage.cost and ledger.reserved_usd == 0
+    assert ledger.spent_micros == usage.cost_micros and ledger.reserved_micros == 0
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_stored_response_and_its_title_are_charged_to_the_named_team(standin, settings):
+    member = UserFactory()
+    make_team(members=[member])  # their default team
+    named = make_team(members=[member])
+    model = StandinModelFactory(slug="gpt-stored")
+    settings.LLM_TITLE_MODEL = StandinModelFactory(slug="title-small").slug
+    budget = budget_set(team=named, period="monthly", limit_micros=micros("10"))
+    access = str(RefreshToken.for_user(member).access_token)
+    with asgi_server() as base_url:
+        with openai.OpenAI(
+            base_url=f"{base_url}/v1",
+            api_key=access,
+            max_retries=0,
+            default_headers={"X-Parley-Team": named.slug},
+        ) as client:
+            queued = client.responses.create(model=model.slug, input="Hi", background=True)
+            assert queued.status == "queued"
+        # A conversation started untitled gets a title job: charged to the reply's team too.
+        headers = {"Authorization": f"Bearer {access}", "X-Parley-Team": str(named.pk)}
+        with httpx.Client(base_url=base_url, headers=headers) as http:
+            conversation = http.post("/api/v1/conversations/", json={"model": model.slug}).json()
+            posted = http.post(
+                f"/api/v1/conversations/{conversation['id']}/messages/", json={"content": "Yo"}
+            )
+            assert posted.status_code == 202
+    work_until_idle(timeout=60)
+    usage = list(Usage.objects.order_by("created_at").values_list("model__slug", "team_id"))
+    assert usage == [
+        ("gpt-stored", named.pk),
+        ("gpt-stored", named.pk),
+        ("title-small", named.pk),
+    ]
+    ledger = BudgetLedger.objects.get(budget=budget)
+    assert ledger.reserved_micros == 0
+    assert ledger.spent_micros == Usage.objects.aggregate(cost=Sum("cost_micros"))["cost"]
+    [call] = GatewayCall.objects.all()
+    assert call.team_id == named.pk

@@ -1,7 +1,6 @@
 """Usage by team: the usage API (a user's calls by team; a team's usage for its admins), the
 ``usage_report --group-by team`` command and the staff dashboard."""
 
-from decimal import Decimal
 from io import StringIO
 
 import pytest
@@ -9,6 +8,7 @@ from django.core.management import call_command
 from django.utils import timezone
 
 from llm.models import Usage
+from project.money import micros
 from tests.accounts.factories import UserFactory
 from tests.llm.factories import StandinModelFactory
 from tests.teams.factories import make_team
@@ -23,7 +23,7 @@ def spend(user, team, cost: str, tokens: int = 100) -> Usage:
         model=StandinModelFactory(slug="usage-model"),
         input_tokens=tokens,
         output_tokens=tokens,
-        cost=Decimal(cost),
+        cost_micros=micros(cost),
         created_at=timezone.now(),
     )
 
@@ -108,9 +108,9 @@ def test_the_dashboard_shows_spend_by_team(client, staff_user, data):
     response = client.get("/admin/dashboard/")
     html = response.content.decode()
     teams = response.context["teams"]
-    assert [(row["slug"], row["cost"]) for row in teams] == [
-        ("-", Decimal("9.100000")),
-        ("web", Decimal("4.000000")),
-        ("data", Decimal("3.750000")),
+    assert [(row["slug"], row["cost_micros"]) for row in teams] == [
+        ("-", 9_100_000),
+        ("web", 4_000_000),
+        ("data", 3_750_000),
     ]
     assert 'id="team-spend"' in html and "(data)" in html
