@@ -155,14 +155,18 @@ def user_access_end(*, user: User) -> int:
     """Offboarding short of deactivation (the identity provider no longer lets ``user`` in):
     their personal API keys are revoked, every session ends (JWT refresh tokens, and signed-in
     browsers, whose session hash follows the password) and password sign-in goes, so only a
-    new single sign-on that the provider allows brings them back. Safe to call twice. Returns
-    how many API keys were revoked."""
+    new single sign-on that the provider allows brings them back; their open streams end within
+    a second or two (``access_revoked``). Safe to call twice. Returns how many API keys were
+    revoked."""
     revoked_ids = list(
-        ApiKey.objects.filter(owner=user, revoked_at__isnull=True).values_list("pk", flat=True)
+        ApiKey.objects.select_for_update()
+        .filter(owner=user, revoked_at__isnull=True)
+        .values_list("pk", flat=True)
     )
     revoked = ApiKey.objects.filter(pk__in=revoked_ids).update(revoked_at=timezone.now())
     user_password_disable(user=user)
     audit_record(action="user.access_ended", target=user, data={"api_keys_revoked": revoked_ids})
+    access_revoked(user_id=user.pk, api_key_ids=revoked_ids)
     return revoked
 
 

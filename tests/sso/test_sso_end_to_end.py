@@ -6,8 +6,8 @@ import httpx
 import pytest
 
 from accounts.models import ApiKey, User
-from audit.models import AuditEvent
 from accounts.services import api_key_create
+from audit.models import AuditEvent
 from tests.sso.provider import person_client, sign_in_through_provider
 
 pytestmark = pytest.mark.django_db(transaction=True)
