@@ -9,6 +9,13 @@ from django.utils import timezone
 from accounts.quotas import BudgetStatus
 from budgets.models import Budget, BudgetLedger, RateLimit, Reservation, ReservationStatus
 from budgets.periods import BudgetPeriod, period_end, period_start
+from project.hotcache import HotCache, fresh
+
+# Budgets and rate-limit rules per process (every admission reads them); saving or deleting
+# one invalidates them in every process at once (project.hotcache, budgets.apps).
+BUDGETS, LIMITS = "budgets", "limits"
+_budgets: HotCache[tuple[Budget, ...]] = HotCache(BUDGETS)
+_rate_limits: HotCache[tuple[RateLimit, ...]] = HotCache(LIMITS)
 
 
 def budgets_applicable(
@@ -16,24 +23,33 @@ def budgets_applicable(
 ) -> list[Budget]:
     """The budgets a call counts toward: the user's; for a request made with an API key, that
     key's; for a call charged to a team, the team's and the user's within that team. One
-    query."""
-    subject = Q(user_id=user_id, team_id__isnull=True)
-    if api_key_id is not None:
-        subject |= Q(api_key_id=api_key_id)
-    if team_id is not None:
-        subject |= Q(team_id=team_id, user_id__isnull=True) | Q(team_id=team_id, user_id=user_id)
-    return list(Budget.objects.filter(subject))
+    query, or none while cached."""
+
+    def load() -> tuple[Budget, ...]:
+        subject = Q(user_id=user_id, team_id__isnull=True)
+        if api_key_id is not None:
+            subject |= Q(api_key_id=api_key_id)
+        if team_id is not None:
+            subject |= Q(team_id=team_id, user_id__isnull=True) | Q(
+                team_id=team_id, user_id=user_id
+            )
+        return tuple(Budget.objects.filter(subject))
+
+    return [fresh(budget) for budget in _budgets.get((user_id, api_key_id, team_id), load)]
 
 
 def rate_limits_applicable(
     *, user_id: int, api_key_id: int | None, team_id: int | None = None
 ) -> list[RateLimit]:
-    subject = Q(user_id=user_id)
-    if api_key_id is not None:
-        subject |= Q(api_key_id=api_key_id)
-    if team_id is not None:
-        subject |= Q(team_id=team_id)
-    return list(RateLimit.objects.filter(subject))
+    def load() -> tuple[RateLimit, ...]:
+        subject = Q(user_id=user_id)
+        if api_key_id is not None:
+            subject |= Q(api_key_id=api_key_id)
+        if team_id is not None:
+            subject |= Q(team_id=team_id)
+        return tuple(RateLimit.objects.filter(subject))
+
+    return [fresh(limit) for limit in _rate_limits.get((user_id, api_key_id, team_id), load)]
 
 
 def _status(budget: Budget, ledger: BudgetLedger | None, start: datetime) -> BudgetStatus:

@@ -11,6 +11,7 @@ from django.db.models import Q
 from accounts.models import ApiKey, User
 from llm.models import LLMModel, ModelAccess
 from project.errors import NotAllowed
+from project.hotcache import HotCache
 from teams.models import Team
 
 
@@ -32,10 +33,27 @@ class ModelRestrictions:
         return None
 
 
+# Per process; any change to a restriction invalidates it in every process (llm.apps).
+ACCESS = "access"
+_restrictions: HotCache[ModelRestrictions] = HotCache(ACCESS)
+
+
 def model_restrictions(
     *, user: User, api_key: ApiKey | None = None, team: Team | None = None
 ) -> ModelRestrictions:
-    """The user's, the key's and the team's restrictions, in one query."""
+    """The user's, the key's and the team's restrictions: one query, or none while cached
+    (immutable)."""
+    key = (
+        user.pk,
+        api_key.pk if api_key is not None else None,
+        team.pk if team is not None else None,
+    )
+    return _restrictions.get(key, lambda: _restrictions_load(user=user, api_key=api_key, team=team))
+
+
+def _restrictions_load(
+    *, user: User, api_key: ApiKey | None, team: Team | None
+) -> ModelRestrictions:
     subject = Q(user_id=user.pk)
     if api_key is not None:
         subject |= Q(api_key_id=api_key.pk)

@@ -15,8 +15,10 @@ from budgets.periods import month_start
 from llm.catalog import model_is_callable
 from llm.exports import conversation_export
 from llm.models import Conversation, LLMModel, Message, ModelAccess, ModelFallback, Usage
+from llm.selectors import CATALOG
 from llm.services import conversation_delete, conversation_update
 from project.errors import DomainError
+from project.hotcache import bump
 from project.money import dollars, usd
 
 
@@ -88,6 +90,7 @@ def _models_enable(queryset: QuerySet[LLMModel], *, enabled: bool) -> int:
     no signal, so django-auditlog would not see it)."""
     changing = list(queryset.exclude(enabled=enabled).only("pk", "slug", "enabled"))
     LLMModel.objects.filter(pk__in=[m.pk for m in changing]).update(enabled=enabled)
+    bump(CATALOG)  # a bulk update sends no signal: every process forgets the old entries
     for model in changing:
         audit_record(
             action="llm_model.enabled" if enabled else "llm_model.disabled",

@@ -29,7 +29,9 @@ from llm.access import model_access_check
 from llm.models import Conversation, LLMModel, Message, MessageStatus, ModelFallback
 from llm.providers.context import PER_MESSAGE_OVERHEAD, REPLY_PRIMING, estimate_tokens
 from llm.providers.pricing import completion_cost_micros
+from llm.selectors import CATALOG
 from project.errors import BudgetExceeded, NotAllowed
+from project.hotcache import HotCache
 from teams.models import Team
 from teams.selectors import team_is_member
 
@@ -46,13 +48,20 @@ class Admission:
         return self.rate_limit.headers()
 
 
+# The highest prices of a model and its fallbacks, per process (the catalog's namespace).
+_highest_prices: HotCache[dict] = HotCache(CATALOG)
+
+
 def worst_case_cost_micros(*, model: LLMModel, input_tokens: int, max_tokens: int) -> int:
     """The most a call can cost: every estimated input token and ``max_tokens`` of reply,
     at the highest prices of the model and its fallbacks (a reply may end up written by one),
     in micro-dollars. One query."""
-    prices = LLMModel.objects.filter(
-        Q(pk=model.pk) | Q(pk__in=ModelFallback.objects.filter(model=model).values("fallback"))
-    ).aggregate(input=Max("input_price_per_mtok"), output=Max("output_price_per_mtok"))
+    prices = _highest_prices.get(
+        model.pk,
+        lambda: LLMModel.objects.filter(
+            Q(pk=model.pk) | Q(pk__in=ModelFallback.objects.filter(model=model).values("fallback"))
+        ).aggregate(input=Max("input_price_per_mtok"), output=Max("output_price_per_mtok")),
+    )
     return completion_cost_micros(
         input_tokens=input_tokens,
         output_tokens=max_tokens,

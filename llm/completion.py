@@ -263,7 +263,7 @@ def _record_completed(
         finish_reason=result.finish_reason or "",
         input_tokens=result.input_tokens,
         output_tokens=result.output_tokens,
-        cost=call_cost(message.model, result.input_tokens, result.output_tokens),
+        cost_micros=call_cost(message.model, result.input_tokens, result.output_tokens),
         latency_ms=result.latency_ms,
         time_to_first_token_ms=result.time_to_first_token_ms,
         provider_response_id=(result.response_id or "")[:128],
@@ -328,7 +328,7 @@ def completion_finished(job: Job) -> None:
 
 def _completed_spend(message: Message) -> dict:
     return {
-        "cost": message.cost or 0,
+        "cost_micros": message.cost_micros or 0,
         "tokens": (message.input_tokens or 0) + (message.output_tokens or 0),
     }
 
@@ -348,9 +348,9 @@ def _account_unfinished(job: Job, message: Message, *, cancelled: bool) -> None:
     if input_tokens or output_tokens:
         cost = call_cost(message.model, input_tokens, output_tokens)
         Message.objects.filter(pk=message.pk).update(
-            input_tokens=input_tokens, output_tokens=output_tokens, cost=cost
+            input_tokens=input_tokens, output_tokens=output_tokens, cost_micros=cost
         )
-        message.input_tokens, message.output_tokens, message.cost = (
+        message.input_tokens, message.output_tokens, message.cost_micros = (
             input_tokens,
             output_tokens,
             cost,

@@ -28,6 +28,18 @@ from llm.models import (
     Usage,
 )
 from project.errors import InvalidInput
+from project.hotcache import HotCache, fresh
+
+# The catalog per process (every call reads its entry); any save or delete of a model or a
+# fallback invalidates it in every process at once (project.hotcache, llm.apps).
+CATALOG = "catalog"
+_models_by_slug: HotCache[LLMModel | None] = HotCache(CATALOG)
+_fallback_ids: HotCache[tuple[int, ...]] = HotCache(CATALOG)
+
+
+def model_by_slug(*, slug: str) -> LLMModel | None:
+    """The catalog entry ``slug`` (enabled or not), from the per-process cache."""
+    return fresh(_models_by_slug.get(slug, lambda: LLMModel.objects.filter(slug=slug).first()))
 
 
 def model_list_available() -> list[LLMModel]:
@@ -61,11 +73,16 @@ def model_get_available(*, slug: str) -> LLMModel:
 
 
 def model_fallback_ids(*, model_id: int) -> list[int]:
-    """The ids of ``model_id``'s fallback models, in the order they are tried."""
+    """The ids of ``model_id``'s fallback models, in the order they are tried (cached)."""
     return list(
-        ModelFallback.objects.filter(model_id=model_id)
-        .order_by("position")
-        .values_list("fallback_id", flat=True)
+        _fallback_ids.get(
+            model_id,
+            lambda: tuple(
+                ModelFallback.objects.filter(model_id=model_id)
+                .order_by("position")
+                .values_list("fallback_id", flat=True)
+            ),
+        )
     )
 
 

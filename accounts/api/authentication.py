@@ -7,9 +7,12 @@ from django.http import HttpRequest
 from rest_framework import authentication, exceptions
 from rest_framework.request import Request
 from rest_framework_simplejwt.authentication import JWTAuthentication as _JWTAuthentication
+from rest_framework_simplejwt.exceptions import AuthenticationFailed, InvalidToken
+from rest_framework_simplejwt.settings import api_settings
+from rest_framework_simplejwt.utils import get_md5_hash_password
 
 from accounts.models import ApiKey, User
-from accounts.selectors import api_key_usable
+from accounts.selectors import api_key_usable, user_by_id
 from accounts.services import API_KEY_PREFIX, api_key_touch
 
 
@@ -52,6 +55,24 @@ class JWTAuthentication(_JWTAuthentication):
         if credential is not None and credential.startswith(API_KEY_PREFIX):
             return None
         return super().authenticate(request)
+
+    def get_user(self, validated_token):
+        """simplejwt's checks, with the user from the per-process cache (invalidated in every
+        process when a user is saved: deactivation and password changes end access at once)."""
+        if api_settings.USER_ID_CLAIM not in validated_token:
+            raise InvalidToken("Token contained no recognizable user identification")
+        user = user_by_id(user_id=validated_token[api_settings.USER_ID_CLAIM])
+        if user is None:
+            raise AuthenticationFailed("User not found", code="user_not_found")
+        if api_settings.CHECK_USER_IS_ACTIVE and not user.is_active:
+            raise AuthenticationFailed("User is inactive", code="user_inactive")
+        if api_settings.CHECK_REVOKE_TOKEN and validated_token.get(
+            api_settings.REVOKE_TOKEN_CLAIM
+        ) != get_md5_hash_password(user.password):
+            raise AuthenticationFailed(
+                "The user's password has been changed.", code="password_changed"
+            )
+        return user
 
 
 def request_api_key(request: Request) -> ApiKey | None:

@@ -41,6 +41,7 @@ from llm.compat.metrics import GATEWAY_CALLS
 from llm.lifecycle import GATEWAY, Spent, call_account, call_admit, estimated_usage
 from llm.models import GatewayCall, GatewayCallStatus, LLMModel
 from llm.providers import ChatRequest, CompletionResult, ProviderError
+from llm.selectors import model_by_slug
 from project import errors as domain
 from project.db import connection_give_back
 from teams.models import Team
@@ -85,7 +86,7 @@ def prompt_tokens(request: GatewayRequest) -> int:
 def _resolve(call: Call) -> None:
     """Find the model and build the provider request, or raise the 400/404 that says why."""
     request = call.request
-    model = LLMModel.objects.filter(slug=request.model).first()
+    model = model_by_slug(slug=request.model)
     target = provider_target(model) if model is not None and model.enabled else None
     if target is None:
         reason = f" ({unavailable_reason(model)})" if model is not None else ""

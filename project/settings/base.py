@@ -52,6 +52,7 @@ MIDDLEWARE = [
     # django-prometheus wraps everything else so it times the whole request.
     "django_prometheus.middleware.PrometheusBeforeMiddleware",
     "project.middleware.RequestIdMiddleware",
+    "project.middleware.HotCacheSnapshotMiddleware",
     "project.middleware.ApiErrorShapeMiddleware",
     "django.middleware.security.SecurityMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",

@@ -337,6 +337,7 @@ class TestConcurrency:
                         actual_micros=cost,
                         actual_tokens=input_tokens + output_tokens,
                     )
+                connection.close()  # back to the pool between calls, as a request does
             return i
 
         results = _race(40, work)

@@ -4,7 +4,6 @@ stored responses get a call record like any other /v1/ call; a settle the databa
 still records the call and ends its hold. Real SDKs, uvicorn, stand-in, RQ workers."""
 
 import time
-from decimal import Decimal
 
 import httpx
 import pytest
@@ -13,6 +12,7 @@ from budgets.models import BudgetLedger, Reservation, ReservationStatus
 from budgets.periods import period_start
 from budgets.services import budget_set
 from llm.models import GatewayCall, Message, ModelFallback, Usage
+from project.money import micros
 from tests.compat.conftest import faulty_model, recorded_call
 from tests.compat.test_responses import with_worker
 from tests.llm.factories import StandinModelFactory
@@ -72,10 +72,10 @@ def test_a_stored_response_gets_a_call_record(openai_client, api_key):
         "gpt-standin",
         "gpt-standin",
     )
-    assert (call.input_tokens, call.output_tokens, call.cost) == (
+    assert (call.input_tokens, call.output_tokens, call.cost_micros) == (
         reply.input_tokens,
         reply.output_tokens,
-        reply.cost,
+        reply.cost_micros,
     )
     assert call.usage == Usage.objects.get(message=reply)  # one Usage row, shared
     assert call.request_id
@@ -84,7 +84,7 @@ def test_a_stored_response_gets_a_call_record(openai_client, api_key):
 def test_a_call_whose_settle_the_database_refuses_is_still_recorded_and_its_hold_ended(
     parley, api_key, user
 ):
-    budget = budget_set(user=user, period="daily", limit_usd=Decimal("5"))
+    budget = budget_set(user=user, period="daily", limit_micros=micros("5"))
     slow = StandinModelFactory(
         slug="gpt-slow", provider="openai", provider_model="standin-tps40-len40"
     )
@@ -102,18 +102,18 @@ def test_a_call_whose_settle_the_database_refuses_is_still_recorded_and_its_hold
             # would go below zero and the database's constraint refuses it.
             BudgetLedger.objects.filter(
                 budget=budget, period_start=period_start(budget.period)
-            ).update(reserved_usd=Decimal(0), reserved_tokens=0)
+            ).update(reserved_micros=0, reserved_tokens=0)
             body = "".join(lines)
     assert "[DONE]" in body  # the client got its whole answer
 
     call = recorded_call()
     assert (call.status, call.output_tokens) == ("completed", 40)
-    assert Usage.objects.get().cost == call.cost > 0
+    assert Usage.objects.get().cost_micros == call.cost_micros > 0
     deadline = time.monotonic() + 5
     while Reservation.objects.filter(status=ReservationStatus.HELD).exists():
         assert time.monotonic() < deadline, "the hold was never ended"
         time.sleep(0.05)
     ledger = BudgetLedger.objects.get(budget=budget)
-    assert ledger.reserved_usd == 0 and ledger.reserved_tokens == 0
-    assert Decimal(str(ledger.spent_usd)) == call.cost  # the spend still counts
+    assert ledger.reserved_micros == 0 and ledger.reserved_tokens == 0
+    assert ledger.spent_micros == call.cost_micros  # the spend still counts
     assert GatewayCall.objects.count() == 1

@@ -12,6 +12,7 @@ from budgets.services import budget_set
 from jobs.models import Job
 from llm.models import Message, Usage
 from llm.titles import TITLE_JOB_KIND
+from project.money import micros, usd
 from tests.live import work_until_idle
 from tests.llm.factories import StandinModelFactory
 
@@ -81,7 +82,7 @@ def test_titles_are_budgeted_and_the_usage_report_agrees_with_the_budget(
     usage = auth_client.get("/api/v1/usage/").json()["total"]
     spent = usage["input_tokens"] + usage["output_tokens"]
     assert ledger.spent_tokens == spent <= 600  # titles included, never past the limit
-    assert Decimal(str(ledger.spent_usd)) == Decimal(str(usage["cost"]))
+    assert str(usd(ledger.spent_micros)) == usage["cost"]  # exact, to the micro-dollar
     assert ledger.reserved_tokens == 0
     assert not Reservation.objects.filter(status=ReservationStatus.HELD).exists()
 
@@ -109,7 +110,7 @@ def test_a_title_the_budget_cannot_cover_is_not_written_and_nothing_is_spent(
 def test_a_reply_whose_settle_the_database_refuses_ends_failed_with_its_hold_released(
     auth_client, user, chat_model
 ):
-    budget = budget_set(user=user, period="daily", limit_usd=Decimal("5"))
+    budget = budget_set(user=user, period="daily", limit_micros=micros("5"))
     conversation = start(auth_client, chat_model, max_tokens=32)
     response = post(auth_client, conversation)
     assert response.status_code == 202
@@ -117,7 +118,7 @@ def test_a_reply_whose_settle_the_database_refuses_ends_failed_with_its_hold_rel
     # Someone zeroes the ledger's held amount: subtracting the hold would go below zero and
     # the database's budgets_ledger_amounts_not_negative constraint refuses the settle.
     BudgetLedger.objects.filter(pk=ledger_of(budget).pk).update(
-        reserved_usd=Decimal(0), reserved_tokens=0
+        reserved_micros=0, reserved_tokens=0
     )
     work_until_idle()
 
@@ -127,7 +128,7 @@ def test_a_reply_whose_settle_the_database_refuses_ends_failed_with_its_hold_rel
     reservation = Reservation.objects.get(reference=f"job:{reply.job_id}")
     assert reservation.status == ReservationStatus.RELEASED
     ledger = ledger_of(budget)
-    assert (ledger.reserved_usd, ledger.reserved_tokens, ledger.spent_usd) == (0, 0, 0)
+    assert (ledger.reserved_micros, ledger.reserved_tokens, ledger.spent_micros) == (0, 0, 0)
     assert not Usage.objects.exists()  # nothing counted that the budget did not count
 
     # The conversation is usable again: the next post is accepted and answered.
@@ -137,7 +138,7 @@ def test_a_reply_whose_settle_the_database_refuses_ends_failed_with_its_hold_rel
     answered = Message.objects.get(pk=again.json()["assistant_message"]["id"])
     assert answered.status == "completed"
     ledger = ledger_of(budget)
-    assert ledger.reserved_usd == 0 and Decimal(str(ledger.spent_usd)) == answered.cost
+    assert ledger.reserved_micros == 0 and ledger.spent_micros == answered.cost_micros
 
 
 @pytest.mark.parametrize("where", ["create", "update", "regenerate"])
