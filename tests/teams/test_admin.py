@@ -53,7 +53,7 @@ def test_staff_create_a_team_with_its_service_account_and_a_first_member(staff):
     membership = Membership.objects.get(team=team)
     assert (membership.user, membership.role, membership.is_default) == (member, "admin", True)
     [budget] = team.budgets.all()
-    assert (budget.period, budget.limit_usd, budget.user) == ("monthly", 2000, None)
+    assert (budget.period, budget.limit_micros, budget.user) == ("monthly", 2_000_000_000, None)
 
 
 def test_deleting_a_team_revokes_its_service_keys(staff):
