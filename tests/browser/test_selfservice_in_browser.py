@@ -6,7 +6,6 @@ same way. Screenshots of each step go to the
 test's temporary folder (printed); copies are in docs/screenshots/."""
 
 from datetime import timedelta
-from decimal import Decimal
 
 import httpx
 import pytest
@@ -35,7 +34,7 @@ def people_and_spend() -> None:
     data = team_create(name="Data", slug="data")
     team_create(name="Everyone", slug="everyone")
     membership_add(team=data, user=bob)
-    budget_set(user=ada, period="monthly", limit_usd=Decimal("50"))
+    budget_set(user=ada, period="monthly", limit_micros=50_000_000)
     model = StandinModelFactory(slug="standin-gpt")
     now = timezone.now()
     for days_ago, tokens in {0: 1_200, 3: 4_800, 9: 2_400}.items():
@@ -44,7 +43,7 @@ def people_and_spend() -> None:
             model=model,
             input_tokens=tokens // 3,
             output_tokens=tokens - tokens // 3,
-            cost=Decimal(tokens) / 1000,
+            cost_micros=tokens * 1000,
             created_at=now - timedelta(days=days_ago),
         )
 
