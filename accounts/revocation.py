@@ -163,36 +163,40 @@ async def until_access_revoked(
 ) -> AsyncIterator[T]:
     """``events`` as they come, until the user or key loses access: then ``events`` is closed
     (its ``finally`` blocks run, as when a client goes away) and ``on_revoked()`` is the last
-    item. Checked about once a second, also while ``events`` is silent."""
+    item. A watcher task looks once a second, also while ``events`` is silent; items pass
+    through with no task or timer of their own (a per-item race would cost every token)."""
     watch = AccessWatch(user_id=user_id, api_key_id=api_key_id)
     await watch.start()
-    pending: asyncio.Task | None = None
+    consumer = asyncio.current_task()
+    state = {"revoked": False, "waiting": False}
+
+    async def watcher() -> None:
+        while not await watch.revoked():
+            await asyncio.sleep(CHECK_EVERY)
+        state["revoked"] = True
+        if state["waiting"]:  # parked on ``events``: interrupt it; else seen at the next item
+            consumer.cancel()
+
+    watching = asyncio.create_task(watcher())
+    iterator = aiter(events)
     try:
-        while True:
-            if pending is None:
-                pending = asyncio.ensure_future(anext(events))
-            done, _ = await asyncio.wait({pending}, timeout=CHECK_EVERY)
-            if done:
-                try:
-                    item = pending.result()
-                except StopAsyncIteration:
-                    return
-                finally:
-                    pending = None
-                yield item
-                if not await watch.revoked():
-                    continue
-            elif not await watch.revoked():
-                continue
-            break
-    finally:
-        if pending is not None:  # revoked, or our own reader went away
-            pending.cancel()
+        while not state["revoked"]:
+            state["waiting"] = True
             try:
-                await pending
-            except (asyncio.CancelledError, StopAsyncIteration):
-                pass
-        close = getattr(events, "aclose", None)
+                item = await anext(iterator)
+            except StopAsyncIteration:
+                return
+            except asyncio.CancelledError:
+                if not state["revoked"]:
+                    raise  # the client went away, or the server is stopping
+                consumer.uncancel()
+                break
+            finally:
+                state["waiting"] = False
+            yield item
+    finally:
+        watching.cancel()
+        close = getattr(iterator, "aclose", None)
         if close is not None:
             await close()
     yield on_revoked()

@@ -9,7 +9,9 @@ starts the reply over (drop the text so far); then one final ``done`` ``{"messag
 with ``Last-Event-ID`` to resume after it with nothing missed or repeated (an id that is not
 one, or is outside Redis's range, is a 400). Comments (``: keep-alive``) are sent while nothing
 happens. If Redis fails mid-stream the stream ends with ``error`` ``{"code":
-"stream_unavailable"}``: reconnect with the last id. A user may have ``STREAMS_MAX_PER_USER``
+"stream_unavailable"}``: reconnect with the last id. If the reader's API key is revoked or
+their account deactivated, it ends within about 2 s with ``error`` ``{"code":
+"access_revoked"}`` (``accounts.revocation``). A user may have ``STREAMS_MAX_PER_USER``
 live streams open at once (counted across processes); one more is a 429 with Retry-After."""
 
 import json

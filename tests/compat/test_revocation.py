@@ -144,3 +144,26 @@ def test_revoking_a_key_ends_its_conversation_reply_stream(parley, user, api_key
     assert events[-1]["event"] == "error", events[-3:]
     assert events[-1]["data"]["code"] == "access_revoked"
     assert not any(e["event"] == "done" for e in events)
+
+
+def test_a_silent_reply_stream_ends_too_when_its_user_is_deactivated(parley, user, api_key):
+    """No token arrives (the reply waits in the queue: no worker runs): the stream is parked on
+    Redis, and revocation still interrupts it."""
+    model = StandinModelFactory(slug="queued-chat", provider="openai")
+    headers = {"Authorization": f"Bearer {api_key.secret}"}
+    with httpx.Client(base_url=parley, timeout=30, headers=headers) as http:
+        conversation = http.post("/api/v1/conversations/", json={"model": model.slug}).json()
+        posted = http.post(
+            f"/api/v1/conversations/{conversation['id']}/messages/", json={"content": "Hi"}
+        ).json()
+        url = (
+            f"/api/v1/conversations/{conversation['id']}/messages/"
+            f"{posted['assistant_message']['id']}/stream/"
+        )
+        with http.stream("GET", url) as response:
+            lines = response.iter_lines()
+            assert next(lines) == ": stream open"
+            user_deactivate(user=user)
+            events = list(sse_events(lines))
+    assert [e["event"] for e in events] == ["error"]
+    assert events[0]["data"]["code"] == "access_revoked"
