@@ -236,19 +236,21 @@ def api_key_revoke(*, api_key: ApiKey) -> ApiKey:
 
 # When this process last recorded each key's use: the key itself may come from a cache that
 # holds an older ``last_used_at`` (project.hotcache), and must not cost a write per request.
-_touched: dict[int, datetime] = {}
+# Keyed by the random prefix, not the id: an id can come back (a test database flushed with
+# its sequences reset) and would inherit another key's "recently used".
+_touched: dict[str, datetime] = {}
 
 
 def api_key_touch(*, api_key: ApiKey) -> None:
     """Record use at most once per API_KEY_LAST_USED_RESOLUTION, not one write per request."""
     now = timezone.now()
     stale_before = now - settings.API_KEY_LAST_USED_RESOLUTION
-    last = max(filter(None, (api_key.last_used_at, _touched.get(api_key.pk))), default=None)
+    last = max(filter(None, (api_key.last_used_at, _touched.get(api_key.prefix))), default=None)
     if last is not None and last >= stale_before:
         return
     ApiKey.objects.filter(
         Q(last_used_at__isnull=True) | Q(last_used_at__lt=stale_before), pk=api_key.pk
     ).update(last_used_at=now)
-    api_key.last_used_at = _touched[api_key.pk] = now
+    api_key.last_used_at = _touched[api_key.prefix] = now
     if len(_touched) > 100_000:
         _touched.clear()
