@@ -30,9 +30,8 @@ def budgets_applicable(
         if api_key_id is not None:
             subject |= Q(api_key_id=api_key_id)
         if team_id is not None:
-            subject |= Q(team_id=team_id, user_id__isnull=True) | Q(
-                team_id=team_id, user_id=user_id
-            )
+            subject |= Q(team_id=team_id, user_id__isnull=True)
+            subject |= Q(team_id=team_id, user_id=user_id)
         return tuple(Budget.objects.filter(subject))
 
     return [fresh(budget) for budget in _budgets.get((user_id, api_key_id, team_id), load)]
