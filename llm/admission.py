@@ -201,11 +201,12 @@ def reply_reservation_ensure(*, job: Job, message: Message, max_tokens: int) -> 
     reserved at POST; a manual retry of a failed or cancelled reply (released then) reserves
     again here, against the budgets as they are now. Raises ``BudgetExceeded``."""
     reference = reply_reference(job.pk)
-    if Reservation.objects.filter(reference=reference, status=ReservationStatus.HELD).exists():
-        return
     conversation = message.conversation
     api_key_id = job.payload.get("api_key_id")
+    # Cached (project.hotcache): without budgets a reply costs no reservation query at all.
     if not budgets_applicable(user_id=conversation.owner_id, api_key_id=api_key_id):
+        return
+    if Reservation.objects.filter(reference=reference, status=ReservationStatus.HELD).exists():
         return
     estimate = conversation_input_estimate(conversation=conversation, content="")
     budget_reserve(
