@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from datetime import timedelta
 
 from django.conf import settings
+from django.db import DatabaseError, transaction
 from django.db.models import Count, Func, IntegerField, Max, Q, Sum
 from django.db.models.functions import Coalesce
 from django.utils import timezone
@@ -20,18 +21,21 @@ from budgets.ratelimits import RateLimitStatus, ratelimit_acquire, ratelimit_ref
 from budgets.selectors import budgets_applicable, reservations_held
 from budgets.services import (
     budget_reserve,
+    reservation_close_anyway,
     reservation_release,
     reservation_settle,
     reservation_settle_reference,
 )
 from jobs.models import TERMINAL_STATUSES, Job
 from llm.access import model_access_check
-from llm.models import Conversation, LLMModel, Message, MessageStatus, ModelFallback
+from llm.models import Conversation, LLMModel, Message, ModelFallback, Usage
 from llm.providers.context import PER_MESSAGE_OVERHEAD, REPLY_PRIMING, estimate_tokens
 from llm.providers.pricing import completion_cost_micros
 from llm.selectors import CATALOG
-from project.errors import BudgetExceeded
+from project.errors import BudgetExceeded, NotAllowed
 from project.hotcache import HotCache
+from teams.models import Team
+from teams.selectors import team_is_member
 
 
 @dataclass(frozen=True, slots=True)
@@ -87,13 +91,15 @@ def admission_reserve(
     max_tokens: int,
     reference: str = "",
     check_access: bool = True,
+    team: Team | None = None,
 ) -> Admission:
-    """Admit one provider call for ``user`` (and ``api_key`` when the request used one).
+    """Admit one provider call for ``user`` (and ``api_key`` when the request used one),
+    charged to ``team`` (``teams.selectors.team_for_call`` chose it; None: no team).
 
-    Checks that the user and the key may use ``model``, counts the request and its worst-case
-    tokens (``input_tokens_estimate + max_tokens``) against their per-minute limits, and holds
-    its worst-case cost against every budget of the user and the key, atomically across
-    processes. Raises ``NotAllowed`` / ``RateLimited`` / ``BudgetExceeded`` with nothing held.
+    Checks that the user, the key and the team may use ``model``, counts the request and its
+    worst-case tokens (``input_tokens_estimate + max_tokens``) against their per-minute
+    limits, and holds its worst-case cost against every budget of the user, the key, the team
+    and the user within the team, atomically across processes. Raises ``NotAllowed`` / ``RateLimited`` / ``BudgetExceeded`` with nothing held.
 
     The caller MUST end every admitted call with ``admission_settle`` (actual tokens and cost;
     zero if nothing was produced) or ``admission_release``. ``reference`` names what the
@@ -104,13 +110,14 @@ def admission_reserve(
 
     Callers go through ``llm.lifecycle.call_admit``."""
     if check_access:
-        model_access_check(model=model, user=user, api_key=api_key)
+        model_access_check(model=model, user=user, api_key=api_key, team=team)
     tokens = input_tokens_estimate + max_tokens
-    rate_limit = ratelimit_acquire(user=user, api_key=api_key, tokens=tokens)
+    rate_limit = ratelimit_acquire(user=user, api_key=api_key, team=team, tokens=tokens)
     try:
         reservation = budget_reserve(
             user=user,
             api_key=api_key,
+            team=team,
             amount_micros=worst_case_cost_micros(
                 model=model, input_tokens=input_tokens_estimate, max_tokens=max_tokens
             ),
@@ -182,18 +189,29 @@ def reply_reference(job_id) -> str:
 
 
 def reply_reservation_settle(*, job_id, message: Message | None) -> None:
-    """Settle the reservation of the reply ``message`` written by job ``job_id``: its stored
-    cost and tokens when it completed, nothing otherwise (failed, cancelled, or gone — a
-    cancelled reply's partial text has no usage from the provider, and Usage counts none
-    either, so budgets and usage stay equal). Safe to call twice."""
-    completed = message is not None and message.status == MessageStatus.COMPLETED
-    reservation_settle_reference(
-        reference=reply_reference(job_id),
-        actual_micros=(message.cost_micros or 0) if completed else 0,
-        actual_tokens=((message.input_tokens or 0) + (message.output_tokens or 0))
-        if completed
-        else 0,
-    )
+    """Settle the reservation of the reply ``message`` written by job ``job_id`` to what its
+    Usage row counts (a completed reply's cost, a cancelled or failed one's estimate), or
+    release it when there is none — so budgets and usage stay equal. A settle the database
+    refuses still ends the hold (``reservation_close_anyway``). Safe to call twice."""
+    usage = Usage.objects.filter(message=message).first() if message is not None else None
+    actual_micros = usage.cost_micros if usage is not None else 0
+    actual_tokens = usage.input_tokens + usage.output_tokens if usage is not None else 0
+    try:
+        with transaction.atomic():
+            reservation_settle_reference(
+                reference=reply_reference(job_id),
+                actual_micros=actual_micros,
+                actual_tokens=actual_tokens,
+            )
+    except DatabaseError:
+        held = Reservation.objects.filter(
+            reference=reply_reference(job_id), status=ReservationStatus.HELD
+        ).first()
+        if held is None:
+            raise
+        reservation_close_anyway(
+            reservation=held, actual_micros=actual_micros, actual_tokens=actual_tokens
+        )
 
 
 def reply_reservation_ensure(*, job: Job, message: Message, max_tokens: int) -> None:
@@ -203,15 +221,34 @@ def reply_reservation_ensure(*, job: Job, message: Message, max_tokens: int) -> 
     reference = reply_reference(job.pk)
     conversation = message.conversation
     api_key_id = job.payload.get("api_key_id")
-    # Cached (project.hotcache): without budgets a reply costs no reservation query at all.
-    if not budgets_applicable(user_id=conversation.owner_id, api_key_id=api_key_id):
+    team_id = job.payload.get("team_id")
+    # Cached (project.hotcache): with no team and no budget, no reservation query at all.
+    if team_id is None and not budgets_applicable(
+        user_id=conversation.owner_id, api_key_id=api_key_id, team_id=None
+    ):
         return
     if Reservation.objects.filter(reference=reference, status=ReservationStatus.HELD).exists():
+        return
+    team = Team.objects.filter(pk=team_id).first() if team_id else None
+    if (
+        team is not None
+        and conversation.owner_id != team.service_user_id
+        and not team_is_member(team_id=team.pk, user_id=conversation.owner_id)
+    ):
+        # Removed from the team since the reply was first asked for: it cannot charge it now.
+        raise NotAllowed(
+            f"You are no longer a member of team '{team.slug}', which this reply is charged to.",
+            code="team_membership_ended",
+        )
+    if not budgets_applicable(
+        user_id=conversation.owner_id, api_key_id=api_key_id, team_id=team_id
+    ):
         return
     estimate = conversation_input_estimate(conversation=conversation, content="")
     budget_reserve(
         user=conversation.owner,
         api_key=ApiKey.objects.filter(pk=api_key_id).first() if api_key_id else None,
+        team=team,
         amount_micros=worst_case_cost_micros(
             model=message.model, input_tokens=estimate, max_tokens=max_tokens
         ),

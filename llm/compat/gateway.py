@@ -21,7 +21,6 @@ from dataclasses import dataclass, field
 
 from asgiref.sync import sync_to_async
 from django.conf import settings
-from django.db import connection
 from django.http import HttpRequest, HttpResponse
 from django.utils import timezone
 
@@ -44,6 +43,9 @@ from llm.models import GatewayCall, GatewayCallStatus, LLMModel
 from llm.providers import ChatRequest, CompletionResult, ProviderError
 from llm.selectors import model_by_slug
 from project import errors as domain
+from project.db import connection_give_back
+from teams.models import Team
+from teams.selectors import TEAM_HEADER, team_for_call
 
 logger = logging.getLogger("parley.llm.compat")
 # Tasks that account for streams whose client went away: kept referenced until they finish.
@@ -60,6 +62,7 @@ class Call:
     id: uuid.UUID = field(default_factory=uuid.uuid4)
     user: User | None = None
     api_key: ApiKey | None = None
+    team: Team | None = None  # the team the call is charged to
     request: GatewayRequest | None = None
     model: LLMModel | None = None
     target: ProviderTarget | None = None
@@ -73,12 +76,6 @@ class Call:
     def headers(self) -> dict[str, str]:
         """Response headers: where the caller stands against their rate limits."""
         return self.admitted.headers() if self.admitted is not None else {}
-
-
-def _give_back_connection() -> None:
-    # Inside a test's transaction there is nothing to give back.
-    if not connection.in_atomic_block:
-        connection.close()
 
 
 def prompt_tokens(request: GatewayRequest) -> int:
@@ -151,6 +148,7 @@ def _resolve(call: Call) -> None:
             input_tokens_estimate=prompt_size,
             max_tokens=max_tokens,
             reference=f"gateway:{call.id}",
+            team=call.team,
         )
     except domain.DomainError as exc:
         raise domain_refusal(exc) from None
@@ -166,6 +164,14 @@ def _open(
         call.user, call.api_key = caller_authenticate(http_request, x_api_key=x_api_key)
         http_request.user = call.user  # for the access log line
         try:
+            try:
+                call.team = team_for_call(
+                    user=call.user,
+                    api_key=call.api_key,
+                    requested=http_request.headers.get(TEAM_HEADER),
+                )
+            except domain.DomainError as exc:
+                raise domain_refusal(exc) from None
             call.request = parse()
             _resolve(call)
         except GatewayError as error:
@@ -173,7 +179,7 @@ def _open(
             raise
         return call
     finally:
-        _give_back_connection()
+        connection_give_back()
 
 
 async def call_open(
@@ -221,6 +227,7 @@ def _record(
         id=call.id,
         user=call.user,
         api_key=call.api_key,
+        team=call.team,
         model=call.model,
         model_requested=(request.model if request else "")[:128],
         endpoint=call.endpoint,
@@ -257,6 +264,7 @@ def _record(
             input_tokens=input_tokens,
             output_tokens=output_tokens,
             api_key_id=call.api_key.pk if call.api_key else None,
+            team_id=call.team.pk if call.team else None,
             reservation=call.admitted.reservation if call.admitted is not None else None,
             record=record,
             latency_ms=result.latency_ms if result else None,
@@ -279,7 +287,7 @@ def _finish(call: Call, **outcome) -> GatewayCall:
     try:
         return _record(call, **outcome)
     finally:
-        _give_back_connection()
+        connection_give_back()
 
 
 async def call_finish(call: Call, **outcome) -> None:
@@ -373,7 +381,7 @@ def _fallbacks(call: Call) -> list[tuple[LLMModel, ProviderTarget]]:
     try:
         return lifecycle.fallback_targets(GATEWAY, call.model, usable=usable)
     finally:
-        _give_back_connection()
+        connection_give_back()
 
 
 def _fall_back(call: Call, model: LLMModel, target: ProviderTarget) -> None:

@@ -21,7 +21,7 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass
 
 from asgiref.sync import sync_to_async
-from django.db import connection, transaction
+from django.db import transaction
 from django.http import HttpRequest, HttpResponse
 from django.views.decorators.csrf import csrf_exempt
 
@@ -47,6 +47,9 @@ from llm.providers import CompletionResult
 from llm.selectors import model_get_available
 from llm.services import conversation_create, conversation_delete, message_post
 from project import errors as domain
+from project.db import connection_give_back
+from teams.models import Team
+from teams.selectors import TEAM_HEADER, team_for_call
 
 TRANSLATED = {
     "model",
@@ -317,11 +320,6 @@ class EventWriter:
 # --- Stored responses: a conversation reply written by a job --------------------------------
 
 
-def _give_back_connection() -> None:
-    if not connection.in_atomic_block:
-        connection.close()
-
-
 def _shape_of(message: Message, *, background: bool | None = None) -> ResponseShape:
     """The response a stored reply is (one query for the previous reply in its branch)."""
     previous = None
@@ -355,18 +353,21 @@ def _stored_create(http_request: HttpRequest, raw: bytes) -> tuple[Message, Resp
         user, api_key = caller_authenticate(http_request)
         parsed = responses_request_parse(parse_json_object(raw))
         try:
+            team = team_for_call(
+                user=user, api_key=api_key, requested=http_request.headers.get(TEAM_HEADER)
+            )
             with transaction.atomic():  # a refused reply leaves no new conversation behind
                 return _stored_post(
-                    user, api_key, parsed, request_id=getattr(http_request, "id", "")
+                    user, api_key, parsed, request_id=getattr(http_request, "id", ""), team=team
                 )
         except domain.DomainError as exc:
             raise domain_refusal(exc) from None
     finally:
-        _give_back_connection()
+        connection_give_back()
 
 
 def _stored_post(
-    user, api_key, parsed: ResponsesRequest, *, request_id: str = ""
+    user, api_key, parsed: ResponsesRequest, *, request_id: str = "", team: Team | None = None
 ) -> tuple[Message, ResponseShape]:
     """The new user turn and its queued reply, in a new conversation or after the previous
     response of the chain (the job is enqueued when the caller's transaction commits)."""
@@ -388,11 +389,14 @@ def _stored_post(
             title=request.messages[-1].content[:80],
             system_prompt=parsed.instructions,
             params={k: v for k, v in params.items() if v is not None},
+            api_key=api_key,
+            team=team,
         )
     posted = message_post(
         conversation=conversation,
         content=request.messages[-1].content,
         api_key=api_key,
+        team=team,
         # Recorded as a /v1/ call when the reply ends, like an unstored one (llm.lifecycle).
         call={
             "endpoint": GatewayEndpoint.RESPONSES,
@@ -473,7 +477,7 @@ def _reload(message_id: str) -> Message:
     try:
         return Message.objects.get(pk=message_id)
     finally:
-        _give_back_connection()
+        connection_give_back()
 
 
 async def _wait_for(message_id: str) -> None:
@@ -541,7 +545,7 @@ def _reload_with_shape(message_id: str, shape: ResponseShape) -> dict:
     try:
         return _stored_body(Message.objects.get(pk=message_id), shape)
     finally:
-        _give_back_connection()
+        connection_give_back()
 
 
 async def _unstored(request: HttpRequest, raw: bytes) -> HttpResponse:
@@ -572,7 +576,7 @@ def _load(http_request: HttpRequest, response_id: str) -> tuple[Message, Respons
         message = _owned_reply(user, response_id)
         return message, _shape_of(message)
     finally:
-        _give_back_connection()
+        connection_give_back()
 
 
 def _cancel(http_request: HttpRequest, response_id: str) -> dict:
@@ -594,7 +598,7 @@ def _cancel(http_request: HttpRequest, response_id: str) -> dict:
             body["status"] = "cancelled"
         return body
     finally:
-        _give_back_connection()
+        connection_give_back()
 
 
 def _delete(http_request: HttpRequest, response_id: str) -> dict:
@@ -605,7 +609,7 @@ def _delete(http_request: HttpRequest, response_id: str) -> dict:
         conversation_delete(conversation=conversation)
         return {"id": response_id, "object": "response.deleted", "deleted": True}
     finally:
-        _give_back_connection()
+        connection_give_back()
 
 
 @csrf_exempt

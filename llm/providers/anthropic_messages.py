@@ -77,6 +77,7 @@ class AnthropicMessagesProvider(StreamingChatProvider):
         elif kind == "message_start":
             message = event.get("message") or {}
             reply.response_id = message.get("id", "")
+            reply.response_model = message.get("model", "")
             usage = message.get("usage") or {}
             reply.input_tokens = usage.get("input_tokens") or 0
             reply.output_tokens = usage.get("output_tokens") or 0
@@ -93,6 +94,7 @@ class AnthropicMessagesProvider(StreamingChatProvider):
 
     def read_response(self, body: dict, reply: ReplyAccumulator) -> None:
         reply.response_id = body.get("id", "")
+        reply.response_model = body.get("model", "")
         usage = body.get("usage") or {}
         reply.input_tokens = usage.get("input_tokens") or 0
         reply.output_tokens = usage.get("output_tokens") or 0

@@ -50,6 +50,7 @@ class OpenAIChatProvider(StreamingChatProvider):
     def read_event(self, event: dict, reply: ReplyAccumulator) -> str | None:
         if not reply.response_id:
             reply.response_id = event.get("id") or ""
+            reply.response_model = event.get("model") or ""
         if usage := event.get("usage"):
             reply.input_tokens = usage.get("prompt_tokens")
             reply.output_tokens = usage.get("completion_tokens")
@@ -67,6 +68,7 @@ class OpenAIChatProvider(StreamingChatProvider):
 
     def read_response(self, body: dict, reply: ReplyAccumulator) -> None:
         reply.response_id = body.get("id") or ""
+        reply.response_model = body.get("model") or ""
         if usage := body.get("usage"):
             reply.input_tokens = usage.get("prompt_tokens")
             reply.output_tokens = usage.get("completion_tokens")

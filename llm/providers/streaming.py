@@ -24,6 +24,7 @@ from llm.providers.base import (
     normalise_finish_reason,
 )
 from llm.providers.context import estimate_message_tokens, estimate_tokens
+from project.tracing import provider_call_result, provider_call_span
 
 
 @dataclass(frozen=True, slots=True)
@@ -49,6 +50,7 @@ class ReplyAccumulator:
         "output_tokens",
         "parts",
         "response_id",
+        "response_model",
         "started",
         "stop_sequence",
         "tool_calls",
@@ -59,6 +61,7 @@ class ReplyAccumulator:
         self.first_token_at: float | None = None
         self.parts: list[str] = []
         self.response_id = ""
+        self.response_model = ""  # the model the provider says answered (for traces)
         self.finish_reason: str | None = None
         self.stop_sequence: str | None = None
         self.input_tokens: int | None = None
@@ -155,52 +158,75 @@ class StreamingChatProvider:
         except httpx2.TransportError:
             raise connection_error(reply.response_id) from None
 
+    def _span(self, request: ChatRequest, *, current: bool = True):
+        """The call's GenAI span (project.tracing); a no-op span when tracing is off."""
+        return provider_call_span(
+            system=self.name,
+            request_model=request.model,
+            max_tokens=request.max_tokens,
+            temperature=request.temperature,
+            top_p=request.top_p,
+            messages=request.messages,
+            current=current,
+        )
+
+    def _finish(self, span, reply: ReplyAccumulator, request: ChatRequest) -> CompletionResult:
+        result = reply.result(request)
+        provider_call_result(span, result, response_model=reply.response_model)
+        return result
+
     def complete(
         self, request: ChatRequest, on_delta: DeltaCallback | None = None
     ) -> CompletionResult:
         reply = ReplyAccumulator()
-        with self._translated_errors(reply):
-            stream = self._client.post(
-                self.path,
-                body=self._body(request),
-                cast_to=object,
-                stream=True,
-                stream_cls=self.sdk.stream[object],
-            )
-            with stream:
-                for event in stream:
-                    text = self.read_event(event, reply)
-                    if text and on_delta is not None:
-                        on_delta(text)
-        return reply.result(request)
+        with self._span(request) as span:
+            with self._translated_errors(reply):
+                stream = self._client.post(
+                    self.path,
+                    body=self._body(request),
+                    cast_to=object,
+                    stream=True,
+                    stream_cls=self.sdk.stream[object],
+                )
+                with stream:
+                    for event in stream:
+                        text = self.read_event(event, reply)
+                        if text and on_delta is not None:
+                            on_delta(text)
+            return self._finish(span, reply, request)
 
     async def astream(self, request: ChatRequest) -> AsyncIterator[str | CompletionResult]:
         reply = ReplyAccumulator()
-        with self._translated_errors(reply):
-            stream = await self._client.post(
-                self.path,
-                body=self._body(request),
-                cast_to=object,
-                stream=True,
-                stream_cls=self.sdk.async_stream[object],
-            )
-            async with stream:
-                async for event in stream:
-                    text = self.read_event(event, reply)
-                    if text:
-                        yield text
-        yield reply.result(request)
+        with self._span(request, current=False) as span:
+            with self._translated_errors(reply):
+                stream = await self._client.post(
+                    self.path,
+                    body=self._body(request),
+                    cast_to=object,
+                    stream=True,
+                    stream_cls=self.sdk.async_stream[object],
+                )
+                async with stream:
+                    async for event in stream:
+                        text = self.read_event(event, reply)
+                        if text:
+                            yield text
+            result = self._finish(span, reply, request)
+        yield result
 
     async def acomplete(self, request: ChatRequest) -> CompletionResult:
         """The whole reply in one non-streamed response (for callers that want no deltas:
         one JSON body costs less to read than a stream of events)."""
         reply = ReplyAccumulator()
-        with self._translated_errors(reply):
-            body = await self._client.post(
-                self.path, body=self._body(request, stream=False), cast_to=object
-            )
-        reply.first_token_at = time.perf_counter()
-        if not isinstance(body, dict):
-            raise TransientProviderError("The provider answered with something other than JSON.")
-        self.read_response(body, reply)
-        return reply.result(request)
+        with self._span(request, current=False) as span:
+            with self._translated_errors(reply):
+                body = await self._client.post(
+                    self.path, body=self._body(request, stream=False), cast_to=object
+                )
+            reply.first_token_at = time.perf_counter()
+            if not isinstance(body, dict):
+                raise TransientProviderError(
+                    "The provider answered with something other than JSON."
+                )
+            self.read_response(body, reply)
+            return self._finish(span, reply, request)

@@ -23,6 +23,8 @@ ALLOWED_HOSTS = env.list("ALLOWED_HOSTS", default=["localhost", "127.0.0.1", "[:
 CSRF_TRUSTED_ORIGINS = env.list("CSRF_TRUSTED_ORIGINS", default=[])
 
 INSTALLED_APPS = [
+    # First: sets up OpenTelemetry (when OTEL_* asks for it) before anything loads middleware.
+    "project.apps.ProjectConfig",
     "django.contrib.admin",
     "django.contrib.auth",
     "django.contrib.contenttypes",
@@ -41,6 +43,7 @@ INSTALLED_APPS = [
     "jobs",
     "llm",
     "budgets",
+    "teams",
     "auditlog",
     "audit",
 ]
@@ -252,7 +255,7 @@ SPECTACULAR_SETTINGS = {
         "project.api.schema.add_error_responses",
         "project.api.schema.document_empty_query_values",
     ],
-    "ENUM_NAME_OVERRIDES": {},
+    "ENUM_NAME_OVERRIDES": {"TeamRoleEnum": "teams.models.TeamRole"},
 }
 
 # --- CORS -----------------------------------------------------------------------------------
@@ -297,6 +300,12 @@ LANGUAGE_CODE = "en-us"
 TIME_ZONE = "UTC"
 USE_I18N = True
 USE_TZ = True
+
+# --- Tracing (project/tracing.py): off unless the standard OTEL_* variables turn it on --------
+# Prompt and reply text on provider-call spans (gen_ai.input/output.messages): off by default.
+OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT = env.bool(
+    "OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT", default=False
+)
 
 # --- Audit log (audit app + django-auditlog) ---------------------------------------------------
 # Field-level history of what staff and team admins change, from any path (admin forms,
@@ -346,6 +355,22 @@ LOGGING = {
         "httpcore": {"level": "WARNING"},
     },
 }
+# Opt-in: the same JSON lines also go to a rotating file that every process of the stack (web
+# workers, RQ workers, scheduler, commands) shares. concurrent-log-handler takes a lock file
+# around each write and each rotation, so processes neither tear nor lose nor repeat lines;
+# the standard RotatingFileHandler would rotate under another process's feet.
+LOG_FILE = env("LOG_FILE", default="")
+if LOG_FILE:
+    LOGGING["handlers"]["file"] = {
+        "class": "concurrent_log_handler.ConcurrentRotatingFileHandler",
+        "filename": LOG_FILE,
+        "maxBytes": env.int("LOG_FILE_MAX_BYTES", default=50 * 1024 * 1024),
+        "backupCount": env.int("LOG_FILE_BACKUP_COUNT", default=10),
+        "encoding": "utf-8",
+        "formatter": "json",
+        "filters": ["request_id", "redact"],
+    }
+    LOGGING["root"]["handlers"].append("file")
 
 # --- Jobs ------------------------------------------------------------------------------------
 JOBS_MAX_ATTEMPTS = env.int("JOBS_MAX_ATTEMPTS", default=4)
