@@ -219,11 +219,16 @@ def reply_reservation_ensure(*, job: Job, message: Message, max_tokens: int) -> 
     reserved at POST; a manual retry of a failed or cancelled reply (released then) reserves
     again here, against the budgets as they are now. Raises ``BudgetExceeded``."""
     reference = reply_reference(job.pk)
-    if Reservation.objects.filter(reference=reference, status=ReservationStatus.HELD).exists():
-        return
     conversation = message.conversation
     api_key_id = job.payload.get("api_key_id")
     team_id = job.payload.get("team_id")
+    # Cached (project.hotcache): with no team and no budget, no reservation query at all.
+    if team_id is None and not budgets_applicable(
+        user_id=conversation.owner_id, api_key_id=api_key_id, team_id=None
+    ):
+        return
+    if Reservation.objects.filter(reference=reference, status=ReservationStatus.HELD).exists():
+        return
     team = Team.objects.filter(pk=team_id).first() if team_id else None
     if (
         team is not None

@@ -364,6 +364,11 @@ def _usage_write(spent: Spent, cost_micros: int) -> Usage | None:
         "created_at": timezone.now(),
     }
     if spent.message is not None:
+        if spent.record is None:  # nobody needs the row back: one INSERT, no SELECT/savepoints
+            Usage.objects.bulk_create(
+                [Usage(message=spent.message, **fields)], ignore_conflicts=True
+            )
+            return None
         usage, _ = Usage.objects.get_or_create(message=spent.message, defaults=fields)
         return usage
     return Usage.objects.create(**fields)

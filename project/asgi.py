@@ -3,7 +3,7 @@ async tasks instead of blocked threads.
 
 ``/v1/`` (the compatible API: every SDK call, the hot path) has its own Django handler whose
 middleware chain leaves out the browser machinery and runs natively async
-(``project.middleware.v1_middleware``): with the full chain, the sync-only static-files
+(``project.v1_middleware``): with the full chain, the sync-only static-files
 middleware alone put every call in a worker thread around the async view, and each
 ``MiddlewareMixin`` hook cost a thread hop. Everything else gets the full chain."""
 
@@ -17,7 +17,8 @@ django_application = get_asgi_application()
 from django.conf import settings  # noqa: E402  needs settings loaded
 from django.core.handlers.asgi import ASGIHandler  # noqa: E402
 
-from project.middleware import BodyLimitASGIMiddleware, v1_middleware  # noqa: E402
+from project.middleware import BodyLimitASGIMiddleware  # noqa: E402
+from project.v1_middleware import v1_middleware  # noqa: E402
 
 
 class V1Handler(ASGIHandler):
