@@ -73,6 +73,9 @@ class GatewayRequest:
     # ``passthrough_param`` (default: the first key) is what a refusal names.
     passthrough: dict[str, Any] = field(default_factory=dict)
     passthrough_param: str = ""
+    # The canonical ChatRequest's other fields (tools, tool_choice, response_format, sampling,
+    # logprobs, reasoning, cache hints, param_names...), as keyword arguments.
+    options: dict[str, Any] = field(default_factory=dict)
 
 
 def provider_error(exc: ProviderError) -> GatewayError:

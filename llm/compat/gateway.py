@@ -44,11 +44,13 @@ from llm.providers import (
     ChatRequest,
     CompletionResult,
     ProviderError,
+    UnsupportedFeature,
     completion_cost,
     estimate_tokens,
     get_async_provider,
+    request_check,
 )
-from llm.providers.context import PER_MESSAGE_OVERHEAD, REPLY_PRIMING
+from llm.providers.context import PER_MESSAGE_OVERHEAD, REPLY_PRIMING, estimate_message_tokens
 from project import errors as domain
 from project.api.errors import status_for
 
@@ -91,9 +93,7 @@ def _give_back_connection() -> None:
 
 
 def prompt_tokens(request: GatewayRequest) -> int:
-    tokens = REPLY_PRIMING + sum(
-        estimate_tokens(m.content) + PER_MESSAGE_OVERHEAD for m in request.messages
-    )
+    tokens = REPLY_PRIMING + sum(estimate_message_tokens(m) for m in request.messages)
     return tokens + (
         estimate_tokens(request.system) + PER_MESSAGE_OVERHEAD if request.system else 0
     )
@@ -167,7 +167,16 @@ def _resolve(call: Call) -> None:
         top_p=request.top_p,
         stop=request.stop,
         passthrough=request.passthrough,
+        **request.options,
     )
+    try:  # what the provider's format cannot carry is refused before anything is reserved
+        request_check(target.provider, call.chat_request)
+    except UnsupportedFeature as exc:
+        raise invalid(
+            f"{exc.message} ('{model.slug}' is an {provider_format.title()} model.)",
+            param=exc.param,
+            code="unsupported_parameter",
+        ) from None
     try:  # model access, rate limits, budgets: the same gate as conversation replies
         call.admitted = admission_reserve(
             user=call.user,
@@ -332,7 +341,7 @@ def _count_provider_call(
 def _prompt_record(request: GatewayRequest) -> dict:
     return {
         "system": request.system,
-        "messages": [{"role": m.role, "content": m.content} for m in request.messages],
+        "messages": [{"role": m.role, "content": m.text} for m in request.messages],
     }
 
 
@@ -406,7 +415,8 @@ async def _relay(
                 outcome = {"result": item}
                 yield item
                 break
-            parts.append(item)
+            if isinstance(item, str):
+                parts.append(item)
             yield item
             try:
                 item = await anext(events)
