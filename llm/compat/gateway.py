@@ -58,6 +58,7 @@ logger = logging.getLogger("parley.llm.compat")
 # Tasks that account for streams whose client went away: kept referenced until they finish.
 _background: set[asyncio.Task] = set()
 
+FAMILY_NAME = {"openai": "OpenAI", "anthropic": "Anthropic"}
 DOMAIN_KIND = {400: "invalid_request", 403: "permission", 404: "not_found", 429: "rate_limit"}
 
 
@@ -166,14 +167,17 @@ def _resolve(call: Call) -> None:
         temperature=request.temperature,
         top_p=request.top_p,
         stop=request.stop,
-        passthrough=request.passthrough,
+        # Hints of the client's format go to a provider of that format, and nowhere else.
+        passthrough={**request.hints, **request.passthrough}
+        if provider_format == request.wire_format
+        else {},
         **request.options,
     )
     try:  # what the provider's format cannot carry is refused before anything is reserved
         request_check(target.provider, call.chat_request)
     except UnsupportedFeature as exc:
         raise invalid(
-            f"{exc.message} ('{model.slug}' is an {provider_format.title()} model.)",
+            f"{exc.message} ('{model.slug}' is an {FAMILY_NAME[provider_format]} model.)",
             param=exc.param,
             code="unsupported_parameter",
         ) from None
