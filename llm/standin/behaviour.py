@@ -26,6 +26,7 @@ Headers: ``X-Standin-Fault`` (a fault word), ``X-Standin-Latency-Ms``,
 """
 
 import hashlib
+import json
 import math
 import random
 import re
@@ -91,35 +92,87 @@ def count_tokens(text: str) -> int:
     return math.ceil(len(text) / 4) if text else 0
 
 
+IMAGE_TOKENS = 85  # what OpenAI charges a low-detail image; close enough for a stand-in
+IMAGE_PARTS = {"image", "image_url", "input_image"}
+
+
 def content_text(content) -> str:
-    """A message's text, whether a string or a list of content blocks."""
+    """A message's text, whether a string or a list of content blocks (tool results' text
+    included; images are counted apart)."""
     if isinstance(content, list):
-        return " ".join(block.get("text", "") for block in content if isinstance(block, dict))
+        texts = []
+        for block in content:
+            if not isinstance(block, dict):
+                continue
+            if block.get("type") == "tool_result":
+                texts.append(content_text(block.get("content")))
+            elif isinstance(block.get("text"), str):
+                texts.append(block["text"])
+        return " ".join(texts)
     return str(content or "")
 
 
-def prompt_tokens(system: str, messages: list[dict]) -> int:
-    total = count_tokens(system) + (4 if system else 0)
+def text_only(content) -> str:
+    """What the user wrote: the text parts of a turn, without tool results."""
+    if isinstance(content, list):
+        return " ".join(
+            block["text"]
+            for block in content
+            if isinstance(block, dict)
+            and block.get("type") in ("text", "input_text")
+            and isinstance(block.get("text"), str)
+        )
+    return str(content or "")
+
+
+def image_count(content) -> int:
+    if not isinstance(content, list):
+        return 0
+    return sum(1 for b in content if isinstance(b, dict) and b.get("type") in IMAGE_PARTS)
+
+
+def message_tokens(message: dict) -> int:
+    """One turn's tokens: its text, its images, the tool calls it makes, and 4 of framing."""
+    content = message.get("content", "")
+    total = count_tokens(content_text(content)) + 4 + IMAGE_TOKENS * image_count(content)
+    for call in message.get("tool_calls") or ():  # OpenAI assistant turns
+        total += count_tokens(str((call.get("function") or {}).get("arguments", "")))
+    if isinstance(content, list):  # Anthropic assistant turns
+        for block in content:
+            if isinstance(block, dict) and block.get("type") == "tool_use":
+                total += count_tokens(json.dumps(block.get("input", {})))
+    return total
+
+
+def tools_tokens(tools: list | None) -> int:
+    return count_tokens(json.dumps(tools, sort_keys=True)) if tools else 0
+
+
+def prompt_tokens(system: str, messages: list[dict], tools: list | None = None) -> int:
+    total = count_tokens(system) + (4 if system else 0) + tools_tokens(tools)
     for message in messages:
-        total += count_tokens(content_text(message.get("content", ""))) + 4
+        total += message_tokens(message)
     return total + 3
 
 
 def last_user_text(messages: list[dict]) -> str:
-    return next(
-        (content_text(m.get("content", "")) for m in reversed(messages) if m.get("role") == "user"),
-        "",
-    )
+    """The newest user turn with text (a turn of tool results only is skipped)."""
+    for message in reversed(messages):
+        if message.get("role") == "user" and (text := text_only(message.get("content", ""))):
+            return text
+    return ""
 
 
 def prompt_digest(system: str, messages: list[dict]) -> str:
     return hashlib.sha256(repr((system, messages)).encode()).hexdigest()
 
 
-def reply_tokens(system: str, messages: list[dict], length: int) -> list[str]:
+def reply_tokens(
+    system: str, messages: list[dict], length: int, opening: str | None = None
+) -> list[str]:
     """The reply as its streamed pieces (one token each), derived only from the prompt."""
-    last_user = last_user_text(messages)
-    opening = f'You said: "{last_user[:60]}".'
+    if opening is None:
+        opening = f'You said: "{last_user_text(messages)[:60]}".'
     if system:
         opening += f" (Following a system prompt of {len(system)} characters.)"
     pieces = [word if i == 0 else " " + word for i, word in enumerate(opening.split())]

@@ -5,7 +5,9 @@ behaviour (faults included), the reply text with stop sequences, and paced strea
 Each wire format (``openai.py``, ``anthropic.py``) supplies its request parsing, its reply and
 event shapes and its error body."""
 
+import hashlib
 import json
+import math
 import sys
 import threading
 from collections import deque
@@ -15,6 +17,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 from llm.standin import behaviour as rules
 from llm.standin.behaviour import Behaviour
+from llm.standin.schema import instance as schema_instance
 
 FAULT_ERRORS = {
     429: ("rate_limit_error", "Rate limit reached; slow down."),
@@ -44,7 +47,8 @@ class Reply:
     truncated: bool  # cut by max_tokens
     stop_sequence: str | None = None  # the stop sequence that ended it, if any
     prompt_tokens: int = 0
-    tool_call: dict | None = field(default=None)  # {"name", "arguments"} when echoing a tool
+    tool_calls: list[dict] = field(default_factory=list)  # [{"name", "arguments"}]
+    output_tokens: int = 0
 
     @property
     def text(self) -> str:
@@ -61,6 +65,7 @@ class StandinHTTPServer(ThreadingHTTPServer):
         self.defaults = defaults
         self.stopping = threading.Event()
         self.seen_prompts: set[str] = set()
+        self.cached_prefixes: set[str] = set()  # digests of prompt prefixes (prompt caching)
         self.seen_lock = threading.Lock()
         self.received: deque[RecordedRequest] = deque(maxlen=RECORDED_REQUESTS)
 
@@ -193,23 +198,86 @@ class Exchange(BaseHTTPRequestHandler):
         return True
 
 
+@dataclass(slots=True)
+class Prompt:
+    """A request as both wire formats boil it down: what the stand-in "model" reads."""
+
+    system: str
+    messages: list[dict]  # the turns as sent (for token counts and determinism)
+    user_text: str  # the newest user text
+    tool_results: list[str] | None = None  # set when the last turn answers tool calls
+    images: int = 0  # images in the last user turn
+    tools: list[tuple[str, dict]] = field(default_factory=list)  # (name, JSON schema)
+    tool_choice: str = "auto"  # "auto" | "none" | "required" | a tool's name
+    parallel: bool = True
+    output: dict | str | None = None  # a JSON schema, "json_object", or None for text
+
+
+def choose_tools(prompt: Prompt) -> list[tuple[str, dict]]:
+    """The tools a call goes to, as an agent model would: with ``auto``, a user turn gets a
+    call (of every tool the user names, or else the first tool) and a tool result gets a text
+    answer; ``required`` always calls; a named choice calls that tool; ``none`` never calls.
+    Without parallel calls only the first is made."""
+    if not prompt.tools or prompt.tool_choice == "none":
+        return []
+    if prompt.tool_choice not in ("auto", "required"):
+        return [tool for tool in prompt.tools if tool[0] == prompt.tool_choice][:1]
+    if prompt.tool_choice == "auto" and (prompt.tool_results is not None or not prompt.user_text):
+        return []
+    said = prompt.user_text.lower()
+    named = [
+        tool
+        for tool in prompt.tools
+        if tool[0].lower() in said or tool[0].lower().replace("_", " ") in said
+    ]
+    chosen = named or prompt.tools[:1]
+    return chosen if prompt.parallel else chosen[:1]
+
+
+def json_pieces(text: str) -> list[str]:
+    """JSON text as tokens of about 4 characters, as a model streams it."""
+    return [text[at : at + 4] for at in range(0, len(text), 4)]
+
+
 def compose_reply(
     plan: Behaviour,
+    prompt: Prompt,
     *,
-    system: str,
-    messages: list[dict],
     max_tokens: int,
     stop: list[str] | None = None,
-    tool_name: str | None = None,
 ) -> Reply:
-    """The reply for a prompt: ``plan.reply_tokens`` pieces capped by ``max_tokens``, cut
-    before the first stop sequence, or a call of ``tool_name`` echoing the last user text."""
-    prompt = rules.prompt_tokens(system, messages)
-    if tool_name is not None:
-        last_user = rules.last_user_text(messages)
-        return Reply([], False, None, prompt, {"name": tool_name, "arguments": {"echo": last_user}})
-    pieces = rules.reply_tokens(system, messages, min(plan.reply_tokens, max_tokens))
-    reply = Reply(pieces, plan.reply_tokens > max_tokens, None, prompt)
+    """The reply to a prompt: tool calls (arguments generated from each tool's schema), a
+    structured-output JSON document, or ``plan.reply_tokens`` pieces of text; capped by
+    ``max_tokens`` and cut before the first stop sequence."""
+    tokens = rules.prompt_tokens(prompt.system, prompt.messages, prompt.tools)
+    calls = choose_tools(prompt)
+    if calls:
+        tool_calls = [
+            {"name": name, "arguments": schema_instance(schema, prompt.user_text)}
+            for name, schema in calls
+        ]
+        output = sum(rules.count_tokens(json.dumps(c["arguments"])) + 8 for c in tool_calls)
+        return Reply([], False, None, tokens, tool_calls, output)
+    if prompt.output is not None:
+        if isinstance(prompt.output, dict):
+            document = schema_instance(prompt.output, prompt.user_text)
+        else:  # json_object: any JSON object
+            document = {"answer": prompt.user_text[:200]}
+        pieces = json_pieces(json.dumps(document))
+        reply = Reply(pieces[:max_tokens], len(pieces) > max_tokens, None, tokens)
+        reply.output_tokens = len(reply.pieces)
+        return reply
+    opening = None
+    if prompt.tool_results is not None:
+        said = " ".join(prompt.tool_results)
+        opening = f'The tool returned: "{said[:60]}".'
+    elif prompt.images:
+        plural = "image" if prompt.images == 1 else "images"
+        opening = f'You said: "{prompt.user_text[:60]}". I see {prompt.images} {plural}.'
+    pieces = rules.reply_tokens(
+        prompt.system, prompt.messages, min(plan.reply_tokens, max_tokens), opening
+    )
+    reply = Reply(pieces, plan.reply_tokens > max_tokens, None, tokens)
     text = reply.text
     hits = [(text.find(s), s) for s in stop or () if s and s in text]
     if hits:
@@ -223,5 +291,41 @@ def compose_reply(
                 break
             kept.append(piece)
             length += len(piece)
-        reply = Reply(kept, False, sequence, prompt)
+        reply = Reply(kept, False, sequence, tokens)
+    reply.output_tokens = len(reply.pieces)
     return reply
+
+
+def argument_fragments(arguments: str) -> list[str]:
+    """A tool call's JSON arguments in several fragments (at least three when it is long
+    enough), as providers stream them."""
+    step = max(1, min(16, math.ceil(len(arguments) / 3)))
+    return [arguments[at : at + step] for at in range(0, len(arguments), step)] or [""]
+
+
+MIN_CACHEABLE_TOKENS = 1024  # both providers' smallest cacheable prefix
+
+
+def cached_prefix(server: "StandinHTTPServer", model: str, segments: list[tuple[str, int]]):
+    """Prompt caching over the prefixes of a prompt: ``segments`` are (serialized part, its
+    tokens) in order. Returns (tokens read from the cache, tokens written to it): the longest
+    prefix of at least 1,024 tokens seen before is read; the whole of ``segments`` is written
+    when it is new and long enough. Every prefix is remembered for later requests."""
+    digest = hashlib.sha256(model.encode())
+    running = 0
+    read = 0
+    prefixes = []
+    for text, tokens in segments:
+        digest.update(text.encode())
+        running += tokens
+        prefixes.append((digest.hexdigest(), running))
+    with server.seen_lock:
+        for key, total in prefixes:
+            if total >= MIN_CACHEABLE_TOKENS and key in server.cached_prefixes:
+                read = total
+        written = 0
+        if prefixes and prefixes[-1][1] >= MIN_CACHEABLE_TOKENS:
+            if prefixes[-1][0] not in server.cached_prefixes:
+                written = prefixes[-1][1] - read
+        server.cached_prefixes.update(key for key, _ in prefixes)
+    return read, written

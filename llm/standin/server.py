@@ -1,5 +1,5 @@
 """The stand-in provider: a real HTTP server speaking the OpenAI Chat Completions and
-Anthropic Messages wire formats (streaming included), so the real SDKs can be pointed at it by
+Embeddings and Anthropic Messages (and token counting) wire formats (streaming included), so the real SDKs can be pointed at it by
 base URL. Used by the tests, the benchmarks, and the run command when no API keys are set.
 
 Routes are here; each wire format lives in its own module (``openai.py``, ``anthropic.py``)
@@ -12,8 +12,13 @@ from llm.standin import anthropic, openai
 from llm.standin.behaviour import Behaviour
 from llm.standin.core import Exchange, RecordedRequest, StandinHTTPServer
 
-MODELS = ["standin-chat", "standin-slow", "standin-flaky"]
-POST_ROUTES = {"/v1/chat/completions": openai.chat_completions, "/v1/messages": anthropic.messages}
+MODELS = ["standin-chat", "standin-slow", "standin-flaky", "standin-embed"]
+POST_ROUTES = {
+    "/v1/chat/completions": openai.chat_completions,
+    "/v1/embeddings": openai.embeddings,
+    "/v1/messages": anthropic.messages,
+    "/v1/messages/count_tokens": anthropic.count_tokens,
+}
 
 
 class _Handler(Exchange):

@@ -117,7 +117,8 @@ def test_x_api_key_header_authenticates(parley, api_key):
 
 
 def test_tools_pass_through_to_an_anthropic_model(anthropic_client, standin):
-    tools = [{"name": "weather", "input_schema": {"type": "object", "properties": {}}}]
+    schema = {"type": "object", "properties": {"city": {"type": "string"}}}
+    tools = [{"name": "weather", "input_schema": schema}]
     message = anthropic_client.messages.create(
         model="claude-standin", messages=MESSAGES, max_tokens=100, tools=tools
     )
@@ -127,13 +128,13 @@ def test_tools_pass_through_to_an_anthropic_model(anthropic_client, standin):
     assert (block.type, block.name, block.input) == (
         "tool_use",
         "weather",
-        {"echo": "Tell me about Parley"},
+        {"city": "Tell me about Parley"},
     )
     with anthropic_client.messages.stream(
         model="claude-standin", messages=MESSAGES, max_tokens=100, tools=tools
     ) as stream:
         final = stream.get_final_message()
-    assert final.content[-1].input == {"echo": "Tell me about Parley"}
+    assert final.content[-1].input == {"city": "Tell me about Parley"}
     # The tool's result goes back as Anthropic content blocks, untouched.
     follow_up = anthropic_client.messages.create(
         model="claude-standin",

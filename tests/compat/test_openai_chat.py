@@ -130,7 +130,7 @@ def test_tools_pass_through_to_an_openai_model(openai_client, standin):
     assert choice.finish_reason == "tool_calls"
     (call,) = choice.message.tool_calls
     assert call.function.name == "weather"
-    assert call.function.arguments == '{"echo": "Tell me about Parley"}'
+    assert call.function.arguments == '{"city": "Tell me about Parley"}'
     # ...and the tool's answer goes back as the provider's own turns.
     follow_up = openai_client.chat.completions.create(
         model="gpt-standin",
@@ -146,7 +146,8 @@ def test_tools_pass_through_to_an_openai_model(openai_client, standin):
 
 
 def test_tools_stream_through_to_an_openai_model(openai_client):
-    tools = [{"type": "function", "function": {"name": "weather", "parameters": {}}}]
+    parameters = {"type": "object", "properties": {"city": {"type": "string"}}}
+    tools = [{"type": "function", "function": {"name": "weather", "parameters": parameters}}]
     chunks = list(
         openai_client.chat.completions.create(
             model="gpt-standin", messages=PROMPT, tools=tools, stream=True
@@ -154,7 +155,7 @@ def test_tools_stream_through_to_an_openai_model(openai_client):
     )
     calls = [tc for c in chunks if c.choices for tc in c.choices[0].delta.tool_calls or ()]
     assert calls[0].function.name == "weather"
-    assert "".join(tc.function.arguments for tc in calls) == '{"echo": "Tell me about Parley"}'
+    assert "".join(tc.function.arguments for tc in calls) == '{"city": "Tell me about Parley"}'
     assert chunks[-1].choices[0].finish_reason == "tool_calls"
 
 

@@ -334,7 +334,7 @@ def test_canonical_tools_reach_the_provider_in_its_format_and_calls_come_back(st
     (call,) = result.tool_calls
     assert call.name == "lookup"
     assert call.id.startswith("call_" if name == "openai" else "toolu_")
-    assert isinstance(json.loads(call.arguments), dict)
+    assert json.loads(call.arguments) == {}  # what the empty schema allows
 
 
 @pytest.mark.parametrize("name", PROVIDERS)
