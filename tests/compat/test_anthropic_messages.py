@@ -169,7 +169,9 @@ def test_untranslatable_content_is_a_400_naming_it_once(anthropic_client):
         )
     assert caught.value.body["error"]["message"].startswith("OpenAI models take no top_k")
     with pytest.raises(anthropic.BadRequestError) as caught:
-        anthropic_client.messages.create(model="gpt-standin", messages=MESSAGES)
+        anthropic_client.post(  # the SDK itself insists on max_tokens
+            "/v1/messages", cast_to=object, body={"model": "gpt-standin", "messages": MESSAGES}
+        )
     assert caught.value.body["error"]["message"] == "max_tokens: Field required"
 
 
