@@ -552,6 +552,7 @@ class EventWriter:
         self.open = ""  # "message", "function_call" or ""
         self.call: dict = {}
         self.calls = 0
+        self.message_opened = False
 
     def _event(self, kind: str, **data) -> str:
         self.sequence += 1
@@ -568,6 +569,7 @@ class EventWriter:
     def _open_message(self) -> str:
         self.output_index += 1
         self.open = "message"
+        self.message_opened = True
         item_id = self.shape.message_id
         return self._event(
             "response.output_item.added",
@@ -676,7 +678,7 @@ class EventWriter:
     def closing(self, status: str, reply: ReplyOutput | None, error: dict | None) -> str:
         """Close what is open and end with response.completed, .incomplete or .failed. A
         stored reply's text is what the writer streamed (a retry's reset drops the rest)."""
-        if reply is not None and self.open != "function_call" and not self.calls:
+        if reply is not None and self.message_opened:  # what was streamed is the text
             reply = ReplyOutput(**{**_fields(reply), "text": "".join(self.text)})
         final = self.shape.body(status, reply, error)
         opening = ""
