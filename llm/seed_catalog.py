@@ -83,8 +83,8 @@ DEFAULT_CATALOG = [
         "Local stand-in (OpenAI wire format)",
         "openai",
         "standin-chat",
-        16_384,
-        1_024,
+        200_000,
+        32_768,
         "1.00",
         "2.00",
         is_standin=True,
@@ -94,10 +94,46 @@ DEFAULT_CATALOG = [
         "Local stand-in (Anthropic wire format)",
         "anthropic",
         "standin-chat",
-        16_384,
-        1_024,
+        200_000,
+        32_768,
         "1.00",
         "2.00",
         is_standin=True,
     ),
+]
+
+# The stand-in's fault directives as catalog models, so /v1/ failure handling can be tried end
+# to end on a local install: ``seed_models --standin-faults`` (scripts/run passes it when it
+# starts the stand-in) adds e.g. ``standin-gpt-429`` and ``standin-claude-drop``, whose
+# provider model is ``standin-429`` (see llm/standin/behaviour.py for each directive).
+STANDIN_DIRECTIVES = {
+    "429": "answers 429 with Retry-After",
+    "500": "answers 500",
+    "529": "answers 529 (overloaded)",
+    "400": "answers 400",
+    "401": "answers 401 (bad key)",
+    "drop": "drops the connection mid-reply",
+    "errorevent": "sends an error event mid-stream",
+    "hang": "never answers (until the timeout)",
+    "flaky": "fails each new prompt once with 429, then answers",
+    "slow": "20 tokens per second after 200 ms",
+    "chaos20": "one request in five gets a random fault",
+}
+STANDIN_FAULT_CATALOG = [
+    _m(
+        f"standin-{family}-{directive}",
+        f"Stand-in fault: {what} ({label} wire format)",
+        provider,
+        f"standin-{directive}",
+        200_000,
+        32_768,
+        "1.00",
+        "2.00",
+        is_standin=True,
+    )
+    for family, provider, label in (
+        ("gpt", "openai", "OpenAI"),
+        ("claude", "anthropic", "Anthropic"),
+    )
+    for directive, what in STANDIN_DIRECTIVES.items()
 ]

@@ -474,8 +474,6 @@ async def event_stream(
 
 @csrf_exempt
 async def messages(request: HttpRequest) -> HttpResponse:
-    if request.method != "POST":
-        return error_response(GatewayError(405, "invalid_request", "Use POST."))
     try:
         raw = request_body(request)
         call = await call_open(

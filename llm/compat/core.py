@@ -13,13 +13,15 @@ never dropped silently."""
 
 import base64
 import binascii
-import json
 import re
 from dataclasses import dataclass, field
 from typing import Any
 
 from llm.providers import ChatMessage, ProviderError, ProviderTimeout
 from llm.providers.canonical import ImagePart, ResponseFormat, Tool, ToolChoice
+from project.api.errors import status_for
+from project.api.parsers import NotUnicodeText, json_loads_text
+from project.errors import DomainError
 
 OPENAI, ANTHROPIC = "openai", "anthropic"
 # The wire format each catalog provider speaks.
@@ -30,7 +32,8 @@ class GatewayError(Exception):
     """A refusal or failure, in neutral terms each API renders in its own error shape.
 
     ``kind`` is one of: invalid_request, authentication, permission, not_found, too_large,
-    rate_limit, provider, timeout, overloaded. ``param`` names the offending request field."""
+    rate_limit, provider, timeout, overloaded. ``param`` names the offending request field;
+    ``headers`` are sent with the error (the ``x-ratelimit-*`` standing of a 429)."""
 
     def __init__(
         self,
@@ -41,6 +44,7 @@ class GatewayError(Exception):
         param: str | None = None,
         code: str | None = None,
         retry_after: float | None = None,
+        headers: dict[str, str] | None = None,
     ) -> None:
         super().__init__(message)
         self.status = status
@@ -49,6 +53,44 @@ class GatewayError(Exception):
         self.param = param
         self.code = code
         self.retry_after = retry_after
+        self.headers = headers or {}
+
+
+# The neutral kind of each status Parley itself answers with (the emulated APIs name them).
+KIND_OF_STATUS = {
+    400: "invalid_request",
+    401: "authentication",
+    403: "permission",
+    404: "not_found",
+    413: "too_large",
+    429: "rate_limit",
+    503: "overloaded",
+}
+
+
+def kind_of_status(status: int) -> str:
+    if status >= 500:
+        return KIND_OF_STATUS.get(status, "provider")
+    return KIND_OF_STATUS.get(status, "invalid_request")
+
+
+def domain_refusal(error: DomainError) -> GatewayError:
+    """A domain error (model access, rate limit, budget, Redis unavailable...) in neutral
+    terms, keeping its ``Retry-After`` and ``x-ratelimit-*`` standing. The one mapping every
+    emulated API uses."""
+    if error.code in ("model_unknown", "model_unavailable"):  # as /v1/ answers unknown models
+        return GatewayError(404, "not_found", error.message, param="model", code="model_not_found")
+    status = status_for(error)
+    param = next(iter(error.details), None) if isinstance(error.details, dict) else None
+    return GatewayError(
+        status,
+        kind_of_status(status),
+        error.message,
+        param=param if status == 400 else None,
+        code=error.code,
+        retry_after=error.retry_after,
+        headers=dict(getattr(error, "limits", None) or {}),
+    )
 
 
 def invalid(message: str, param: str | None = None, code: str | None = None) -> GatewayError:
@@ -111,8 +153,10 @@ def provider_error(exc: ProviderError) -> GatewayError:
 def parse_json_object(raw: bytes) -> dict:
     """The request body as a JSON object, or a 400 that says what is wrong with it."""
     try:
-        body = json.loads(raw or b"null")
-    except (ValueError, RecursionError):
+        body = json_loads_text(raw or b"null")
+    except NotUnicodeText as exc:
+        raise invalid(str(exc), code="invalid_unicode") from None
+    except ValueError:
         raise invalid("The request body is not valid JSON.") from None
     if not isinstance(body, dict):
         raise invalid("The request body must be a JSON object.")

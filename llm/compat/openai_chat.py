@@ -428,8 +428,6 @@ async def chunk_stream(
 
 @csrf_exempt
 async def chat_completions(request: HttpRequest) -> HttpResponse:
-    if request.method != "POST":
-        return error_response(GatewayError(405, "invalid_request", "Use POST."))
     try:
         raw = request_body(request)
         call = await call_open(

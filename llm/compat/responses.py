@@ -35,6 +35,7 @@ from llm.compat.core import (
     OPENAI,
     GatewayError,
     GatewayRequest,
+    domain_refusal,
     image_from_url,
     integer,
     invalid,
@@ -61,7 +62,6 @@ from llm.providers.canonical import (
 from llm.selectors import model_get_available
 from llm.services import conversation_create, conversation_delete, message_post
 from project import errors as domain
-from project.api.errors import status_for
 
 TRANSLATED = {
     "model",
@@ -745,14 +745,18 @@ def _stored_create(http_request: HttpRequest, raw: bytes) -> tuple[Message, Resp
         parsed = responses_request_parse(parse_json_object(raw))
         try:
             with transaction.atomic():  # a refused reply leaves no new conversation behind
-                return _stored_post(user, api_key, parsed)
+                return _stored_post(
+                    user, api_key, parsed, request_id=getattr(http_request, "id", "")
+                )
         except domain.DomainError as exc:
-            raise _refusal(exc) from None
+            raise domain_refusal(exc) from None
     finally:
         _give_back_connection()
 
 
-def _stored_post(user, api_key, parsed: ResponsesRequest) -> tuple[Message, ResponseShape]:
+def _stored_post(
+    user, api_key, parsed: ResponsesRequest, *, request_id: str = ""
+) -> tuple[Message, ResponseShape]:
     """The new user turn and its queued reply, in a new conversation or after the previous
     response of the chain (the job is enqueued when the caller's transaction commits)."""
     request = parsed.call
@@ -775,23 +779,23 @@ def _stored_post(user, api_key, parsed: ResponsesRequest) -> tuple[Message, Resp
             params={k: v for k, v in params.items() if v is not None},
         )
     posted = message_post(
-        conversation=conversation, content=request.messages[-1].content, api_key=api_key
+        conversation=conversation,
+        content=request.messages[-1].content,
+        api_key=api_key,
+        # Recorded as a /v1/ call when the reply ends, like an unstored one (llm.lifecycle).
+        call={
+            "endpoint": GatewayEndpoint.RESPONSES,
+            "request_id": str(request_id)[:128],
+            "stream": bool(request.stream),
+            "model_requested": request.model,
+            "client_user": request.client_user,
+            "metadata": request.metadata,
+        },
     )
     reply = Message.objects.select_related("conversation", "model").get(
         pk=posted.assistant_message.pk
     )
     return reply, _shape_of(reply, background=parsed.background)
-
-
-def _refusal(exc: domain.DomainError) -> GatewayError:
-    if exc.code in ("model_unknown", "model_unavailable"):  # as the other endpoints answer
-        return GatewayError(404, "not_found", exc.message, param="model", code="model_not_found")
-    status = status_for(exc)
-    kind = {403: "permission", 404: "not_found", 429: "rate_limit"}.get(status, "invalid_request")
-    param = next(iter(exc.details), None) if isinstance(exc.details, dict) else None
-    return GatewayError(
-        status, kind, exc.message, code=exc.code, param=param, retry_after=exc.retry_after
-    )
 
 
 def _owned_reply(user, response_id: str) -> Message:
@@ -926,8 +930,6 @@ def _stored_path(raw: bytes) -> bool:
 
 @csrf_exempt
 async def responses(request: HttpRequest) -> HttpResponse:
-    if request.method != "POST":
-        return error_response(GatewayError(405, "invalid_request", "Use POST."))
     try:
         raw = request_body(request)
         if not _stored_path(raw):
@@ -995,7 +997,7 @@ def _cancel(http_request: HttpRequest, response_id: str) -> dict:
             try:
                 job_cancel(job=job)
             except domain.DomainError as exc:
-                raise _refusal(exc) from None
+                raise domain_refusal(exc) from None
         message.refresh_from_db()
         shape = _shape_of(message, background=True)
         body = _stored_body(message, shape)
@@ -1022,8 +1024,6 @@ async def response_detail(request: HttpRequest, response_id: str) -> HttpRespons
     try:
         if request.method == "DELETE":
             return json_response(await sync_to_async(_delete)(request, response_id))
-        if request.method != "GET":
-            raise GatewayError(405, "invalid_request", "Use GET or DELETE.")
         message, shape = await sync_to_async(_load)(request, response_id)
         if request.GET.get("stream") in ("true", "1"):
             after = request.GET.get("starting_after", "-1")
@@ -1038,8 +1038,6 @@ async def response_detail(request: HttpRequest, response_id: str) -> HttpRespons
 
 @csrf_exempt
 async def response_cancel(request: HttpRequest, response_id: str) -> HttpResponse:
-    if request.method != "POST":
-        return error_response(GatewayError(405, "invalid_request", "Use POST."))
     try:
         return json_response(await sync_to_async(_cancel)(request, response_id))
     except GatewayError as error:

@@ -53,6 +53,10 @@ def rq_connection():
     return redis.Redis.from_url(settings.REDIS_URL)
 
 
+def finished_ids(queue: str = "completions") -> list[str]:
+    return FinishedJobRegistry(queue, connection=rq_connection()).get_job_ids()
+
+
 def started_count(queue: str = "completions") -> int:
     return StartedJobRegistry(queue, connection=rq_connection()).count
 
@@ -63,14 +67,22 @@ def test_slow_replies_run_at_the_same_time_and_rq_registries_say_so(user, standi
         wait_until(lambda: started_count() == 12, timeout=20, what="12 running", worker=worker)
         assert Queue("completions", connection=rq_connection()).count == 0
         wait_until(lambda: all_finished(posted), timeout=30, what="all replies", worker=worker)
+        # A job's row turns terminal inside the job; RQ moves the job from Started to
+        # Finished right after it returns, in the same thread. Leaving the block kills the
+        # worker, so wait for RQ's bookkeeping first (a busy machine can put the kill between
+        # the two: the race this test once lost).
+        wait_until(
+            lambda: set(finished_ids()) == {str(p.job.pk) for p in posted},
+            timeout=10,
+            what="RQ to record all 12 as finished",
+            worker=worker,
+        )
+        assert started_count() == 0
 
     jobs = list(Job.objects.filter(pk__in=[p.job.pk for p in posted]))
     assert {j.status for j in jobs} == {JobStatus.COMPLETED}, jobs[0].last_error
     # Every reply had started before the first one finished: they ran together, not in turn.
     assert max(j.started_at for j in jobs) < min(j.finished_at for j in jobs)
-    finished = FinishedJobRegistry("completions", connection=rq_connection()).get_job_ids()
-    assert set(finished) == {str(j.pk) for j in jobs}
-    assert started_count() == 0
     replies = Message.objects.filter(pk__in=[p.assistant_message.pk for p in posted])
     assert all(r.status == MessageStatus.COMPLETED and r.output_tokens == 20 for r in replies)
 

@@ -2,7 +2,7 @@ from django.core.management.base import BaseCommand, CommandParser
 from django.db import transaction
 
 from llm.models import LLMModel
-from llm.seed_catalog import DEFAULT_CATALOG
+from llm.seed_catalog import DEFAULT_CATALOG, STANDIN_FAULT_CATALOG
 
 
 class Command(BaseCommand):
@@ -16,11 +16,19 @@ class Command(BaseCommand):
             "--update", action="store_true", help="Overwrite existing rows with the defaults."
         )
         parser.add_argument("--dry-run", action="store_true", help="Report without writing.")
+        parser.add_argument(
+            "--standin-faults",
+            action="store_true",
+            help="Also add the stand-in's fault models (standin-gpt-429, standin-claude-drop...).",
+        )
 
     @transaction.atomic
-    def handle(self, *args, update: bool, dry_run: bool, **options) -> None:
+    def handle(
+        self, *args, update: bool, dry_run: bool, standin_faults: bool = False, **options
+    ) -> None:
         created = updated = unchanged = 0
-        for entry in DEFAULT_CATALOG:
+        catalog = DEFAULT_CATALOG + (STANDIN_FAULT_CATALOG if standin_faults else [])
+        for entry in catalog:
             fields = {k: v for k, v in entry.items() if k != "slug"}
             existing = LLMModel.objects.filter(slug=entry["slug"]).first()
             if existing is None:
