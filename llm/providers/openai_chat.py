@@ -115,6 +115,8 @@ def request_body(request: ChatRequest) -> dict:
             (effort for limit, effort in EFFORT_FOR_BUDGET if request.thinking_budget <= limit),
             "high",
         )
+    if "reasoning_effort" in body:  # reasoning models take only max_completion_tokens
+        body["max_completion_tokens"] = body.pop("max_tokens")
     if request.tools:
         body["tools"] = [
             {

@@ -380,6 +380,7 @@ MESSAGES_TO_OPENAI = [
             ],
             "stop": ["\n\nHuman:"],
             "reasoning_effort": "high",
+            "max_completion_tokens": 100,
         },
         id="image-stop-thinking",
     ),
