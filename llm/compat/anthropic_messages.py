@@ -43,6 +43,8 @@ from llm.providers.canonical import (
     ImagePart,
     ResponseFormat,
     TextPart,
+    ThinkingDelta,
+    ThinkingPart,
     Tool,
     ToolCallDelta,
     ToolCallPart,
@@ -156,7 +158,7 @@ def _tool_result(block: dict, where: str) -> ToolResultPart | None:
 
 def _parts(content: object, where: str) -> tuple[tuple, bool]:
     """A message's content as canonical parts, and whether it held a block only an Anthropic
-    provider can take as it is (documents, thinking, server tool blocks...)."""
+    provider can take as it is (documents, server tool blocks...)."""
     if isinstance(content, str):
         return (TextPart(content),), False
     if not isinstance(content, list):
@@ -182,6 +184,10 @@ def _parts(content: object, where: str) -> tuple[tuple, bool]:
                     arguments=json.dumps(block.get("input") or {}),
                 )
             )
+        elif kind == "thinking" and isinstance(block.get("thinking"), str):
+            parts.append(ThinkingPart(block["thinking"], str(block.get("signature") or "")))
+        elif kind == "redacted_thinking" and isinstance(block.get("data"), str):
+            parts.append(ThinkingPart(redacted=block["data"]))
         elif kind == "tool_result":
             result = _tool_result(block, param)
             if result is None:
@@ -389,8 +395,13 @@ def _input(arguments: str) -> dict:
 
 def message_body(result: CompletionResult, *, id: str, model: str) -> dict:
     """A Messages ``message`` for ``result``."""
-    content: list[dict] = []
-    if result.text or not result.tool_calls:
+    content: list[dict] = [
+        {"type": "redacted_thinking", "data": t.redacted}
+        if t.redacted
+        else {"type": "thinking", "thinking": t.text, "signature": t.signature}
+        for t in result.thinking
+    ]
+    if result.text or not (result.tool_calls or result.thinking):
         content.append({"type": "text", "text": result.text})
     content += [
         {"type": "tool_use", "id": c.id, "name": c.name, "input": _input(c.arguments)}
@@ -456,6 +467,26 @@ async def event_stream(
         elif isinstance(item, ToolCallDelta):
             partial = {"type": "input_json_delta", "partial_json": item.arguments}
             yield _event("content_block_delta", {"index": block, "delta": partial})
+        elif isinstance(item, ThinkingDelta):
+            if item.redacted or kind != "thinking":
+                if block >= 0:
+                    yield _event("content_block_stop", {"index": block})
+                block, kind = block + 1, "thinking"
+                opened = (
+                    {"type": "redacted_thinking", "data": item.redacted}
+                    if item.redacted
+                    else {"type": "thinking", "thinking": "", "signature": ""}
+                )
+                yield _event("content_block_start", {"index": block, "content_block": opened})
+                if item.redacted:
+                    kind = "redacted_thinking"
+                    continue
+            delta = (
+                {"type": "thinking_delta", "thinking": item.text}
+                if item.text
+                else {"type": "signature_delta", "signature": item.signature}
+            )
+            yield _event("content_block_delta", {"index": block, "delta": delta})
         elif isinstance(item, CompletionResult):
             if block < 0:  # an empty reply still has its (empty) text block
                 block = 0

@@ -422,7 +422,7 @@ async def chunk_stream(
             if include_usage:
                 yield f'data: {head}[],"usage":{json.dumps(usage_body(item))}}}\n\n'
             yield "data: [DONE]\n\n"
-        else:  # the provider failed mid-stream: OpenAI's SDK raises on an error object
+        elif isinstance(item, GatewayError):  # the provider failed mid-stream
             yield f"data: {json.dumps(error_body(item))}\n\n"
 
 

@@ -22,6 +22,8 @@ from llm.providers.canonical import (
     ChatMessage,
     ImagePart,
     TextPart,
+    ThinkingDelta,
+    ThinkingPart,
     ToolCallDelta,
     ToolCallPart,
     ToolCallStart,
@@ -66,6 +68,10 @@ def _arguments(text: str) -> dict:
 
 
 def _block(part) -> dict:
+    if isinstance(part, ThinkingPart):
+        if part.redacted:
+            return {"type": "redacted_thinking", "data": part.redacted}
+        return {"type": "thinking", "thinking": part.text, "signature": part.signature}
     if isinstance(part, TextPart):
         return _cached({"type": "text", "text": part.text}, part.cache)
     if isinstance(part, ImagePart):
@@ -254,8 +260,11 @@ def read_event(event: dict, reply: ReplyAccumulator) -> str | None:
                 call["arguments"] += fragment
                 position = sorted(reply.tool_calls).index(index)
                 reply.events.append(ToolCallDelta(index=position, arguments=fragment))
-        elif delta_type == "thinking_delta":
-            reply.thinking.append(delta.get("thinking", ""))
+        elif delta_type in ("thinking_delta", "signature_delta") and index in reply.thinking:
+            field = "text" if delta_type == "thinking_delta" else "signature"
+            piece = delta.get(delta_type.removesuffix("_delta"), "")
+            reply.thinking[index][field] += piece
+            reply.events.append(ThinkingDelta(**{field: piece}))
     elif kind == "content_block_start":
         block = event.get("content_block") or {}
         if block.get("type") == "tool_use":
@@ -274,6 +283,12 @@ def read_event(event: dict, reply: ReplyAccumulator) -> str | None:
             )
         elif block.get("type") == "text" and block.get("text"):
             return reply.text(block["text"])
+        elif block.get("type") in ("thinking", "redacted_thinking"):
+            reply.first_output()
+            redacted = block.get("data", "") if block["type"] == "redacted_thinking" else ""
+            reply.thinking[index] = {"text": "", "signature": "", "redacted": redacted}
+            if redacted:
+                reply.events.append(ThinkingDelta(redacted=redacted))
     elif kind == "content_block_stop":
         if index in reply.structured:
             if _wrapped(reply):
@@ -313,8 +328,12 @@ def read_response(body: dict, reply: ReplyAccumulator) -> None:
         kind = block.get("type")
         if kind == "text":
             reply.text(block.get("text", ""))
-        elif kind == "thinking":
-            reply.thinking.append(block.get("thinking", ""))
+        elif kind in ("thinking", "redacted_thinking"):
+            reply.thinking[index] = {
+                "text": block.get("thinking", ""),
+                "signature": block.get("signature", ""),
+                "redacted": block.get("data", ""),
+            }
         elif kind == "tool_use":
             arguments = json.dumps(block.get("input") or {})
             if _is_structured(reply, block.get("name")):

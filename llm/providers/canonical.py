@@ -58,7 +58,17 @@ class ToolResultPart:
     cache: bool = False
 
 
-Part = TextPart | ImagePart | ToolCallPart | ToolResultPart
+@dataclass(frozen=True, slots=True)
+class ThinkingPart:
+    """Anthropic's extended thinking in an assistant turn, kept to be sent back as it came
+    (its signature proves it to the provider); ``redacted`` is a redacted block's data."""
+
+    text: str = ""
+    signature: str = ""
+    redacted: str = ""
+
+
+Part = TextPart | ImagePart | ToolCallPart | ToolResultPart | ThinkingPart
 
 
 @dataclass(frozen=True, slots=True)
@@ -200,7 +210,7 @@ class CompletionResult:
     # OpenAI's logprobs object ({"content": [...]}) when asked for and sent.
     logprobs: Mapping[str, Any] | None = None
     more_choices: tuple[Choice, ...] = ()  # choices 1.. when n > 1
-    thinking: str = ""  # Anthropic's extended-thinking text, when asked for
+    thinking: tuple[ThinkingPart, ...] = ()  # Anthropic's extended thinking, when asked for
 
     @property
     def usage(self) -> Usage:
@@ -232,11 +242,21 @@ class ToolCallDelta:
 
 
 @dataclass(frozen=True, slots=True)
+class ThinkingDelta:
+    """The next piece of a thinking block: its text, its signature, or a whole redacted
+    block (``redacted``)."""
+
+    text: str = ""
+    signature: str = ""
+    redacted: str = ""
+
+
+@dataclass(frozen=True, slots=True)
 class LogprobsDelta:
     content: tuple[Mapping[str, Any], ...]  # OpenAI's per-token logprob entries
 
 
-StreamEvent = str | ToolCallStart | ToolCallDelta | LogprobsDelta | CompletionResult
+StreamEvent = str | ToolCallStart | ToolCallDelta | ThinkingDelta | LogprobsDelta | CompletionResult
 
 
 class UnsupportedFeature(ValueError):

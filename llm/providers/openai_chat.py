@@ -10,6 +10,7 @@ from llm.providers.canonical import (
     ImagePart,
     LogprobsDelta,
     TextPart,
+    ThinkingPart,
     ToolCallDelta,
     ToolCallPart,
     ToolCallStart,
@@ -60,6 +61,8 @@ def messages_out(message: ChatMessage) -> list[dict]:
                     "content": _tool_result_content(part),
                 }
             )
+        elif isinstance(part, ThinkingPart):
+            continue  # Anthropic's signed thinking means nothing to an OpenAI model
         elif isinstance(part, ToolCallPart):
             calls.append(
                 {

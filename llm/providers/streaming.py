@@ -23,7 +23,7 @@ from llm.providers.base import (
     connection_error,
     normalise_finish_reason,
 )
-from llm.providers.canonical import Choice, StreamEvent, ToolCall
+from llm.providers.canonical import Choice, StreamEvent, ThinkingPart, ToolCall
 from llm.providers.context import estimate_message_tokens, estimate_tokens
 
 
@@ -70,7 +70,8 @@ class ReplyAccumulator:
         self.started = time.perf_counter()
         self.first_token_at: float | None = None
         self.parts: list[str] = []
-        self.thinking: list[str] = []
+        # By the stream's index: {"text", "signature", "redacted"}.
+        self.thinking: dict[int, dict] = {}
         self.response_id = ""
         self.finish_reason: str | None = None
         self.stop_sequence: str | None = None
@@ -138,7 +139,10 @@ class ReplyAccumulator:
                 )
                 for c in self.more_choices
             ),
-            thinking="".join(self.thinking),
+            thinking=tuple(
+                ThinkingPart(b["text"], b["signature"], b["redacted"])
+                for _, b in sorted(self.thinking.items())
+            ),
         )
 
 

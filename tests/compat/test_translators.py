@@ -830,3 +830,96 @@ def test_responses_fields_with_no_translation_are_named(body, param):
     with pytest.raises(GatewayError) as caught:
         responses_api.responses_request_parse({"model": "m", "input": "hi", **body})
     assert caught.value.param == param
+
+
+# --- Extended thinking: kept and sent back, so a thinking + tools loop works ---------------
+
+THINKING_TURN = {
+    "model": "claude",
+    "max_tokens": 4096,
+    "thinking": {"type": "enabled", "budget_tokens": 2048},
+    "tools": [{"name": "get_weather", "input_schema": WEATHER}],
+    "messages": [
+        {"role": "user", "content": "Weather in Oslo?"},
+        {
+            "role": "assistant",
+            "content": [
+                {"type": "thinking", "thinking": "I should call the tool.", "signature": "sig=="},
+                {"type": "redacted_thinking", "data": "opaque"},
+                {
+                    "type": "tool_use",
+                    "id": "toolu_1",
+                    "name": "get_weather",
+                    "input": {"city": "Oslo"},
+                },
+            ],
+        },
+        {
+            "role": "user",
+            "content": [{"type": "tool_result", "tool_use_id": "toolu_1", "content": "-3C"}],
+        },
+    ],
+}
+
+
+def test_thinking_blocks_go_back_to_anthropic_and_not_to_openai():
+    request = messages_api.messages_request_parse(THINKING_TURN)
+    assert not request.passthrough
+    to_anthropic = anthropic_wire.request_body(canonical(request, 4096))
+    assert to_anthropic["messages"][1]["content"] == THINKING_TURN["messages"][1]["content"]
+    assert to_anthropic["thinking"] == {"type": "enabled", "budget_tokens": 2048}
+    to_openai = openai_wire.request_body(canonical(request, 4096))
+    assert to_openai["messages"][1] == {
+        "role": "assistant",
+        "content": None,
+        "tool_calls": [
+            {
+                "id": "toolu_1",
+                "type": "function",
+                "function": {"name": "get_weather", "arguments": '{"city": "Oslo"}'},
+            }
+        ],
+    }
+
+
+def test_streamed_thinking_comes_back_to_an_anthropic_client_with_its_signature():
+    def event(kind: str, **data) -> dict:
+        return {"type": kind, **data}
+
+    provider_events = [
+        event("message_start", message={"id": "msg_3", "usage": {"input_tokens": 10}}),
+        event("content_block_start", index=0, content_block={"type": "thinking", "thinking": ""}),
+        event("content_block_delta", index=0, delta={"type": "thinking_delta", "thinking": "Hmm."}),
+        event("content_block_delta", index=0, delta={"type": "signature_delta", "signature": "s1"}),
+        event("content_block_stop", index=0),
+        event("content_block_start", index=1, content_block={"type": "text", "text": ""}),
+        event("content_block_delta", index=1, delta={"type": "text_delta", "text": "Hi"}),
+        event("content_block_stop", index=1),
+        event("message_delta", delta={"stop_reason": "end_turn"}, usage={"output_tokens": 5}),
+        event("message_stop"),
+    ]
+    items = read_stream(anthropic_wire.read_event, provider_events)
+    result = items[-1]
+    assert result.thinking[0].text == "Hmm." and result.thinking[0].signature == "s1"
+    frames = collect(
+        messages_api.event_stream(_relay(items), id="msg_3", model="claude", input_tokens=10)
+    )
+    blocks = [
+        data["content_block"]["type"] for kind, data in frames if kind == "content_block_start"
+    ]
+    assert blocks == ["thinking", "text"]
+    deltas = [data["delta"] for kind, data in frames if kind == "content_block_delta"]
+    assert deltas == [
+        {"type": "thinking_delta", "thinking": "Hmm."},
+        {"type": "signature_delta", "signature": "s1"},
+        {"type": "text_delta", "text": "Hi"},
+    ]
+    body = messages_api.message_body(result, id="msg_3", model="claude")
+    assert body["content"] == [
+        {"type": "thinking", "thinking": "Hmm.", "signature": "s1"},
+        {"type": "text", "text": "Hi"},
+    ]
+    chat = collect(
+        chat_api.chunk_stream(_relay(items), id="c", model="m", created=1, include_usage=False)
+    )
+    assert "".join(d["choices"][0]["delta"].get("content") or "" for _, d in chat) == "Hi"
