@@ -151,7 +151,8 @@ def _content_parts(content: object, where: str) -> tuple[list, bool]:
         if kind in ("text", "input_text", "output_text"):
             if not isinstance(part.get("text"), str):
                 raise invalid("A text part needs a 'text' string.", param=param)
-            parts.append(TextPart(part["text"]))
+            # cache_control on a part (as gateways in front of Anthropic accept it) is kept
+            parts.append(TextPart(part["text"], cache=isinstance(part.get("cache_control"), dict)))
         elif kind == "image_url":
             image = part.get("image_url")
             image = image if isinstance(image, dict) else {"url": image}
@@ -183,9 +184,9 @@ def _tool_calls(raw: object, where: str) -> list[ToolCallPart]:
 
 def messages_from_openai(
     raw: object, param: str = "messages"
-) -> tuple[str, list[ChatMessage], str]:
-    """System text, canonical turns, and the first field that only an OpenAI-format provider
-    can take as it is ("" when everything translates)."""
+) -> tuple[str, bool, list[ChatMessage], str]:
+    """System text, whether it asks for a cache breakpoint, canonical turns, and the first
+    field that only an OpenAI-format provider can take as it is ("" when all translates)."""
     if not isinstance(raw, list) or not raw:
         raise invalid(f"'{param}' must be a non-empty list.", param=param)
     if len(raw) > settings.LLM_MAX_MESSAGES_PER_CONVERSATION:
@@ -194,6 +195,7 @@ def messages_from_openai(
             param=param,
         )
     system: list[str] = []
+    system_cache = False
     turns: list[ChatMessage] = []
     native = ""
     for index, message in enumerate(raw):
@@ -214,6 +216,7 @@ def messages_from_openai(
             native = native or f"{where}.content"
         if role in ("system", "developer"):
             system.append("".join(p.text for p in parts if isinstance(p, TextPart)))
+            system_cache = system_cache or any(p.cache for p in parts)
             continue
         if role == "tool":
             call_id = message.get("tool_call_id")
@@ -244,7 +247,7 @@ def messages_from_openai(
             turns.append(ChatMessage(role, ""))
     if not any(turn.role == "user" for turn in turns):
         raise invalid(f"'{param}' must hold at least one user message.", param=param)
-    return "\n\n".join(system), turns, native
+    return "\n\n".join(system), system_cache, turns, native
 
 
 def _tools(body: dict) -> tuple[tuple, bool]:
@@ -268,7 +271,7 @@ def chat_request_parse(body: dict) -> GatewayRequest:
     model = body.get("model")
     if not isinstance(model, str) or not model or len(model) > 128:
         raise invalid("'model' is required: a model id from GET /v1/models.", param="model")
-    system, turns, native = messages_from_openai(body.get("messages"))
+    system, system_cache, turns, native = messages_from_openai(body.get("messages"))
     stream = body.get("stream", False)
     if not isinstance(stream, bool):
         raise invalid("'stream' must be a boolean.", param="stream")
@@ -303,6 +306,7 @@ def chat_request_parse(body: dict) -> GatewayRequest:
         "parallel_tool_calls": parallel,
         "response_format": openai_response_format(body.get("response_format"), "response_format"),
         "reasoning_effort": effort,
+        "system_cache": system_cache or None,
     }
     options = {key: value for key, value in options.items() if value is not None}
     passthrough = {key: value for key, value in body.items() if key not in TRANSLATED}

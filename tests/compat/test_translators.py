@@ -923,3 +923,32 @@ def test_streamed_thinking_comes_back_to_an_anthropic_client_with_its_signature(
         chat_api.chunk_stream(_relay(items), id="c", model="m", created=1, include_usage=False)
     )
     assert "".join(d["choices"][0]["delta"].get("content") or "" for _, d in chat) == "Hi"
+
+
+def test_cache_control_from_an_openai_client_reaches_anthropic_only():
+    body = {
+        "model": "claude",
+        "messages": [
+            {
+                "role": "system",
+                "content": [
+                    {"type": "text", "text": "Long rules.", "cache_control": {"type": "ephemeral"}}
+                ],
+            },
+            {
+                "role": "user",
+                "content": [
+                    {"type": "text", "text": "Doc", "cache_control": {"type": "ephemeral"}},
+                    {"type": "text", "text": "Question"},
+                ],
+            },
+        ],
+    }
+    request = canonical(chat_api.chat_request_parse(body))
+    to_anthropic = anthropic_wire.request_body(request)
+    assert to_anthropic["system"] == [
+        {"type": "text", "text": "Long rules.", "cache_control": {"type": "ephemeral"}}
+    ]
+    assert to_anthropic["messages"][0]["content"][0]["cache_control"] == {"type": "ephemeral"}
+    to_openai = openai_wire.request_body(request)
+    assert "cache_control" not in json.dumps(to_openai)
