@@ -290,7 +290,7 @@ def _include(body: dict) -> bool:
     if not isinstance(include, list):
         raise invalid("'include' must be a list.", param="include")
     for value in include:
-        if value not in INCLUDE_VALUES:
+        if not isinstance(value, str) or value not in INCLUDE_VALUES:
             raise invalid(f"'include' has an unknown value: {str(value)[:80]!r}.", "include")
     return "message.output_text.logprobs" in include
 

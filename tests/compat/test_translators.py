@@ -952,3 +952,61 @@ def test_cache_control_from_an_openai_client_reaches_anthropic_only():
     assert to_anthropic["messages"][0]["content"][0]["cache_control"] == {"type": "ephemeral"}
     to_openai = openai_wire.request_body(request)
     assert "cache_control" not in json.dumps(to_openai)
+
+
+@pytest.mark.parametrize(
+    ("parse", "body", "param"),
+    [
+        (
+            chat_api.chat_request_parse,
+            {"tool_choice": {"type": "function", "function": "x"}},
+            "tool_choice",
+        ),
+        (
+            chat_api.chat_request_parse,
+            {"tools": [{"type": "function", "function": "x"}]},
+            "tools[0].function",
+        ),
+        (
+            chat_api.chat_request_parse,
+            {"response_format": {"type": "json_schema", "json_schema": []}},
+            "response_format",
+        ),
+        (
+            chat_api.chat_request_parse,
+            {
+                "messages": [
+                    {
+                        "role": "user",
+                        "content": [{"type": "image_url", "image_url": {"url": "ftp://x"}}],
+                    }
+                ]
+            },
+            "messages[0].content[0].image_url",
+        ),
+        (messages_api.messages_request_parse, {"tool_choice": "any"}, "tool_choice"),
+        (messages_api.messages_request_parse, {"thinking": {"type": "enabled"}}, "thinking"),
+        (
+            messages_api.messages_request_parse,
+            {
+                "messages": [
+                    {"role": "user", "content": [{"type": "tool_use", "name": "x", "input": []}]}
+                ]
+            },
+            "messages.0.content.0",
+        ),
+        (responses_api.responses_request_parse, {"include": [{"a": 1}]}, "include"),
+        (
+            responses_api.responses_request_parse,
+            {"input": [{"type": "function_call", "name": "x"}]},
+            "input[0]",
+        ),
+    ],
+)
+def test_malformed_fields_are_400s_naming_them_never_500s(parse, body, param):
+    base = {"model": "m", "max_tokens": 10, "messages": [{"role": "user", "content": "Hi"}]}
+    if parse is responses_api.responses_request_parse:
+        base = {"model": "m", "input": "hi"}
+    with pytest.raises(GatewayError) as caught:
+        parse({**base, **body})
+    assert (caught.value.status, caught.value.param) == (400, param)
