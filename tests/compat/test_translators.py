@@ -6,6 +6,8 @@ import asyncio
 import json
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from llm.compat import anthropic_messages as messages_api
 from llm.compat import openai_chat as chat_api
@@ -1010,3 +1012,121 @@ def test_malformed_fields_are_400s_naming_them_never_500s(parse, body, param):
     with pytest.raises(GatewayError) as caught:
         parse({**base, **body})
     assert (caught.value.status, caught.value.param) == (400, param)
+
+
+# --- Any JSON in any field: a translation or a 400, never an exception (a 500) ---------------
+
+JSON = st.recursive(
+    st.none() | st.booleans() | st.integers(-5, 5) | st.floats(-3, 3) | st.text(max_size=5),
+    lambda inner: (
+        st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=5), inner, max_size=3)
+    ),
+    max_leaves=8,
+)
+CHAT_FIELDS = [
+    "messages",
+    "tools",
+    "tool_choice",
+    "response_format",
+    "n",
+    "logprobs",
+    "stop",
+    "seed",
+    "parallel_tool_calls",
+]
+MESSAGES_FIELDS = [
+    "messages",
+    "system",
+    "tools",
+    "tool_choice",
+    "thinking",
+    "output_format",
+    "top_k",
+]
+RESPONSES_FIELDS = ["input", "tools", "tool_choice", "text", "include", "reasoning", "truncation"]
+PART_TYPES = st.sampled_from(
+    [
+        "text",
+        "image_url",
+        "image",
+        "tool_use",
+        "tool_result",
+        "input_text",
+        "input_image",
+        "function_call",
+        "function_call_output",
+        "message",
+        "thinking",
+        "function",
+    ]
+)
+# Fields shaped like the real ones, with any values inside: deeper than plain random JSON.
+SHAPED = st.fixed_dictionaries(
+    {"type": PART_TYPES},
+    optional={
+        k: JSON
+        for k in (
+            "text",
+            "image_url",
+            "source",
+            "input",
+            "content",
+            "name",
+            "id",
+            "call_id",
+            "arguments",
+            "output",
+            "role",
+            "function",
+            "tool_use_id",
+        )
+    },
+)
+
+
+MESSAGE = st.fixed_dictionaries(
+    {
+        "role": st.sampled_from(["user", "assistant", "system", "developer", "tool"]),
+        "content": JSON | st.lists(SHAPED, max_size=3),
+    },
+    optional={"tool_calls": st.lists(JSON | SHAPED, max_size=2), "tool_call_id": JSON},
+)
+VALUES = JSON | SHAPED | st.lists(SHAPED, max_size=3) | st.lists(MESSAGE, min_size=1, max_size=3)
+
+
+def translations_or_400s(parse, base: dict, fields: list[str]):
+    @settings(max_examples=300, deadline=None, suppress_health_check=list(HealthCheck))
+    @given(field=st.sampled_from(fields), value=VALUES)
+    def check(field, value):
+        try:
+            parsed = parse({**base, field: value})
+        except GatewayError as error:
+            assert error.status == 400
+            return
+        request = getattr(parsed, "call", parsed)
+        for wire in (openai_wire, anthropic_wire):
+            try:
+                wire.request_body(canonical(request))
+            except UnsupportedFeature:
+                pass
+
+    check()
+
+
+def test_any_chat_completions_field_is_translated_or_refused():
+    translations_or_400s(
+        chat_api.chat_request_parse,
+        {"model": "m", "messages": [{"role": "user", "content": "Hi"}]},
+        CHAT_FIELDS,
+    )
+
+
+def test_any_messages_field_is_translated_or_refused():
+    base = {"model": "m", "max_tokens": 10, "messages": [{"role": "user", "content": "Hi"}]}
+    translations_or_400s(messages_api.messages_request_parse, base, MESSAGES_FIELDS)
+
+
+def test_any_responses_field_is_translated_or_refused():
+    translations_or_400s(
+        responses_api.responses_request_parse, {"model": "m", "input": "hi"}, RESPONSES_FIELDS
+    )
