@@ -5,6 +5,7 @@ and not: what agent frameworks and structured-output libraries need, across fami
 import base64
 import json
 
+import anthropic
 import pydantic
 import pytest
 
@@ -276,6 +277,30 @@ def test_anthropic_sdk_structured_output_for_each_family(anthropic_client, famil
     ) as stream:
         text = stream.get_final_text()
     Weather.model_validate_json(text)
+
+
+@pytest.mark.parametrize("family", FAMILIES)
+def test_anthropic_sdk_parse_with_output_config_for_each_family(anthropic_client, family):
+    parsed = anthropic_client.messages.parse(
+        model=SLUG[family], max_tokens=300, messages=QUESTION, output_format=Weather
+    )
+    assert isinstance(parsed.parsed_output, Weather)
+    assert parsed.stop_reason == "end_turn"
+
+
+def test_anthropic_output_config_effort_is_an_anthropic_control(anthropic_client, standin):
+    anthropic_client.messages.create(
+        model="claude-standin",
+        max_tokens=50,
+        messages=QUESTION,
+        output_config={"effort": "low"},
+    )
+    assert standin.last_request.body["output_config"] == {"effort": "low"}
+    with pytest.raises(anthropic.BadRequestError) as caught:
+        anthropic_client.messages.create(
+            model="gpt-standin", max_tokens=50, messages=QUESTION, output_config={"effort": "low"}
+        )
+    assert "output_config.effort" in caught.value.body["error"]["message"]
 
 
 def test_anthropic_sdk_stop_sequence_for_an_openai_model(anthropic_client):

@@ -1041,6 +1041,7 @@ MESSAGES_FIELDS = [
     "tool_choice",
     "thinking",
     "output_format",
+    "output_config",
     "top_k",
 ]
 RESPONSES_FIELDS = ["input", "tools", "tool_choice", "text", "include", "reasoning", "truncation"]
