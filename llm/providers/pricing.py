@@ -1,21 +1,23 @@
-"""Cost of a completion from catalog prices, in Decimal only."""
+"""The one pricing function: what a call costs at catalog prices, in integer micro-dollars."""
 
-from decimal import ROUND_HALF_UP, Decimal
+from decimal import Decimal
 
-MILLION = Decimal(1_000_000)
-COST_QUANTUM = Decimal("0.000001")  # a millionth of a dollar, the precision stored
+from project.money import micros_ceil_div, price_micros_per_mtok
+
+MILLION = 1_000_000
 
 
-def completion_cost(
+def completion_cost_micros(
     *,
     input_tokens: int,
     output_tokens: int,
     input_price_per_mtok: Decimal,
     output_price_per_mtok: Decimal,
-) -> Decimal:
-    """USD for the tokens at per-million-token prices, rounded half-up to 0.000001."""
-    cost = (
-        Decimal(input_tokens) * Decimal(input_price_per_mtok)
-        + Decimal(output_tokens) * Decimal(output_price_per_mtok)
-    ) / MILLION
-    return cost.quantize(COST_QUANTUM, rounding=ROUND_HALF_UP)
+) -> int:
+    """Micro-dollars for the tokens at per-million-token prices (USD). Integer arithmetic
+    throughout; a fraction of a micro-dollar is rounded UP, so no call is ever under-charged
+    (at most one micro-dollar over)."""
+    total = input_tokens * price_micros_per_mtok(
+        input_price_per_mtok
+    ) + output_tokens * price_micros_per_mtok(output_price_per_mtok)
+    return micros_ceil_div(total, MILLION)

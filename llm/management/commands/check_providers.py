@@ -3,8 +3,9 @@ import time
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from llm.catalog import provider_target
+from llm.lifecycle import provider_for
 from llm.models import LLMModel
-from llm.providers import ChatMessage, ChatRequest, ProviderError, get_provider
+from llm.providers import ChatMessage, ChatRequest, ProviderError
 
 
 class Command(BaseCommand):
@@ -32,9 +33,8 @@ class Command(BaseCommand):
                 if model:
                     failures += 1
                 continue
-            provider = get_provider(
-                target.provider, api_key=target.api_key, base_url=target.base_url, timeout=timeout
-            )
+            # A diagnostic: straight to the provider, no admission or accounting.
+            provider = provider_for(target, timeout=timeout)
             request = ChatRequest(
                 model=target.model,
                 messages=[ChatMessage(role="user", content="Reply with the word ok.")],
