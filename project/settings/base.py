@@ -318,6 +318,9 @@ AUDITLOG_INCLUDE_TRACKING_MODELS = (
     {"model": "llm.ModelAccess", "m2m_fields": {"allowed_models"}},
     {"model": "llm.LLMModel", "exclude_fields": ["updated_at"]},
     "llm.ModelFallback",
+    "teams.Team",
+    "teams.Membership",
+    "teams.TeamApiKey",
 )
 AUDITLOG_CID_GETTER = "project.logging.current_request_id"
 AUDITLOG_STORE_JSON_CHANGES = True
