@@ -52,7 +52,7 @@ from llm.providers import (
     get_async_provider,
     get_provider,
 )
-from llm.providers.context import PER_MESSAGE_OVERHEAD, REPLY_PRIMING
+from llm.providers.context import PER_MESSAGE_OVERHEAD, REPLY_PRIMING, estimate_message_tokens
 from llm.selectors import model_fallback_ids
 from teams.models import Team
 
@@ -105,9 +105,8 @@ def temperature_problem(model: LLMModel, temperature: float | Decimal | None) ->
 def prompt_estimate(request: ChatRequest) -> int:
     """Estimated input tokens of ``request`` (what admission reserves and what a call that ends
     without a usage report is charged)."""
-    tokens = REPLY_PRIMING + sum(
-        estimate_tokens(m.content) + PER_MESSAGE_OVERHEAD for m in request.messages
-    )
+    # estimate_message_tokens reads every part (tool calls and results, images), not only text
+    tokens = REPLY_PRIMING + sum(estimate_message_tokens(m) for m in request.messages)
     return tokens + (
         estimate_tokens(request.system) + PER_MESSAGE_OVERHEAD if request.system else 0
     )

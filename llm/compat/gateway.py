@@ -40,7 +40,13 @@ from llm.compat.core import (
 from llm.compat.metrics import GATEWAY_CALLS
 from llm.lifecycle import GATEWAY, Spent, call_account, call_admit, estimated_usage
 from llm.models import GatewayCall, GatewayCallStatus, LLMModel
-from llm.providers import ChatRequest, CompletionResult, ProviderError
+from llm.providers import (
+    ChatRequest,
+    CompletionResult,
+    ProviderError,
+    UnsupportedFeature,
+    request_check,
+)
 from llm.selectors import model_by_slug
 from project import errors as domain
 from project.db import connection_give_back
@@ -50,6 +56,8 @@ from teams.selectors import TEAM_HEADER, team_for_call
 logger = logging.getLogger("parley.llm.compat")
 # Tasks that account for streams whose client went away: kept referenced until they finish.
 _background: set[asyncio.Task] = set()
+
+FAMILY_NAME = {"openai": "OpenAI", "anthropic": "Anthropic"}
 
 
 @dataclass(slots=True)
@@ -137,8 +145,20 @@ def _resolve(call: Call) -> None:
         temperature=request.temperature,
         top_p=request.top_p,
         stop=request.stop,
-        passthrough=request.passthrough,
+        # Hints of the client's format go to a provider of that format, and nowhere else.
+        passthrough={**request.hints, **request.passthrough}
+        if provider_format == request.wire_format
+        else {},
+        **request.options,
     )
+    try:  # what the provider's format cannot carry is refused before anything is reserved
+        request_check(target.provider, call.chat_request)
+    except UnsupportedFeature as exc:
+        raise invalid(
+            f"{exc.message} ('{model.slug}' is an {FAMILY_NAME[provider_format]} model.)",
+            param=exc.param,
+            code="unsupported_parameter",
+        ) from None
     try:  # model access, rate limits, budgets: the same gate as conversation replies
         call.admitted = call_admit(
             GATEWAY,
@@ -279,7 +299,7 @@ def _record(
 def _prompt_record(request: GatewayRequest) -> dict:
     return {
         "system": request.system,
-        "messages": [{"role": m.role, "content": m.content} for m in request.messages],
+        "messages": [{"role": m.role, "content": m.text} for m in request.messages],
     }
 
 
@@ -410,7 +430,8 @@ async def _relay(
                 outcome = {"result": item}
                 yield item
                 break
-            parts.append(item)
+            if isinstance(item, str):
+                parts.append(item)
             yield item
             try:
                 item = await anext(events)
