@@ -51,11 +51,19 @@ def worst_case_cost(*, model: LLMModel, input_tokens: int, max_tokens: int) -> D
     rounded like stored costs. One query."""
     prices = LLMModel.objects.filter(
         Q(pk=model.pk) | Q(pk__in=ModelFallback.objects.filter(model=model).values("fallback"))
-    ).aggregate(input=Max("input_price_per_mtok"), output=Max("output_price_per_mtok"))
+    ).aggregate(
+        input=Max("input_price_per_mtok"),
+        output=Max("output_price_per_mtok"),
+        cache_write=Max("cache_write_price_per_mtok"),
+    )
+    # Writing the prompt cache can cost more than plain input (Anthropic: 1.25x).
+    input_price = max(
+        prices["input"] or model.input_price_per_mtok, prices["cache_write"] or Decimal(0)
+    )
     return completion_cost(
         input_tokens=input_tokens,
         output_tokens=max_tokens,
-        input_price_per_mtok=prices["input"] or model.input_price_per_mtok,
+        input_price_per_mtok=input_price,
         output_price_per_mtok=prices["output"] or model.output_price_per_mtok,
     )
 

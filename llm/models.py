@@ -14,12 +14,18 @@ class Provider(models.TextChoices):
     OPENAI_COMPATIBLE = "openai_compatible", "OpenAI-compatible endpoint"
 
 
+class ModelKind(models.TextChoices):
+    CHAT = "chat", "Chat"  # conversations, /v1/chat/completions, /v1/messages, /v1/responses
+    EMBEDDING = "embedding", "Embedding"  # /v1/embeddings only
+
+
 class LLMModel(models.Model):
     """One entry of the model catalog that staff edit in the admin and clients pick by slug."""
 
     slug = models.SlugField(max_length=64, unique=True, help_text="What clients send as `model`.")
     display_name = models.CharField(max_length=100)
     provider = models.CharField(max_length=32, choices=Provider.choices)
+    kind = models.CharField(max_length=16, choices=ModelKind.choices, default=ModelKind.CHAT)
     provider_model = models.CharField(
         max_length=128, help_text="The provider's own model name, e.g. gpt-4.1-mini."
     )
@@ -52,6 +58,22 @@ class LLMModel(models.Model):
         default=Decimal(0),
         help_text="USD per million output tokens.",
     )
+    cache_read_price_per_mtok = models.DecimalField(
+        max_digits=10,
+        decimal_places=4,
+        null=True,
+        blank=True,
+        help_text="USD per million input tokens read from the provider's prompt cache. "
+        "Empty means the input price.",
+    )
+    cache_write_price_per_mtok = models.DecimalField(
+        max_digits=10,
+        decimal_places=4,
+        null=True,
+        blank=True,
+        help_text="USD per million input tokens written to the provider's prompt cache "
+        "(Anthropic charges more for them). Empty means the input price.",
+    )
     enabled = models.BooleanField(default=True)
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
@@ -72,6 +94,19 @@ class LLMModel(models.Model):
             models.CheckConstraint(
                 condition=Q(input_price_per_mtok__gte=0) & Q(output_price_per_mtok__gte=0),
                 name="llm_model_prices_not_negative",
+            ),
+            models.CheckConstraint(
+                condition=(
+                    Q(cache_read_price_per_mtok__isnull=True) | Q(cache_read_price_per_mtok__gte=0)
+                )
+                & (
+                    Q(cache_write_price_per_mtok__isnull=True)
+                    | Q(cache_write_price_per_mtok__gte=0)
+                ),
+                name="llm_model_cache_prices_not_negative",
+            ),
+            models.CheckConstraint(
+                condition=Q(kind__in=[k.value for k in ModelKind]), name="llm_model_kind_valid"
             ),
             models.CheckConstraint(
                 condition=~Q(provider="openai_compatible") | ~Q(base_url="") | Q(is_standin=True),
@@ -269,8 +304,14 @@ class Usage(models.Model):
         related_name="+",
         help_text="The API key the request was made with; empty for a JWT (or a deleted key).",
     )
-    input_tokens = models.PositiveIntegerField()
+    input_tokens = models.PositiveIntegerField(help_text="Every prompt token, cached included.")
     output_tokens = models.PositiveIntegerField()
+    cache_read_tokens = models.PositiveIntegerField(
+        default=0, help_text="Of the input tokens, those read from the provider's prompt cache."
+    )
+    cache_write_tokens = models.PositiveIntegerField(
+        default=0, help_text="Of the input tokens, those written to the provider's prompt cache."
+    )
     cost = models.DecimalField(max_digits=12, decimal_places=6)
     created_at = models.DateTimeField(db_index=True)
 
@@ -280,6 +321,12 @@ class Usage(models.Model):
         indexes = [models.Index(fields=["user", "created_at"], name="llm_usage_user_created")]
         constraints = [
             models.CheckConstraint(condition=Q(cost__gte=0), name="llm_usage_cost_not_negative"),
+            models.CheckConstraint(
+                condition=Q(
+                    input_tokens__gte=models.F("cache_read_tokens") + models.F("cache_write_tokens")
+                ),
+                name="llm_usage_cached_within_input",
+            ),
         ]
 
     def __str__(self) -> str:
@@ -290,6 +337,7 @@ class GatewayEndpoint(models.TextChoices):
     CHAT_COMPLETIONS = "chat.completions", "/v1/chat/completions"
     MESSAGES = "messages", "/v1/messages"
     RESPONSES = "responses", "/v1/responses"
+    EMBEDDINGS = "embeddings", "/v1/embeddings"
 
 
 class GatewayCallStatus(models.TextChoices):

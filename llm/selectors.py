@@ -26,6 +26,7 @@ from llm.models import (
     MessageRole,
     MessageStatus,
     ModelFallback,
+    ModelKind,
     Usage,
 )
 from llm.providers.pricing import COST_QUANTUM
@@ -59,6 +60,9 @@ def model_get_available(*, slug: str) -> LLMModel:
             details={"model": [f"Unknown model '{slug}'."]},
         )
     model_check_callable(model=model)
+    if model.kind != ModelKind.CHAT:
+        message = f"'{slug}' is an embedding model; it cannot write replies."
+        raise InvalidInput(message, code="model_not_chat", details={"model": [message]})
     return model
 
 
@@ -340,6 +344,8 @@ class UsageReport:
 USAGE_SUMS = {
     "input_tokens": Coalesce(Sum("input_tokens"), 0),
     "output_tokens": Coalesce(Sum("output_tokens"), 0),
+    "cache_read_tokens": Coalesce(Sum("cache_read_tokens"), 0),
+    "cache_write_tokens": Coalesce(Sum("cache_write_tokens"), 0),
     "cost": Coalesce(
         Sum("cost"), Decimal(0), output_field=DecimalField(max_digits=14, decimal_places=6)
     ),

@@ -39,7 +39,7 @@ from llm.compat.core import (
     provider_error,
 )
 from llm.compat.metrics import GATEWAY_CALLS
-from llm.models import GatewayCall, GatewayCallStatus, LLMModel, Usage
+from llm.models import GatewayCall, GatewayCallStatus, LLMModel, ModelKind, Usage
 from llm.providers import (
     ChatRequest,
     CompletionResult,
@@ -99,6 +99,11 @@ def prompt_tokens(request: GatewayRequest) -> int:
     )
 
 
+def call_refusal(error: domain.DomainError) -> GatewayError:
+    """What a refusal by the domain (model access, rate limits, budgets) means to a client."""
+    return _domain_refusal(error)
+
+
 def _domain_refusal(error: domain.DomainError) -> GatewayError:
     status = status_for(error)
     return GatewayError(
@@ -126,6 +131,12 @@ def _resolve(call: Call) -> None:
             code="model_not_found",
         )
     call.model, call.target = model, target
+    if model.kind != ModelKind.CHAT:
+        raise invalid(
+            f"'{model.slug}' is an embedding model: use it with /v1/embeddings.",
+            param="model",
+            code="model_not_chat",
+        )
     provider_format = call.provider_format
     if request.passthrough and provider_format != request.wire_format:
         param = request.passthrough_param or next(iter(request.passthrough))
@@ -186,13 +197,14 @@ def _open(
     call: Call,
     parse: Callable[[], GatewayRequest],
     x_api_key: bool,
+    resolve: Callable[[Call], None],
 ) -> Call:
     try:
         call.user, call.api_key = caller_authenticate(http_request, x_api_key=x_api_key)
         http_request.user = call.user  # for the access log line
         try:
             call.request = parse()
-            _resolve(call)
+            resolve(call)
         except GatewayError as error:
             _record(call, error=error)
             raise
@@ -207,12 +219,16 @@ async def call_open(
     endpoint: str,
     parse: Callable[[], GatewayRequest],
     x_api_key: bool = False,
+    resolve: Callable[[Call], None] | None = None,
 ) -> Call:
     """Authenticate, parse (``parse`` raises ``GatewayError``), resolve and admit a call, in
-    one trip to a thread that returns its database connection before coming back."""
+    one trip to a thread that returns its database connection before coming back. ``resolve``
+    (default: a chat call's) finds the model and admits the call, or raises ``GatewayError``."""
     call = Call(endpoint=endpoint, request_id=getattr(http_request, "id", ""))
     # Any pooled thread will do: the hop takes its own connection and gives it back.
-    return await sync_to_async(_open, thread_sensitive=False)(http_request, call, parse, x_api_key)
+    return await sync_to_async(_open, thread_sensitive=False)(
+        http_request, call, parse, x_api_key, resolve or _resolve
+    )
 
 
 def _labels(call: Call) -> dict:
@@ -230,9 +246,12 @@ def _record(
     """Store the call's record (and, when tokens were spent, its Usage row), settle its
     admission, and count it in the metrics. One transaction."""
     request = call.request
-    input_tokens = output_tokens = 0
+    input_tokens = output_tokens = cache_read = cache_write = 0
     if result is not None:
         input_tokens, output_tokens = result.input_tokens, result.output_tokens
+        # Of the input tokens, those the provider's prompt cache served or stored.
+        cache_read = getattr(result, "cache_read_tokens", 0)
+        cache_write = getattr(result, "cache_write_tokens", 0)
     elif call.chat_request is not None and (cancelled or partial_text):
         # The provider billed what it streamed; its usage report never came: estimate.
         input_tokens, output_tokens = prompt_tokens(request), estimate_tokens(partial_text)
@@ -243,6 +262,10 @@ def _record(
             output_tokens=output_tokens,
             input_price_per_mtok=call.model.input_price_per_mtok,
             output_price_per_mtok=call.model.output_price_per_mtok,
+            cache_read_tokens=cache_read,
+            cache_write_tokens=cache_write,
+            cache_read_price_per_mtok=call.model.cache_read_price_per_mtok,
+            cache_write_price_per_mtok=call.model.cache_write_price_per_mtok,
         )
     if result is not None:
         status, http_status = GatewayCallStatus.COMPLETED, 200
@@ -288,6 +311,8 @@ def _record(
                 model=call.model,
                 input_tokens=input_tokens,
                 output_tokens=output_tokens,
+                cache_read_tokens=cache_read,
+                cache_write_tokens=cache_write,
                 cost=cost,
                 created_at=now,
             )
@@ -447,6 +472,13 @@ def _provider(call: Call):
         base_url=target.base_url,
         timeout=settings.LLM_REQUEST_TIMEOUT,
     )
+
+
+async def call_failed(call: Call, exc: ProviderError) -> GatewayError:
+    """Record a provider's failure of ``call``; the error to answer the client with."""
+    error = _provider_failure(call, exc)
+    await call_finish(call, error=error)
+    return error
 
 
 def _provider_failure(call: Call, exc: ProviderError) -> GatewayError:
