@@ -14,6 +14,7 @@ from django.db.models import Q
 from django.utils import timezone
 
 from accounts.models import ApiKey, User
+from audit.services import audit_record
 from project.errors import InvalidInput
 
 API_KEY_PREFIX = "prl_"
@@ -46,9 +47,16 @@ def user_create(*, email: str, password: str, name: str = "", is_staff: bool = F
     try:
         with transaction.atomic():
             user.save()
+            audit_record(action="user.created", target=user, data={"is_staff": is_staff})
     except IntegrityError:  # lost a race with another registration
         raise email_taken from None
     return user
+
+
+def user_signed_in(*, user: User, method: str) -> None:
+    """Record a successful sign-in that Django's ``user_logged_in`` signal does not announce
+    (the JWT token endpoint; SSO). ``method``: ``jwt``, ``oidc``..."""
+    audit_record(action="auth.sign_in", target=user, actor=user, data={"method": method})
 
 
 def user_update(*, user: User, name: str | None = None) -> User:
@@ -84,7 +92,8 @@ def user_password_change(*, user: User, new_password: str) -> None:
     _password_check(new_password, user, field="new_password")
     user.set_password(new_password)
     user.save(update_fields=["password"])
-    user_sessions_end(user=user)
+    ended = user_sessions_end(user=user)
+    audit_record(action="user.password_changed", target=user, data={"sessions_ended": ended})
 
 
 @transaction.atomic
@@ -92,7 +101,8 @@ def user_password_disable(*, user: User) -> None:
     """No password sign-in for ``user`` any more; every session signed in with one ends."""
     user.set_unusable_password()
     user.save(update_fields=["password"])
-    user_sessions_end(user=user)
+    ended = user_sessions_end(user=user)
+    audit_record(action="user.password_disabled", target=user, data={"sessions_ended": ended})
 
 
 @transaction.atomic
@@ -100,19 +110,29 @@ def user_deactivate(*, user: User) -> int:
     """An inactive user can neither log in, refresh, nor use an API key. Their keys are revoked
     and their sessions ended, not merely ignored, so reactivating the account later brings
     none of them back. Safe to call twice. Returns how many API keys were revoked."""
+    was_active = user.is_active
     user.is_active = False
     user.save(update_fields=["is_active"])
-    revoked = ApiKey.objects.filter(owner=user, revoked_at__isnull=True).update(
-        revoked_at=timezone.now()
+    revoked_ids = list(
+        ApiKey.objects.filter(owner=user, revoked_at__isnull=True).values_list("pk", flat=True)
     )
-    user_sessions_end(user=user)
+    revoked = ApiKey.objects.filter(pk__in=revoked_ids).update(revoked_at=timezone.now())
+    ended = user_sessions_end(user=user)
+    audit_record(
+        action="user.deactivated",
+        target=user,
+        changes={"is_active": (was_active, False)},
+        data={"api_keys_revoked": revoked_ids, "sessions_ended": ended},
+    )
     return revoked
 
 
 def user_activate(*, user: User) -> None:
     """Let ``user`` sign in again, with new sessions and keys (old ones stay revoked)."""
+    was_active = user.is_active
     user.is_active = True
     user.save(update_fields=["is_active"])
+    audit_record(action="user.activated", target=user, changes={"is_active": (was_active, True)})
 
 
 def api_key_hash(secret: str) -> str:
@@ -132,17 +152,40 @@ def api_key_create(*, owner: User, name: str, expires_at: datetime | None = None
         raise InvalidInput("expires_at must be in the future.", code="invalid_expiry")
     prefix = secrets.token_hex(4)
     secret = f"{API_KEY_PREFIX}{prefix}_{secrets.token_urlsafe(32)}"
-    api_key = ApiKey.objects.create(
-        owner=owner, name=name, prefix=prefix, key_hash=api_key_hash(secret), expires_at=expires_at
-    )
+    with transaction.atomic():
+        api_key = ApiKey.objects.create(
+            owner=owner,
+            name=name,
+            prefix=prefix,
+            key_hash=api_key_hash(secret),
+            expires_at=expires_at,
+        )
+        audit_record(action="api_key.created", target=api_key, data=_api_key_facts(api_key))
     return IssuedApiKey(api_key=api_key, secret=secret)
+
+
+def _api_key_facts(api_key: ApiKey) -> dict:
+    # What identifies a key in the audit log: never its secret or hash.
+    return {
+        "name": api_key.name,
+        "prefix": api_key.prefix,
+        "owner_id": api_key.owner_id,
+        "expires_at": api_key.expires_at,
+    }
 
 
 def api_key_revoke(*, api_key: ApiKey) -> ApiKey:
     """Revoke a key for good; revoking twice keeps the first time."""
     if api_key.revoked_at is None:
-        api_key.revoked_at = timezone.now()
-        api_key.save(update_fields=["revoked_at"])
+        with transaction.atomic():
+            api_key.revoked_at = timezone.now()
+            api_key.save(update_fields=["revoked_at"])
+            audit_record(
+                action="api_key.revoked",
+                target=api_key,
+                changes={"revoked_at": (None, api_key.revoked_at)},
+                data=_api_key_facts(api_key),
+            )
     return api_key
 
 

@@ -210,8 +210,9 @@ def ratelimit_acquire(*, user: User, api_key: ApiKey | None, tokens: int) -> Rat
     waits = [int(reply[2 + 5 * i + 4]) for i in range(len(subjects))]
     if any(w == -1 for w in waits):
         raise RateLimited(
-            f"This request's {tokens} tokens exceed your tokens-per-minute limit; lower "
-            "max_tokens or shorten the conversation.",
+            f"This request's {tokens} tokens exceed your whole tokens-per-minute limit, so it "
+            "can never be admitted, however long you wait; lower max_tokens or shorten the "
+            "conversation.",
             code="request_too_large",
             limits=status.headers(),
         )

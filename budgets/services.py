@@ -15,6 +15,7 @@ from decimal import ROUND_HALF_UP, Decimal
 from django.conf import settings
 from django.db import transaction
 from django.db.models import DecimalField, F, Value
+from django.db.models.functions import Greatest
 from django.db.models.lookups import LessThanOrEqual
 from django.utils import timezone
 
@@ -339,3 +340,49 @@ def reservation_settle_reference(
     return reservation_settle(
         reservation=reservation, actual_usd=actual_usd, actual_tokens=actual_tokens
     )
+
+
+def reservation_close_anyway(
+    *, reservation: Reservation, actual_usd: Decimal, actual_tokens: int
+) -> Reservation:
+    """End a held reservation whose ordinary settle the database refused (a ledger row that
+    no longer holds it): the hold comes off each ledger row as far as the row still has it
+    (never below zero), the actual amounts are added, and the reservation is closed — settled
+    when something was spent, released otherwise. Used only after ``reservation_settle`` or
+    ``reservation_release`` failed, so that an ended call never keeps its hold."""
+    if reservation._state.adding:
+        return reservation
+    actual_usd = money(actual_usd)
+    spent = bool(actual_usd or actual_tokens)
+    status = ReservationStatus.SETTLED if spent else ReservationStatus.RELEASED
+    now = timezone.now()
+    zero_usd = Value(Decimal(0), output_field=_MONEY_FIELD)
+    with transaction.atomic():
+        closed = Reservation.objects.filter(
+            pk=reservation.pk, status=ReservationStatus.HELD
+        ).update(status=status, actual_usd=actual_usd, actual_tokens=actual_tokens, settled_at=now)
+        if not closed:
+            reservation.refresh_from_db()
+            return reservation
+        holds = (
+            ReservationHold.objects.filter(reservation_id=reservation.pk)
+            .order_by("budget_id")
+            .values_list("budget_id", "period_start")
+        )
+        for budget_id, start in holds:
+            BudgetLedger.objects.filter(budget_id=budget_id, period_start=start).update(
+                reserved_usd=Greatest(
+                    F("reserved_usd") - Value(reservation.amount_usd, output_field=_MONEY_FIELD),
+                    zero_usd,
+                    output_field=_MONEY_FIELD,
+                ),
+                reserved_tokens=Greatest(
+                    F("reserved_tokens") - reservation.amount_tokens, Value(0)
+                ),
+                spent_usd=F("spent_usd") + Value(actual_usd, output_field=_MONEY_FIELD),
+                spent_tokens=F("spent_tokens") + actual_tokens,
+            )
+    reservation.status = status
+    reservation.actual_usd, reservation.actual_tokens = actual_usd, actual_tokens
+    reservation.settled_at = now
+    return reservation

@@ -2,6 +2,7 @@ from decimal import Decimal
 
 from django import forms
 from django.contrib import admin, messages
+from django.db import transaction
 from django.db.models import DecimalField, OuterRef, QuerySet, Subquery, Sum
 from django.db.models.functions import Coalesce
 from django.http import Http404, HttpRequest, HttpResponse, HttpResponseBadRequest
@@ -11,6 +12,7 @@ from django.utils.http import content_disposition_header
 
 from accounts.admin import UserAdmin
 from accounts.models import User
+from audit.services import audit_record
 from budgets.periods import month_start
 from llm.catalog import model_is_callable
 from llm.exports import conversation_export
@@ -72,13 +74,28 @@ class LLMModelAdmin(admin.ModelAdmin):
 
     @admin.action(description="Enable selected models", permissions=["change"])
     def enable(self, request: HttpRequest, queryset: QuerySet[LLMModel]) -> None:
-        count = queryset.update(enabled=True)
+        count = _models_enable(queryset, enabled=True)
         self.message_user(request, f"Enabled {count} model(s).", messages.SUCCESS)
 
     @admin.action(description="Disable selected models", permissions=["change"])
     def disable(self, request: HttpRequest, queryset: QuerySet[LLMModel]) -> None:
-        count = queryset.update(enabled=False)
+        count = _models_enable(queryset, enabled=False)
         self.message_user(request, f"Disabled {count} model(s).", messages.SUCCESS)
+
+
+@transaction.atomic
+def _models_enable(queryset: QuerySet[LLMModel], *, enabled: bool) -> int:
+    """One UPDATE, and one audit event per model whose state it changed (a bulk update sends
+    no signal, so django-auditlog would not see it)."""
+    changing = list(queryset.exclude(enabled=enabled).only("pk", "slug", "enabled"))
+    LLMModel.objects.filter(pk__in=[m.pk for m in changing]).update(enabled=enabled)
+    for model in changing:
+        audit_record(
+            action="llm_model.enabled" if enabled else "llm_model.disabled",
+            target=model,
+            changes={"enabled": (not enabled, enabled)},
+        )
+    return queryset.count()
 
 
 class MessageInline(admin.TabularInline):

@@ -86,6 +86,7 @@ def admission_reserve(
     input_tokens_estimate: int,
     max_tokens: int,
     reference: str = "",
+    check_access: bool = True,
 ) -> Admission:
     """Admit one provider call for ``user`` (and ``api_key`` when the request used one).
 
@@ -99,8 +100,11 @@ def admission_reserve(
     reservation pays for (``job:<uuid>`` for queued replies, whose reconcile releases
     reservations of vanished jobs); a synchronous ``/v1/`` call settles in its own request.
     Inside a transaction the reservation is a savepoint and rolls back with it (the rate-limit
-    count does not)."""
-    model_access_check(model=model, user=user, api_key=api_key)
+    count does not). ``check_access`` False: the server chose the model (titles).
+
+    Callers go through ``llm.lifecycle.call_admit``."""
+    if check_access:
+        model_access_check(model=model, user=user, api_key=api_key)
     tokens = input_tokens_estimate + max_tokens
     rate_limit = ratelimit_acquire(user=user, api_key=api_key, tokens=tokens)
     try:

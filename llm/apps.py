@@ -9,6 +9,7 @@ class LlmConfig(AppConfig):
     def ready(self) -> None:
         from jobs.registry import register, register_reconcile_step
         from llm.admission import reply_reservations_reconcile
+        from llm.compat import edge
         from llm.completion import (
             completion_exhausted,
             completion_finished,
@@ -18,6 +19,7 @@ class LlmConfig(AppConfig):
         )
         from llm.services import COMPLETION_JOB_KIND
         from llm.titles import TITLE_JOB_KIND, title_run
+        from project.api.errors import register_error_shape
 
         register(
             COMPLETION_JOB_KIND,
@@ -29,3 +31,4 @@ class LlmConfig(AppConfig):
         )
         register(TITLE_JOB_KIND, title_run)
         register_reconcile_step("llm.reply_reservations", reply_reservations_reconcile)
+        register_error_shape(edge.PREFIX, edge.error_body_for)

@@ -20,21 +20,21 @@ from jobs.exceptions import (
 )
 from jobs.models import Job, JobStatus
 from jobs.runner import job_watchdog
-from llm import metrics, streams
-from llm.admission import reply_max_tokens, reply_reservation_ensure, reply_reservation_settle
-from llm.catalog import model_is_callable, model_provider, unavailable_reason
-from llm.models import Message, MessageRole, MessageStatus
+from llm import lifecycle, streams
+from llm.admission import reply_max_tokens, reply_reference, reply_reservation_ensure
+from llm.catalog import model_is_callable, unavailable_reason
+from llm.lifecycle import REPLY, Spent, call_account, call_cost, estimated_usage
+from llm.models import GatewayCall, GatewayCallStatus, Message, MessageRole, MessageStatus
 from llm.providers import (
     ChatMessage,
     ChatProvider,
     ChatRequest,
     CompletionResult,
     ProviderError,
-    completion_cost,
     trim_messages,
 )
 from llm.selectors import message_path
-from llm.services import message_transition, reply_fall_back, usage_record
+from llm.services import message_transition, reply_fall_back
 from llm.titles import conversation_title_request
 from project.errors import BudgetExceeded, InvalidTransition
 
@@ -102,6 +102,9 @@ def _build_request(
     # The same rule admission reserved for (a fallback model may allow fewer tokens).
     max_tokens = reply_max_tokens(conversation=conversation, model=model, params=params)
     temperature = params.get("temperature", conversation.temperature)
+    problem = lifecycle.temperature_problem(model, temperature)
+    if problem:  # refused on every path, never clamped (a fallback may be Anthropic)
+        raise PermanentJobError(problem)
     request = ChatRequest(
         model=model.provider_model,
         messages=trim_messages(
@@ -114,7 +117,7 @@ def _build_request(
         max_tokens=max_tokens,
         temperature=float(temperature) if temperature is not None else None,
     )
-    return request, model_provider(model)
+    return request, lifecycle.model_provider(model)
 
 
 def _start_attempt(message: Message, job: Job) -> None:
@@ -148,48 +151,90 @@ def _stream_reply(
         deltas.add(text)
         watchdog.check()
 
-    labels = {"provider": message.model.provider, "model": message.model.slug}
     try:
         return provider.complete(request, on_delta=on_delta)
     except JobStopped as stop:
         Message.objects.filter(pk=message.pk).update(content="".join(parts))
         if isinstance(stop, JobCancelled):
-            metrics.COMPLETIONS.labels(**labels, outcome="cancelled").inc()
-            return None
+            return None  # accounted by the terminal hook (completion_finished), like any cancel
         if isinstance(stop, JobInterrupted):  # handed back: the next attempt starts over
             _transition_unless_moved_on(message, MessageStatus.QUEUED)
         raise
     except ProviderError as exc:
         Message.objects.filter(pk=message.pk).update(content="".join(parts))
         if exc.transient:
-            metrics.COMPLETIONS.labels(**labels, outcome="transient_error").inc()
+            lifecycle.attempt_failed(message.model, exc)
             _transition_unless_moved_on(message, MessageStatus.QUEUED)
             raise TransientJobError(str(exc), retry_after=exc.retry_after) from exc
-        metrics.COMPLETIONS.labels(**labels, outcome="permanent_error").inc()
+        lifecycle.attempt_failed(message.model, exc)
         raise PermanentJobError(str(exc)) from exc
     finally:
         deltas.flush()  # before any final event
 
 
 def _store_result(message: Message, result: CompletionResult, job: Job) -> None:
-    """Store the finished reply, count its usage and settle its budget reservation to the
-    actual cost, together; then tell live readers."""
+    """Store the finished reply and account it through the lifecycle (its Usage row, its
+    reservation settled to the actual cost, the metrics, the call record of a stored
+    response), together; then tell live readers. A settle the database refuses fails the job
+    (the terminal hook ends the reply and its hold)."""
     try:
         with transaction.atomic():
-            _record_completed(message, result, api_key_id=job.payload.get("api_key_id"))
-            reply_reservation_settle(job_id=job.pk, message=message)
+            _record_completed(message, result)
+            call_account(
+                Spent(
+                    policy=REPLY,
+                    user=message.conversation.owner,
+                    model=message.model,
+                    outcome="completed",
+                    input_tokens=result.input_tokens,
+                    output_tokens=result.output_tokens,
+                    api_key_id=job.payload.get("api_key_id"),
+                    reference=reply_reference(job.pk),
+                    message=message,
+                    record=_call_record(job, message),
+                    latency_ms=result.latency_ms,
+                    time_to_first_token_ms=result.time_to_first_token_ms,
+                ),
+                strict=True,
+            )
     except InvalidTransition:  # cancelled in the last instant: the cancel stands
         logger.info("Reply finished after it was cancelled", extra={"message_id": str(message.pk)})
         return
     _tell_readers(message, "done", {"message": streams.message_snapshot(message)})
-    metrics.observe_completion(
-        provider=message.model.provider,
-        model=message.model.slug,
-        input_tokens=result.input_tokens,
-        output_tokens=result.output_tokens,
-        cost=message.cost,
-        latency_ms=result.latency_ms,
-        time_to_first_token_ms=result.time_to_first_token_ms,
+
+
+def _call_record(job: Job, message: Message) -> GatewayCall | None:
+    """The ``/v1/`` call record of a reply posted as a stored response (``payload["call"]``),
+    as the reply stands now; None for a conversation reply."""
+    call = job.payload.get("call")
+    if not call:
+        return None
+    status = {
+        MessageStatus.COMPLETED: (GatewayCallStatus.COMPLETED, 200),
+        MessageStatus.CANCELLED: (GatewayCallStatus.CANCELLED, 499),
+    }.get(message.status, (GatewayCallStatus.FAILED, 502))
+    conversation = message.conversation
+    return GatewayCall(
+        user_id=conversation.owner_id,
+        api_key_id=job.payload.get("api_key_id"),
+        model=message.model,
+        model_requested=call.get("model_requested", "")[:128],
+        endpoint=call.get("endpoint", ""),
+        stream=bool(call.get("stream")),
+        status=status[0],
+        http_status=status[1],
+        error_code="" if status[1] == 200 else message.status,
+        error=(message.error or "")[:2000],
+        finish_reason=message.finish_reason or "",
+        input_tokens=message.input_tokens or 0,
+        output_tokens=message.output_tokens or 0,
+        latency_ms=message.latency_ms or 0,
+        time_to_first_token_ms=message.time_to_first_token_ms,
+        request_id=call.get("request_id", "")[:128],
+        provider_response_id=message.provider_response_id or "",
+        client_user=call.get("client_user", "")[:256],
+        metadata=call.get("metadata"),
+        created_at=message.completed_at or message.created_at,
     )
 
 
@@ -207,10 +252,7 @@ def _tell_readers(message: Message, event: str, data: dict) -> None:
         )
 
 
-def _record_completed(
-    message: Message, result: CompletionResult, *, api_key_id: int | None = None
-) -> None:
-    model = message.model
+def _record_completed(message: Message, result: CompletionResult) -> None:
     message_transition(
         message=message,
         to=MessageStatus.COMPLETED,
@@ -218,18 +260,12 @@ def _record_completed(
         finish_reason=result.finish_reason or "",
         input_tokens=result.input_tokens,
         output_tokens=result.output_tokens,
-        cost=completion_cost(
-            input_tokens=result.input_tokens,
-            output_tokens=result.output_tokens,
-            input_price_per_mtok=model.input_price_per_mtok,
-            output_price_per_mtok=model.output_price_per_mtok,
-        ),
+        cost=call_cost(message.model, result.input_tokens, result.output_tokens),
         latency_ms=result.latency_ms,
         time_to_first_token_ms=result.time_to_first_token_ms,
         provider_response_id=(result.response_id or "")[:128],
         error="",
     )
-    usage_record(message=message, user=message.conversation.owner, api_key_id=api_key_id)
     # In the same transaction: the title job exists only if the reply was stored.
     conversation_title_request(conversation=message.conversation)
 
@@ -244,14 +280,22 @@ def _transition_unless_moved_on(message: Message, to: str, **fields) -> bool:
 
 
 def completion_finished(job: Job) -> None:
-    """Terminal hook: whatever ended the job (failure, cancel, a dead worker), the reply says so
-    and live readers get a final event."""
-    message = Message.objects.filter(pk=job.payload.get("message_id")).first()
-    # Failed, cancelled or gone: the reservation is released (a completed reply's was settled
-    # when it was stored; settling twice changes nothing).
-    reply_reservation_settle(job_id=job.pk, message=message)
-    if message is None or message.status == MessageStatus.COMPLETED:
+    """Terminal hook: whatever ended the job (failure, cancel, a dead worker, a settle the
+    database refused), the reply says so first, live readers get a final event, and then the
+    reply is accounted through the lifecycle — its hold always ends."""
+    message = (
+        Message.objects.select_related("conversation__owner", "model")
+        .filter(pk=job.payload.get("message_id"))
+        .first()
+    )
+    reference = reply_reference(job.pk)
+    if message is None:
+        lifecycle.hold_end(reference=reference)
         return
+    if message.status == MessageStatus.COMPLETED:
+        lifecycle.hold_end(reference=reference, **_completed_spend(message))
+        return
+    was_writing = message.status == MessageStatus.IN_PROGRESS
     if job.status == JobStatus.CANCELLED:
         # A killed worker never saved its partial text; the live stream has it.
         content = message.content or streams.reply_text_so_far(str(message.pk))
@@ -262,10 +306,12 @@ def completion_finished(job: Job) -> None:
         error = job.last_error or "The completion failed."
         moved = _transition_unless_moved_on(message, MessageStatus.FAILED, error=error)
     else:
+        lifecycle.hold_end(reference=reference)
         return
     if moved:
-        streams.reply_publish(
-            str(message.pk),
+        _account_unfinished(job, message, cancelled=was_writing and job.status == "cancelled")
+        _tell_readers(
+            message,
             "error",
             {
                 "code": message.status,
@@ -273,6 +319,55 @@ def completion_finished(job: Job) -> None:
                 "message_object": streams.message_snapshot(message),
             },
         )
+    else:
+        lifecycle.hold_end(reference=reference)
+
+
+def _completed_spend(message: Message) -> dict:
+    return {
+        "cost": message.cost or 0,
+        "tokens": (message.input_tokens or 0) + (message.output_tokens or 0),
+    }
+
+
+def _account_unfinished(job: Job, message: Message, *, cancelled: bool) -> None:
+    """A reply that ended without the provider's usage report: charged like an abandoned
+    ``/v1/`` stream — the prompt's estimate and the text produced when it was cancelled while
+    being written or failed after text arrived; nothing when no text came and nothing was
+    cancelled mid-call (llm.lifecycle.estimated_usage)."""
+    input_tokens = output_tokens = 0
+    if message.model is not None and (cancelled or message.content):
+        try:
+            request, _ = _build_request(message, job.payload.get("params"))
+        except PermanentJobError:
+            request = None
+        input_tokens, output_tokens = estimated_usage(request, message.content)
+    if input_tokens or output_tokens:
+        cost = call_cost(message.model, input_tokens, output_tokens)
+        Message.objects.filter(pk=message.pk).update(
+            input_tokens=input_tokens, output_tokens=output_tokens, cost=cost
+        )
+        message.input_tokens, message.output_tokens, message.cost = (
+            input_tokens,
+            output_tokens,
+            cost,
+        )
+    charged = bool(input_tokens or output_tokens)
+    call_account(
+        Spent(
+            policy=REPLY,
+            user=message.conversation.owner,
+            # No model: nothing was charged and the provider call (if any) is counted already.
+            model=message.model if charged or cancelled else None,
+            outcome="cancelled" if cancelled else "",
+            input_tokens=input_tokens,
+            output_tokens=output_tokens,
+            api_key_id=job.payload.get("api_key_id"),
+            reference=reply_reference(job.pk),
+            message=message,
+            record=_call_record(job, message),
+        )
+    )
 
 
 def completion_exhausted(job: Job) -> str | None:

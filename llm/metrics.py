@@ -11,13 +11,17 @@ COMPLETIONS = Counter(
     ["provider", "model", "outcome"],
 )
 INPUT_TOKENS = Counter(
-    "parley_llm_input_tokens_total", "Input tokens of completed replies.", ["provider", "model"]
+    "parley_llm_input_tokens_total",
+    "Input tokens charged for provider calls.",
+    ["provider", "model"],
 )
 OUTPUT_TOKENS = Counter(
-    "parley_llm_output_tokens_total", "Output tokens of completed replies.", ["provider", "model"]
+    "parley_llm_output_tokens_total",
+    "Output tokens charged for provider calls.",
+    ["provider", "model"],
 )
 COST = Counter(
-    "parley_llm_cost_usd_total", "Cost of completed replies in USD.", ["provider", "model"]
+    "parley_llm_cost_usd_total", "Cost charged for provider calls in USD.", ["provider", "model"]
 )
 DURATION = Histogram(
     "parley_llm_completion_duration_seconds",
@@ -38,22 +42,31 @@ OPEN_STREAMS = Gauge(
 )
 
 
-def observe_completion(
+def observe_call(
     *,
     provider: str,
     model: str,
+    outcome: str,
     input_tokens: int,
     output_tokens: int,
     cost: Decimal,
-    latency_ms: int,
-    time_to_first_token_ms: int | None,
+    latency_ms: int | None = None,
+    time_to_first_token_ms: int | None = None,
 ) -> None:
-    """Count one completed reply: outcome, tokens, cost and timings."""
+    """Count one ended provider call (the one place, ``llm.lifecycle``): its outcome, the
+    tokens and cost charged for it (estimated ones too), and the timings of a completed one."""
     labels = {"provider": provider, "model": model}
-    COMPLETIONS.labels(**labels, outcome="completed").inc()
-    INPUT_TOKENS.labels(**labels).inc(input_tokens)
-    OUTPUT_TOKENS.labels(**labels).inc(output_tokens)
-    COST.labels(**labels).inc(float(cost))
-    DURATION.labels(**labels).observe(latency_ms / 1000)
+    if outcome:
+        COMPLETIONS.labels(**labels, outcome=outcome).inc()
+    if input_tokens:
+        INPUT_TOKENS.labels(**labels).inc(input_tokens)
+    if output_tokens:
+        OUTPUT_TOKENS.labels(**labels).inc(output_tokens)
+    if cost:
+        COST.labels(**labels).inc(float(cost))
+    if outcome != "completed":
+        return
+    if latency_ms is not None:
+        DURATION.labels(**labels).observe(latency_ms / 1000)
     if time_to_first_token_ms is not None:
         TIME_TO_FIRST_TOKEN.labels(**labels).observe(time_to_first_token_ms / 1000)

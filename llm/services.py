@@ -19,12 +19,12 @@ from jobs.models import Job
 from jobs.services import job_cancel, job_create
 from llm.access import model_access_check
 from llm.admission import (
-    admission_reserve,
     conversation_input_estimate,
     reply_max_tokens,
     reply_reference,
 )
 from llm.catalog import model_is_callable
+from llm.lifecycle import REPLY, call_admit, temperature_problem
 from llm.models import (
     ACTIVE_STATUSES,
     MESSAGE_TRANSITIONS,
@@ -33,7 +33,6 @@ from llm.models import (
     Message,
     MessageRole,
     MessageStatus,
-    Usage,
 )
 from llm.selectors import (
     message_branch_leaf,
@@ -63,10 +62,22 @@ def _params_fields(params: dict[str, Any] | None, model: LLMModel) -> dict[str, 
             details={"params": {"max_tokens": [f"At most {model.max_output_tokens}."]}},
         )
     temperature = params.get("temperature")
+    _temperature_check(model, temperature)
     return {
         "temperature": Decimal(str(temperature)) if temperature is not None else None,
         "max_tokens": max_tokens,
     }
+
+
+def _temperature_check(model: LLMModel, temperature) -> None:
+    # The lifecycle's rule, the same as on /v1/: refused, never clamped.
+    problem = temperature_problem(model, temperature)
+    if problem:
+        raise InvalidInput(
+            problem.replace("'temperature'", "temperature"),
+            code="temperature_out_of_range",
+            details={"params": {"temperature": ["At most 1 for this model."]}},
+        )
 
 
 def conversation_create(
@@ -125,7 +136,10 @@ def conversation_update(
         for name, value in _params_fields(merged, conversation.model).items():
             setattr(conversation, name, value)
     elif model_slug is not None:
-        _params_fields({"max_tokens": conversation.max_tokens}, conversation.model)
+        _params_fields(
+            {"max_tokens": conversation.max_tokens, "temperature": conversation.temperature},
+            conversation.model,
+        )
     if title is not None:
         conversation.title = title
     if system_prompt is not None:
@@ -224,6 +238,7 @@ def _create_turn(
     model: LLMModel | None = None,
     params: dict[str, Any] | None = None,
     api_key: ApiKey | None = None,
+    call: dict | None = None,
 ) -> PostedMessage:
     """Store a turn and its queued reply's job, in the caller's transaction, and make the
     reply the conversation's current leaf, once admission (model access, rate limits, the
@@ -267,6 +282,8 @@ def _create_turn(
         payload["params"] = params
     if api_key is not None:
         payload["api_key_id"] = api_key.pk  # the worker records usage per key
+    if call:
+        payload["call"] = call  # recorded as a /v1/ call when the reply ends
     job, created = job_create(
         kind=COMPLETION_JOB_KIND,
         owner=conversation.owner,
@@ -278,7 +295,9 @@ def _create_turn(
     if not created:  # lost a race with the same Idempotency-Key
         return _replay(job)
     reply_model = model or conversation.model
-    admission = admission_reserve(
+    _temperature_check(reply_model, (params or {}).get("temperature", conversation.temperature))
+    admission = call_admit(
+        REPLY,
         user=conversation.owner,
         api_key=api_key,
         model=reply_model,
@@ -363,6 +382,7 @@ def message_post(
     content: str,
     idempotency_key: str | None = None,
     api_key: ApiKey | None = None,
+    call: dict | None = None,
 ) -> PostedMessage:
     """Store the user's message (after the conversation's current leaf), a queued assistant
     reply and its completion job in one transaction; the job is enqueued when the transaction
@@ -373,13 +393,15 @@ def message_post(
     (the key the request was made with), the message or conversation is over its limit, a
     rate limit is reached, or a budget cannot cover the reply's worst case. The same
     ``idempotency_key`` with the same content returns the original result instead of a second
-    completion."""
+    completion. ``call``: the ``/v1/`` call the reply answers (a stored response: endpoint,
+    request id, stream, model asked for), recorded as a ``GatewayCall`` when the reply ends."""
     return _queue_turn(
         conversation=conversation,
         fingerprint=_request_fingerprint(conversation, content),
         idempotency_key=idempotency_key,
         api_key=api_key,
         content=content,
+        call=call,
     )
 
 
@@ -486,26 +508,6 @@ def reply_fall_back(*, reply: Message, requested_model_id: int) -> LLMModel | No
             reply.model = model
             return model
     return None
-
-
-def usage_record(*, message: Message, user: User, api_key_id: int | None = None) -> Usage:
-    """Count a completed reply's usage exactly once, however many attempts it took, under the
-    API key it was requested with (None for a JWT)."""
-    if api_key_id is not None and not ApiKey.objects.filter(pk=api_key_id).exists():
-        api_key_id = None  # deleted by staff meanwhile: the usage still counts for the user
-    usage, _ = Usage.objects.get_or_create(
-        message=message,
-        defaults={
-            "user": user,
-            "api_key_id": api_key_id,
-            "model": message.model,
-            "input_tokens": message.input_tokens or 0,
-            "output_tokens": message.output_tokens or 0,
-            "cost": message.cost or Decimal(0),
-            "created_at": message.completed_at or timezone.now(),
-        },
-    )
-    return usage
 
 
 @dataclass(frozen=True, slots=True)

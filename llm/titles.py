@@ -5,22 +5,29 @@ cheap catalog model named in ``LLM_TITLE_MODEL`` (unset: the feature is off). It
 of its own on the ``default`` queue, so it never delays a reply (workers take ``completions``
 first); its tokens are counted as the conversation owner's usage; a failure leaves the title
 empty; and a title is generated at most once per conversation (the job is created with a
-per-conversation idempotency key) and never overwrites one the owner set meanwhile."""
+per-conversation idempotency key) and never overwrites one the owner set meanwhile.
+
+A title is a provider call like any other (``llm.lifecycle``, policy TITLE): admitted against
+the owner's rate limits and budgets before it is made (a budget that cannot cover it means no
+title), then its Usage row and its settled reservation are written together — so budgets and
+the usage report agree, and titles can never spend past a budget."""
 
 import logging
 
 from django.conf import settings
 from django.db import connection, transaction
-from django.utils import timezone
 
 from jobs.exceptions import PermanentJobError, TransientJobError
 from jobs.models import Job
 from jobs.services import job_create
-from llm.catalog import model_is_callable, model_provider, unavailable_reason
-from llm.models import Conversation, LLMModel, MessageRole, MessageStatus, Usage
-from llm.providers import ChatMessage, ChatRequest, ProviderError, completion_cost
+from llm import lifecycle
+from llm.admission import reply_reference
+from llm.catalog import model_is_callable, unavailable_reason
+from llm.lifecycle import TITLE, Spent, call_account, call_admit
+from llm.models import Conversation, LLMModel, MessageRole, MessageStatus
+from llm.providers import ChatMessage, ChatRequest, ProviderError
 from llm.selectors import message_branch
-from project.errors import IdempotencyKeyReused
+from project.errors import BudgetExceeded, IdempotencyKeyReused, NotAllowed, RateLimited
 
 logger = logging.getLogger("parley.llm")
 
@@ -93,33 +100,50 @@ def title_run(job: Job) -> None:
         max_tokens=min(TITLE_MAX_TOKENS, model.max_output_tokens),
         temperature=0.2,
     )
-    provider = model_provider(model)
+    reference = reply_reference(job.pk)  # reconcile ends the hold if this job vanishes
+    try:
+        admitted = call_admit(
+            TITLE,
+            user=conversation.owner,
+            api_key=None,
+            model=model,
+            input_tokens_estimate=lifecycle.prompt_estimate(request),
+            max_tokens=request.max_tokens,
+            reference=reference,
+        )
+    except RateLimited as exc:
+        raise TransientJobError(exc.message, retry_after=exc.retry_after) from exc
+    except (BudgetExceeded, NotAllowed) as exc:
+        raise PermanentJobError(f"No title: {exc.message}") from exc
+    spent = Spent(
+        policy=TITLE,
+        user=conversation.owner,
+        model=model,
+        outcome="completed",
+        reservation=admitted.reservation,
+    )
+    provider = lifecycle.model_provider(model)
     if not connection.in_atomic_block:
         connection.close()  # no connection held while the provider answers
     try:
         result = provider.complete(request)
     except ProviderError as exc:
+        lifecycle.attempt_failed(model, exc)
+        spent.outcome = ""
+        call_account(spent)  # nothing produced: the hold is released
         if exc.transient:
             raise TransientJobError(str(exc), retry_after=exc.retry_after) from exc
         raise PermanentJobError(str(exc)) from exc
+    spent.input_tokens, spent.output_tokens = result.input_tokens, result.output_tokens
+    spent.latency_ms, spent.time_to_first_token_ms = (
+        result.latency_ms,
+        result.time_to_first_token_ms,
+    )
     title = _clean(result.text)
+    with transaction.atomic():
+        # The tokens were spent whatever becomes of the title: counted and settled with it.
+        call_account(spent)
+        if title:  # conditional: an owner's own title (set while this ran) wins
+            Conversation.objects.filter(pk=conversation.pk, title="").update(title=title)
     if not title:
         raise PermanentJobError("The model wrote an empty title.")
-    with transaction.atomic():
-        # Conditional: an owner's own title (set while this ran) wins, and a retried job
-        # that already wrote the title counts nothing twice.
-        if not Conversation.objects.filter(pk=conversation.pk, title="").update(title=title):
-            return
-        Usage.objects.create(
-            user=conversation.owner,
-            model=model,
-            input_tokens=result.input_tokens,
-            output_tokens=result.output_tokens,
-            cost=completion_cost(
-                input_tokens=result.input_tokens,
-                output_tokens=result.output_tokens,
-                input_price_per_mtok=model.input_price_per_mtok,
-                output_price_per_mtok=model.output_price_per_mtok,
-            ),
-            created_at=timezone.now(),
-        )

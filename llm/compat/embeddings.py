@@ -7,20 +7,20 @@ import time
 
 from django.conf import settings
 from django.http import HttpRequest, HttpResponse
-from django.views.decorators.csrf import csrf_exempt
 
-from llm.admission import admission_reserve
 from llm.catalog import provider_target, unavailable_reason
-from llm.compat.core import OPENAI, GatewayError, GatewayRequest, invalid, parse_json_object
-from llm.compat.gateway import (
-    Call,
-    call_failed,
-    call_open,
-    call_refusal,
-    record_after_response,
+from llm.compat.core import (
+    OPENAI,
+    GatewayError,
+    GatewayRequest,
+    domain_refusal,
+    invalid,
+    parse_json_object,
 )
+from llm.compat.gateway import Call, call_failed, call_open, record_after_response
 from llm.compat.http import json_response, request_body
 from llm.compat.openai_chat import error_response
+from llm.lifecycle import GATEWAY, call_admit
 from llm.models import GatewayEndpoint, LLMModel, ModelKind, Provider
 from llm.providers import CompletionResult, ProviderError, estimate_tokens
 from llm.providers.endpoints import aembed
@@ -119,7 +119,8 @@ def embeddings_resolve(call: Call) -> None:
             code="context_length_exceeded",
         )
     try:  # model access, rate limits, budgets: the same gate as every call
-        call.admitted = admission_reserve(
+        call.admitted = call_admit(
+            GATEWAY,
             user=call.user,
             api_key=call.api_key,
             model=model,
@@ -128,13 +129,10 @@ def embeddings_resolve(call: Call) -> None:
             reference=f"gateway:{call.id}",
         )
     except domain.DomainError as exc:
-        raise call_refusal(exc) from None
+        raise domain_refusal(exc) from None
 
 
-@csrf_exempt  # API-key authenticated, never a browser session
 async def embeddings(request: HttpRequest) -> HttpResponse:
-    if request.method != "POST":
-        return error_response(GatewayError(405, "invalid_request", "Use POST."))
     try:
         raw = request_body(request)
         call = await call_open(

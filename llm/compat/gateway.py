@@ -11,52 +11,50 @@
 Every refusal and failure is a ``GatewayError``, recorded before it is raised."""
 
 import asyncio
+import dataclasses
 import functools
 import logging
 import time
 import uuid
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
-from decimal import Decimal
 
 from asgiref.sync import sync_to_async
 from django.conf import settings
-from django.db import connection, transaction
+from django.db import connection
 from django.http import HttpRequest, HttpResponse
 from django.utils import timezone
 
 from accounts.models import ApiKey, User
-from llm import metrics
-from llm.admission import Admission, admission_release, admission_reserve, admission_settle
+from llm import lifecycle
+from llm.admission import Admission
 from llm.catalog import ProviderTarget, provider_target, unavailable_reason
 from llm.compat.auth import caller_authenticate
 from llm.compat.core import (
-    ANTHROPIC,
     FORMAT_OF_PROVIDER,
     GatewayError,
     GatewayRequest,
+    domain_refusal,
     invalid,
     provider_error,
 )
 from llm.compat.metrics import GATEWAY_CALLS
-from llm.models import GatewayCall, GatewayCallStatus, LLMModel, ModelKind, Usage
+from llm.lifecycle import GATEWAY, Spent, call_account, call_admit, estimated_usage
+from llm.models import GatewayCall, GatewayCallStatus, LLMModel, ModelKind
 from llm.providers import (
     ChatRequest,
     CompletionResult,
     ProviderError,
-    completion_cost,
-    estimate_tokens,
-    get_async_provider,
+    UnsupportedFeature,
+    request_check,
 )
-from llm.providers.context import PER_MESSAGE_OVERHEAD, REPLY_PRIMING
 from project import errors as domain
-from project.api.errors import status_for
 
 logger = logging.getLogger("parley.llm.compat")
 # Tasks that account for streams whose client went away: kept referenced until they finish.
 _background: set[asyncio.Task] = set()
 
-DOMAIN_KIND = {400: "invalid_request", 403: "permission", 404: "not_found", 429: "rate_limit"}
+FAMILY_NAME = {"openai": "OpenAI", "anthropic": "Anthropic"}
 
 
 @dataclass(slots=True)
@@ -91,28 +89,8 @@ def _give_back_connection() -> None:
 
 
 def prompt_tokens(request: GatewayRequest) -> int:
-    tokens = REPLY_PRIMING + sum(
-        estimate_tokens(m.content) + PER_MESSAGE_OVERHEAD for m in request.messages
-    )
-    return tokens + (
-        estimate_tokens(request.system) + PER_MESSAGE_OVERHEAD if request.system else 0
-    )
-
-
-def call_refusal(error: domain.DomainError) -> GatewayError:
-    """What a refusal by the domain (model access, rate limits, budgets) means to a client."""
-    return _domain_refusal(error)
-
-
-def _domain_refusal(error: domain.DomainError) -> GatewayError:
-    status = status_for(error)
-    return GatewayError(
-        status,
-        DOMAIN_KIND.get(status, "invalid_request"),
-        error.message,
-        code=error.code,
-        retry_after=error.retry_after if status != 429 else (error.retry_after or 1),
-    )
+    """Estimated input tokens (the lifecycle's one estimate; it reads messages and system)."""
+    return lifecycle.prompt_estimate(request)
 
 
 def _resolve(call: Call) -> None:
@@ -146,11 +124,9 @@ def _resolve(call: Call) -> None:
             param=param,
             code="unsupported_parameter",
         )
-    if provider_format == ANTHROPIC and request.temperature is not None and request.temperature > 1:
-        raise invalid(
-            f"'temperature' may be at most 1 for '{model.slug}' (an Anthropic model).",
-            param="temperature",
-        )
+    problem = lifecycle.temperature_problem(model, request.temperature)
+    if problem:  # refused on every path (conversations too), never clamped
+        raise invalid(problem, param="temperature")
     max_tokens = request.max_tokens
     if max_tokens is None:
         max_tokens = min(model.max_output_tokens, settings.LLM_DEFAULT_MAX_TOKENS)
@@ -177,10 +153,23 @@ def _resolve(call: Call) -> None:
         temperature=request.temperature,
         top_p=request.top_p,
         stop=request.stop,
-        passthrough=request.passthrough,
+        # Hints of the client's format go to a provider of that format, and nowhere else.
+        passthrough={**request.hints, **request.passthrough}
+        if provider_format == request.wire_format
+        else {},
+        **request.options,
     )
+    try:  # what the provider's format cannot carry is refused before anything is reserved
+        request_check(target.provider, call.chat_request)
+    except UnsupportedFeature as exc:
+        raise invalid(
+            f"{exc.message} ('{model.slug}' is an {FAMILY_NAME[provider_format]} model.)",
+            param=exc.param,
+            code="unsupported_parameter",
+        ) from None
     try:  # model access, rate limits, budgets: the same gate as conversation replies
-        call.admitted = admission_reserve(
+        call.admitted = call_admit(
+            GATEWAY,
             user=call.user,
             api_key=call.api_key,
             model=model,
@@ -189,7 +178,7 @@ def _resolve(call: Call) -> None:
             reference=f"gateway:{call.id}",
         )
     except domain.DomainError as exc:
-        raise _domain_refusal(exc) from None
+        raise domain_refusal(exc) from None
 
 
 def _open(
@@ -231,10 +220,6 @@ async def call_open(
     )
 
 
-def _labels(call: Call) -> dict:
-    return {"provider": call.model.provider, "model": call.model.slug}
-
-
 def _record(
     call: Call,
     *,
@@ -243,30 +228,18 @@ def _record(
     partial_text: str = "",
     cancelled: bool = False,
 ) -> GatewayCall:
-    """Store the call's record (and, when tokens were spent, its Usage row), settle its
-    admission, and count it in the metrics. One transaction."""
+    """Account the call through the lifecycle (``llm.lifecycle.call_account``): its record,
+    its Usage row when tokens were spent, its admission settled or released, the metrics."""
     request = call.request
     input_tokens = output_tokens = cache_read = cache_write = 0
     if result is not None:
         input_tokens, output_tokens = result.input_tokens, result.output_tokens
         # Of the input tokens, those the provider's prompt cache served or stored.
-        cache_read = getattr(result, "cache_read_tokens", 0)
-        cache_write = getattr(result, "cache_write_tokens", 0)
-    elif call.chat_request is not None and (cancelled or partial_text):
-        # The provider billed what it streamed; its usage report never came: estimate.
-        input_tokens, output_tokens = prompt_tokens(request), estimate_tokens(partial_text)
-    cost = Decimal(0)
-    if call.model is not None and (input_tokens or output_tokens):
-        cost = completion_cost(
-            input_tokens=input_tokens,
-            output_tokens=output_tokens,
-            input_price_per_mtok=call.model.input_price_per_mtok,
-            output_price_per_mtok=call.model.output_price_per_mtok,
-            cache_read_tokens=cache_read,
-            cache_write_tokens=cache_write,
-            cache_read_price_per_mtok=call.model.cache_read_price_per_mtok,
-            cache_write_price_per_mtok=call.model.cache_write_price_per_mtok,
-        )
+        cache_read, cache_write = result.cache_read_tokens, result.cache_write_tokens
+    elif cancelled or partial_text:
+        # The provider billed what it streamed; its usage report never came: estimated, as
+        # for a cancelled reply (llm.lifecycle.estimated_usage).
+        input_tokens, output_tokens = estimated_usage(call.chat_request, partial_text)
     if result is not None:
         status, http_status = GatewayCallStatus.COMPLETED, 200
     elif cancelled:
@@ -275,7 +248,6 @@ def _record(
         status, http_status = GatewayCallStatus.FAILED, error.status
     else:
         status, http_status = GatewayCallStatus.REFUSED, error.status
-    now = timezone.now()
     keep_text = settings.LLM_GATEWAY_STORE_TEXT
     record = GatewayCall(
         id=call.id,
@@ -292,7 +264,6 @@ def _record(
         finish_reason=result.finish_reason if result else "",
         input_tokens=input_tokens,
         output_tokens=output_tokens,
-        cost=cost,
         latency_ms=round((time.perf_counter() - call.started) * 1000),
         time_to_first_token_ms=result.time_to_first_token_ms if result else None,
         request_id=call.request_id[:128],
@@ -301,63 +272,40 @@ def _record(
         metadata=request.metadata if request else None,
         prompt=_prompt_record(request) if keep_text and request else None,
         reply=(result.text if result else partial_text) if keep_text else "",
-        created_at=now,
+        created_at=timezone.now(),
     )
-    with transaction.atomic():
-        if input_tokens or output_tokens:
-            record.usage = Usage.objects.create(
-                user=call.user,
-                api_key=call.api_key,
-                model=call.model,
-                input_tokens=input_tokens,
-                output_tokens=output_tokens,
-                cache_read_tokens=cache_read,
-                cache_write_tokens=cache_write,
-                cost=cost,
-                created_at=now,
-            )
-        record.save(force_insert=True)
-        if call.admitted is not None:
-            reservation = call.admitted.reservation
-            if input_tokens or output_tokens:
-                admission_settle(
-                    reservation=reservation,
-                    input_tokens=input_tokens,
-                    output_tokens=output_tokens,
-                    cost=cost,
-                )
-            else:
-                admission_release(reservation=reservation)
+    if result is not None:
+        outcome = "completed"
+    elif error is None:
+        outcome = "cancelled"
+    else:
+        outcome = "transient_error" if error.status in (429, 502, 503, 504) else "permanent_error"
+    call_account(
+        Spent(
+            policy=GATEWAY,
+            user=call.user,
+            model=call.model if call.admitted is not None else None,
+            outcome=outcome,
+            input_tokens=input_tokens,
+            output_tokens=output_tokens,
+            cache_read_tokens=cache_read,
+            cache_write_tokens=cache_write,
+            api_key_id=call.api_key.pk if call.api_key else None,
+            reservation=call.admitted.reservation if call.admitted is not None else None,
+            record=record,
+            latency_ms=result.latency_ms if result else None,
+            time_to_first_token_ms=result.time_to_first_token_ms if result else None,
+        )
+    )
     model_label = call.model.slug if call.model is not None else "unknown"
     GATEWAY_CALLS.labels(endpoint=call.endpoint, model=model_label, status=status).inc()
-    if call.admitted is not None:
-        _count_provider_call(call, result, error, cost)
     return record
-
-
-def _count_provider_call(
-    call: Call, result: CompletionResult | None, error: GatewayError | None, cost: Decimal
-) -> None:
-    labels = _labels(call)
-    if result is None:
-        outcome = "cancelled" if error is None else "permanent_error"
-        if error is not None and error.status in (429, 502, 503, 504):
-            outcome = "transient_error"
-        metrics.COMPLETIONS.labels(**labels, outcome=outcome).inc()
-        return
-    metrics.COMPLETIONS.labels(**labels, outcome="completed").inc()
-    metrics.INPUT_TOKENS.labels(**labels).inc(result.input_tokens)
-    metrics.OUTPUT_TOKENS.labels(**labels).inc(result.output_tokens)
-    metrics.COST.labels(**labels).inc(float(cost))
-    metrics.DURATION.labels(**labels).observe(result.latency_ms / 1000)
-    if result.time_to_first_token_ms is not None:
-        metrics.TIME_TO_FIRST_TOKEN.labels(**labels).observe(result.time_to_first_token_ms / 1000)
 
 
 def _prompt_record(request: GatewayRequest) -> dict:
     return {
         "system": request.system,
-        "messages": [{"role": m.role, "content": m.content} for m in request.messages],
+        "messages": [{"role": m.role, "content": m.text} for m in request.messages],
     }
 
 
@@ -393,29 +341,86 @@ def record_after_response(response: HttpResponse, call: Call, **outcome) -> Http
 
 async def call_complete(call: Call) -> CompletionResult:
     """The whole reply (record it with ``record_after_response``); a provider failure is
-    recorded and raised as GatewayError."""
-    provider = _provider(call)
-    try:
-        return await provider.acomplete(call.chat_request)
-    except ProviderError as exc:
-        error = _provider_failure(call, exc)
-        await call_finish(call, error=error)
-        raise error from None
+    recorded and raised as GatewayError. Transient failures are tried again and fall back as
+    the GATEWAY policy says (``_attempt``)."""
+    return await _attempt(call, lambda provider: provider.acomplete(call.chat_request))
 
 
 async def call_stream(call: Call) -> AsyncIterator[str | CompletionResult | GatewayError]:
     """Open the provider's stream and wait for its first piece, so that a failure before any
-    text (a 429, a timeout) is still an ordinary error response (raised as GatewayError).
-    Returns an iterator of text deltas ending with the recorded ``CompletionResult``, or with
-    a ``GatewayError`` when the provider fails mid-stream."""
-    events = _provider(call).astream(call.chat_request)
+    text (a 429, a timeout) is still an ordinary error response (raised as GatewayError) — and
+    can still be tried again or fall back. Returns an iterator of text deltas ending with the
+    recorded ``CompletionResult``, or with a ``GatewayError`` when the provider fails
+    mid-stream (not tried again: the client has text already)."""
+    streams: list = []
+
+    async def open_stream(provider):
+        events = provider.astream(call.chat_request)
+        streams.append(events)
+        return await anext(events)
+
+    first = await _attempt(call, open_stream)
+    return _relay(call, first, streams[-1])
+
+
+async def _attempt(call: Call, start):
+    """``start(provider)`` on the call's model, tried again after a transient failure
+    (``attempts_per_model``, waiting the provider's Retry-After up to a cap) and then on each
+    usable fallback, until one succeeds; else the last failure, recorded and raised. Nothing
+    has reached the client before this returns."""
+    fallbacks = None
+    tried = 0
+    while True:
+        try:
+            return await start(lifecycle.provider_for(call.target, is_async=True))
+        except ProviderError as exc:
+            tried += 1
+            if exc.transient and tried < GATEWAY.attempts_per_model:
+                lifecycle.attempt_failed(call.model, exc)
+                await asyncio.sleep(lifecycle.retry_wait(GATEWAY, exc))
+                continue
+            if exc.transient and fallbacks is None:
+                fallbacks = await sync_to_async(_fallbacks, thread_sensitive=False)(call)
+            if exc.transient and fallbacks:
+                lifecycle.attempt_failed(call.model, exc)
+                _fall_back(call, *fallbacks.pop(0))
+                tried = 0
+                continue
+            error = _provider_failure(call, exc)
+            await call_finish(call, error=error)
+            raise error from None
+
+
+def _fallbacks(call: Call) -> list[tuple[LLMModel, ProviderTarget]]:
+    request = call.request
+
+    def usable(model: LLMModel) -> bool:
+        # The request must mean the same thing to the fallback: same wire format for
+        # passed-through fields, a temperature it takes, a prompt that fits its window.
+        if request.passthrough and FORMAT_OF_PROVIDER[model.provider] != call.provider_format:
+            return False
+        if lifecycle.temperature_problem(model, request.temperature):
+            return False
+        max_tokens = min(call.chat_request.max_tokens, model.max_output_tokens)
+        return prompt_tokens(request) + max_tokens <= model.context_window
+
     try:
-        first = await anext(events)
-    except ProviderError as exc:
-        error = _provider_failure(call, exc)
-        await call_finish(call, error=error)
-        raise error from None
-    return _relay(call, first, events)
+        return lifecycle.fallback_targets(GATEWAY, call.model, usable=usable)
+    finally:
+        _give_back_connection()
+
+
+def _fall_back(call: Call, model: LLMModel, target: ProviderTarget) -> None:
+    logger.info(
+        "Gateway call falls back to another model",
+        extra={"call_id": str(call.id), "from_model": call.model.slug, "to": model.slug},
+    )
+    call.model, call.target = model, target
+    call.chat_request = dataclasses.replace(
+        call.chat_request,
+        model=target.model,
+        max_tokens=min(call.chat_request.max_tokens, model.max_output_tokens),
+    )
 
 
 async def _relay(
@@ -431,7 +436,8 @@ async def _relay(
                 outcome = {"result": item}
                 yield item
                 break
-            parts.append(item)
+            if isinstance(item, str):
+                parts.append(item)
             yield item
             try:
                 item = await anext(events)
@@ -462,16 +468,6 @@ async def _account_abandoned(call: Call, events, outcome: dict) -> None:
         await events.aclose()
     finally:
         await call_finish(call, **outcome)
-
-
-def _provider(call: Call):
-    target = call.target
-    return get_async_provider(
-        target.provider,
-        api_key=target.api_key,
-        base_url=target.base_url,
-        timeout=settings.LLM_REQUEST_TIMEOUT,
-    )
 
 
 async def call_failed(call: Call, exc: ProviderError) -> GatewayError:

@@ -44,6 +44,12 @@ def sse_response(events: AsyncIterator[str], headers: dict | None = None) -> Str
 
 
 def error_headers(error: GatewayError) -> dict:
-    if error.retry_after is None:
-        return {}
-    return {"Retry-After": str(max(1, round(error.retry_after + 0.499)))}
+    """``Retry-After`` when waiting helps, the caller's ``x-ratelimit-*`` standing; and on a
+    429 that waiting cannot cure (a request over a whole per-minute limit, a spent budget)
+    ``x-should-retry: false``, which the OpenAI and Anthropic SDKs obey instead of retrying."""
+    headers = dict(error.headers)
+    if error.retry_after is not None:
+        headers["Retry-After"] = str(max(1, round(error.retry_after + 0.499)))
+    elif error.status == 429 and error.code != "provider_rate_limited":
+        headers["x-should-retry"] = "false"
+    return headers

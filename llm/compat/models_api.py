@@ -5,9 +5,9 @@ Anthropic SDK's ``models.list``)."""
 from django.http import HttpRequest, HttpResponse
 
 from llm.access import models_allowed
-from llm.compat import openai_chat
 from llm.compat.auth import caller_authenticate
 from llm.compat.core import GatewayError
+from llm.compat.edge import error_response
 from llm.compat.http import json_response
 from llm.models import LLMModel
 from llm.selectors import model_list_available
@@ -31,14 +31,6 @@ def _anthropic_model(model: LLMModel) -> dict:
     }
 
 
-def _error(request: HttpRequest, error: GatewayError) -> HttpResponse:
-    if request.headers.get("anthropic-version"):
-        from llm.compat import anthropic_messages
-
-        return anthropic_messages.error_response(error)
-    return openai_chat.error_response(error)
-
-
 def _available(request: HttpRequest) -> list[LLMModel]:
     """Callable models the caller (and the key they used) may use."""
     user, api_key = caller_authenticate(request, x_api_key=True)
@@ -46,12 +38,10 @@ def _available(request: HttpRequest) -> list[LLMModel]:
 
 
 def model_list(request: HttpRequest) -> HttpResponse:
-    if request.method != "GET":
-        return _error(request, GatewayError(405, "invalid_request", "Use GET."))
     try:
         models = _available(request)
     except GatewayError as error:
-        return _error(request, error)
+        return error_response(request, error)
     if request.headers.get("anthropic-version"):
         data = [_anthropic_model(m) for m in models]
         return json_response(
@@ -66,8 +56,6 @@ def model_list(request: HttpRequest) -> HttpResponse:
 
 
 def model_detail(request: HttpRequest, model_id: str) -> HttpResponse:
-    if request.method != "GET":
-        return _error(request, GatewayError(405, "invalid_request", "Use GET."))
     try:
         model = next((m for m in _available(request) if m.slug == model_id), None)
         if model is None:
@@ -79,7 +67,7 @@ def model_detail(request: HttpRequest, model_id: str) -> HttpResponse:
                 code="model_not_found",
             )
     except GatewayError as error:
-        return _error(request, error)
+        return error_response(request, error)
     if request.headers.get("anthropic-version"):
         return json_response(_anthropic_model(model))
     return json_response(_openai_model(model))

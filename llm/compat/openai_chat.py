@@ -1,10 +1,13 @@
 """OpenAI Chat Completions (``POST /v1/chat/completions``) and OpenAI's error shape, for
-every catalog model: an Anthropic model gets the request translated (system prompt, max
-tokens, stop sequences) and its reply translated back (finish reason, usage).
+every catalog model. The body is translated to the canonical call model (messages with text,
+image, tool-call and tool-result parts; tools, tool choice, structured output, sampling,
+logprobs, n, reasoning effort) and the reply back, by the pure functions
+``chat_request_parse``, ``completion_body`` and ``chunk_stream``.
 
-Fields with no neutral meaning (``tools``, ``tool_choice``, ``response_format``, ``seed``,
-tool-call turns, image parts...) reach OpenAI-format providers unchanged and are refused
-with a 400 naming the parameter for the others."""
+Neutral values (``frequency_penalty: 0``, ``response_format: {"type": "text"}``,
+``logit_bias: {}``, ``store: false``, ``tools: []``...) are accepted for every model; what an
+Anthropic model cannot do (``n`` > 1, ``logprobs``, penalties, ``logit_bias``, ``audio``...)
+is a 400 naming the field. Unknown fields reach OpenAI-format providers unchanged."""
 
 import json
 import time
@@ -18,15 +21,18 @@ from llm.compat.core import (
     OPENAI,
     GatewayError,
     GatewayRequest,
+    image_from_url,
+    integer,
     invalid,
     number,
+    openai_response_format,
+    openai_tool_choice,
     parse_json_object,
     positive_int,
     stop_sequences,
-    text_of_parts,
+    tool_of_function,
 )
 from llm.compat.gateway import (
-    Call,
     call_complete,
     call_open,
     call_stream,
@@ -35,6 +41,14 @@ from llm.compat.gateway import (
 from llm.compat.http import error_headers, json_response, request_body, sse_response
 from llm.models import GatewayEndpoint
 from llm.providers import ChatMessage, CompletionResult
+from llm.providers.canonical import (
+    LogprobsDelta,
+    TextPart,
+    ToolCallDelta,
+    ToolCallPart,
+    ToolCallStart,
+    ToolResultPart,
+)
 
 # Request fields translated for every provider; any other field is passed through.
 TRANSLATED = {
@@ -50,7 +64,24 @@ TRANSLATED = {
     "stream_options",
     "user",
     "metadata",
+    "tools",
+    "tool_choice",
+    "parallel_tool_calls",
+    "response_format",
+    "frequency_penalty",
+    "presence_penalty",
+    "logprobs",
+    "top_logprobs",
+    "seed",
+    "reasoning_effort",
+    "logit_bias",
+    "store",
+    "service_tier",
+    "prompt_cache_key",
+    "safety_identifier",
 }
+# Fields that change nothing in the reply: forwarded to OpenAI-format providers only.
+HINTS = ("service_tier", "prompt_cache_key", "safety_identifier", "user")
 ERROR_TYPES = {
     "invalid_request": "invalid_request_error",
     "not_found": "invalid_request_error",
@@ -101,11 +132,61 @@ def _metadata(body: dict) -> dict | None:
     return value
 
 
+def _content_parts(content: object, where: str) -> tuple[list, bool]:
+    """A message's content as canonical parts, and whether it held a part type only an
+    OpenAI-format provider can take as it is (audio, files...)."""
+    if content is None:
+        return [], False
+    if isinstance(content, str):
+        return ([TextPart(content)] if content else []), False
+    if not isinstance(content, list):
+        raise invalid("Message content must be a string or a list of content parts.", param=where)
+    parts: list = []
+    native = False
+    for index, part in enumerate(content):
+        param = f"{where}[{index}]"
+        if not isinstance(part, dict):
+            raise invalid("Content parts must be objects.", param=param)
+        kind = part.get("type")
+        if kind in ("text", "input_text", "output_text"):
+            if not isinstance(part.get("text"), str):
+                raise invalid("A text part needs a 'text' string.", param=param)
+            # cache_control on a part (as gateways in front of Anthropic accept it) is kept
+            parts.append(TextPart(part["text"], cache=isinstance(part.get("cache_control"), dict)))
+        elif kind == "image_url":
+            image = part.get("image_url")
+            image = image if isinstance(image, dict) else {"url": image}
+            detail = image.get("detail") if isinstance(image.get("detail"), str) else ""
+            parts.append(image_from_url(image.get("url"), f"{param}.image_url", detail))
+        elif kind == "refusal":
+            continue
+        else:
+            native = True
+    return parts, native
+
+
+def _tool_calls(raw: object, where: str) -> list[ToolCallPart]:
+    if not isinstance(raw, list):
+        raise invalid("'tool_calls' must be a list.", param=where)
+    calls = []
+    for index, call in enumerate(raw):
+        function = call.get("function") if isinstance(call, dict) else None
+        if not isinstance(function, dict) or not isinstance(function.get("name"), str):
+            raise invalid("A tool call needs a function with a name.", param=f"{where}[{index}]")
+        arguments = function.get("arguments") or "{}"
+        if not isinstance(arguments, str):
+            arguments = json.dumps(arguments)
+        calls.append(
+            ToolCallPart(id=str(call.get("id") or ""), name=function["name"], arguments=arguments)
+        )
+    return calls
+
+
 def messages_from_openai(
     raw: object, param: str = "messages"
-) -> tuple[str, list[ChatMessage], str]:
-    """System text, user/assistant turns, and the first field that only an OpenAI-format
-    provider can take as it is ("" when everything translates)."""
+) -> tuple[str, bool, list[ChatMessage], str]:
+    """System text, whether it asks for a cache breakpoint, canonical turns, and the first
+    field that only an OpenAI-format provider can take as it is ("" when all translates)."""
     if not isinstance(raw, list) or not raw:
         raise invalid(f"'{param}' must be a non-empty list.", param=param)
     if len(raw) > settings.LLM_MAX_MESSAGES_PER_CONVERSATION:
@@ -114,6 +195,7 @@ def messages_from_openai(
             param=param,
         )
     system: list[str] = []
+    system_cache = False
     turns: list[ChatMessage] = []
     native = ""
     for index, message in enumerate(raw):
@@ -121,29 +203,67 @@ def messages_from_openai(
         if not isinstance(message, dict):
             raise invalid("Each message must be an object.", param=where)
         role = message.get("role")
-        if role in ("tool", "function"):
-            native = native or f"{where}.role"
+        if role == "function" or message.get("function_call"):
+            native = native or where
             continue
-        if role not in ("system", "developer", "user", "assistant"):
+        if role not in ("system", "developer", "user", "assistant", "tool"):
             raise invalid(
                 "A message's role must be system, developer, user, assistant or tool.",
                 param=f"{where}.role",
             )
-        if message.get("tool_calls") or message.get("function_call"):
-            native = native or f"{where}.tool_calls"
-        text = text_of_parts(
-            message.get("content"), f"{where}.content", text_types=("text", "input_text")
-        )
-        if text is None:
+        parts, other = _content_parts(message.get("content"), f"{where}.content")
+        if other:
             native = native or f"{where}.content"
-            text = ""
         if role in ("system", "developer"):
-            system.append(text)
-        else:
-            turns.append(ChatMessage(role=role, content=text))
+            system.append("".join(p.text for p in parts if isinstance(p, TextPart)))
+            system_cache = system_cache or any(p.cache for p in parts)
+            continue
+        if role == "tool":
+            call_id = message.get("tool_call_id")
+            if not isinstance(call_id, str) or not call_id:
+                raise invalid(
+                    "A tool message needs a 'tool_call_id'.", param=f"{where}.tool_call_id"
+                )
+            text = "".join(p.text for p in parts if isinstance(p, TextPart))
+            images = tuple(p for p in parts if not isinstance(p, TextPart))
+            result = ToolResultPart(tool_call_id=call_id, content=text, images=images)
+            if (
+                turns
+                and turns[-1].role == "user"
+                and turns[-1].parts
+                and all(isinstance(p, ToolResultPart) for p in turns[-1].parts)
+            ):  # every result of one assistant turn in one user turn
+                turns[-1] = ChatMessage("user", parts=(*turns[-1].parts, result))
+            else:
+                turns.append(ChatMessage("user", parts=(result,)))
+            continue
+        if role == "assistant" and message.get("tool_calls"):
+            parts += _tool_calls(message["tool_calls"], f"{where}.tool_calls")
+        if len(parts) == 1 and type(parts[0]) is TextPart:
+            turns.append(ChatMessage(role, parts[0].text))
+        elif parts:
+            turns.append(ChatMessage(role, parts=tuple(parts)))
+        elif role == "user":
+            turns.append(ChatMessage(role, ""))
     if not any(turn.role == "user" for turn in turns):
         raise invalid(f"'{param}' must hold at least one user message.", param=param)
-    return "\n\n".join(system), turns, native
+    return "\n\n".join(system), system_cache, turns, native
+
+
+def _tools(body: dict) -> tuple[tuple, bool]:
+    raw = body.get("tools")
+    if raw is None:
+        return (), False
+    if not isinstance(raw, list) or len(raw) > 128:
+        raise invalid("'tools' must be a list of up to 128 tools.", param="tools")
+    tools = []
+    for index, tool in enumerate(raw):
+        if not isinstance(tool, dict):
+            raise invalid("Each tool must be an object.", param=f"tools[{index}]")
+        if tool.get("type", "function") != "function":
+            return (), True  # custom tools: only OpenAI takes them
+        tools.append(tool_of_function(tool.get("function"), f"tools[{index}].function"))
+    return tuple(tools), False
 
 
 def chat_request_parse(body: dict) -> GatewayRequest:
@@ -151,17 +271,53 @@ def chat_request_parse(body: dict) -> GatewayRequest:
     model = body.get("model")
     if not isinstance(model, str) or not model or len(model) > 128:
         raise invalid("'model' is required: a model id from GET /v1/models.", param="model")
-    system, turns, native = messages_from_openai(body.get("messages"))
-    if body.get("n") not in (None, 1):
-        raise invalid("Only n=1 is supported.", param="n")
+    system, system_cache, turns, native = messages_from_openai(body.get("messages"))
     stream = body.get("stream", False)
     if not isinstance(stream, bool):
         raise invalid("'stream' must be a boolean.", param="stream")
+    n = integer(body, "n", low=1, high=128) or 1
+    if n > 1 and stream:
+        raise invalid("'n' greater than 1 is served without streaming only.", param="n")
     stream_options = body.get("stream_options") or {}
     if not isinstance(stream_options, dict):
         raise invalid("'stream_options' must be an object.", param="stream_options")
     max_tokens_param = "max_completion_tokens" if "max_completion_tokens" in body else "max_tokens"
+    tools, native_tools = _tools(body)
+    parallel = body.get("parallel_tool_calls")
+    if parallel is not None and not isinstance(parallel, bool):
+        raise invalid("'parallel_tool_calls' must be a boolean.", param="parallel_tool_calls")
+    logprobs = body.get("logprobs")
+    if logprobs is not None and not isinstance(logprobs, bool):
+        raise invalid("'logprobs' must be a boolean.", param="logprobs")
+    effort = body.get("reasoning_effort")
+    if effort is not None and effort not in ("minimal", "low", "medium", "high"):
+        raise invalid(
+            "'reasoning_effort' must be minimal, low, medium or high.", "reasoning_effort"
+        )
+    options = {
+        "frequency_penalty": number(body, "frequency_penalty", low=-2, high=2),
+        "presence_penalty": number(body, "presence_penalty", low=-2, high=2),
+        "seed": integer(body, "seed", low=-(2**63), high=2**63 - 1),
+        "n": n,
+        "logprobs": bool(logprobs),
+        "top_logprobs": integer(body, "top_logprobs", low=0, high=20),
+        "tools": tools,
+        "tool_choice": openai_tool_choice(body.get("tool_choice")),
+        "parallel_tool_calls": parallel,
+        "response_format": openai_response_format(body.get("response_format"), "response_format"),
+        "reasoning_effort": effort,
+        "system_cache": system_cache or None,
+    }
+    options = {key: value for key, value in options.items() if value is not None}
     passthrough = {key: value for key, value in body.items() if key not in TRANSLATED}
+    hints = {key: body[key] for key in HINTS if body.get(key) is not None}
+    if native_tools:
+        passthrough["tools"] = body["tools"]
+        native = native or "tools"
+    if body.get("logit_bias"):  # {} is neutral
+        passthrough["logit_bias"] = body["logit_bias"]
+    if body.get("store") is not None:
+        (passthrough if body["store"] else hints)["store"] = body["store"]
     if native:
         passthrough = {"messages": body["messages"], **passthrough}
     return GatewayRequest(
@@ -181,68 +337,101 @@ def chat_request_parse(body: dict) -> GatewayRequest:
         metadata=_metadata(body),
         passthrough=passthrough,
         passthrough_param=native,
+        options=options,
+        hints=hints,
     )
 
 
-def _usage(result: CompletionResult) -> dict:
+def usage_body(result: CompletionResult) -> dict:
     return {
         "prompt_tokens": result.input_tokens,
         "completion_tokens": result.output_tokens,
         "total_tokens": result.input_tokens + result.output_tokens,
+        "prompt_tokens_details": {"cached_tokens": result.cache_read_tokens},
+        "completion_tokens_details": {"reasoning_tokens": result.reasoning_tokens},
     }
 
 
-def completion_body(call: Call, result: CompletionResult, created: int) -> dict:
-    message: dict = {"role": "assistant", "content": result.text or None, "refusal": None}
-    if result.tool_calls:
-        message["tool_calls"] = list(result.tool_calls)
+def tool_calls_body(calls) -> list[dict]:
+    return [
+        {"id": c.id, "type": "function", "function": {"name": c.name, "arguments": c.arguments}}
+        for c in calls
+    ]
+
+
+def _choice(index: int, text: str, calls, finish_reason: str, logprobs) -> dict:
+    message: dict = {"role": "assistant", "content": text or None, "refusal": None}
+    if calls:
+        message["tool_calls"] = tool_calls_body(calls)
     return {
-        "id": f"chatcmpl-{call.id.hex}",
+        "index": index,
+        "message": message,
+        "finish_reason": finish_reason or "stop",
+        "logprobs": dict(logprobs) if logprobs else None,
+    }
+
+
+def completion_body(result: CompletionResult, *, id: str, model: str, created: int) -> dict:
+    """A ``chat.completion`` for ``result``."""
+    choices = [_choice(0, result.text, result.tool_calls, result.finish_reason, result.logprobs)]
+    choices += [
+        _choice(index, c.text, c.tool_calls, c.finish_reason, c.logprobs)
+        for index, c in enumerate(result.more_choices, start=1)
+    ]
+    return {
+        "id": id,
         "object": "chat.completion",
         "created": created,
-        "model": call.model.slug,
-        "choices": [
-            {
-                "index": 0,
-                "message": message,
-                "finish_reason": result.finish_reason or "stop",
-                "logprobs": None,
-            }
-        ],
-        "usage": _usage(result),
+        "model": model,
+        "choices": choices,
+        "usage": usage_body(result),
     }
 
 
-async def _chunks(call: Call, relay: AsyncIterator, created: int) -> AsyncIterator[str]:
-    """The relay as chat.completion.chunk events. Each delta is a pre-rendered prefix plus its
-    JSON-escaped text: no object is built per token."""
+async def chunk_stream(
+    relay: AsyncIterator, *, id: str, model: str, created: int, include_usage: bool
+) -> AsyncIterator[str]:
+    """Canonical stream events as ``chat.completion.chunk`` events. A text delta is a
+    pre-rendered prefix plus its JSON-escaped text: no object is built per token."""
     head = (
-        f'{{"id":"chatcmpl-{call.id.hex}","object":"chat.completion.chunk",'
-        f'"created":{created},"model":{json.dumps(call.model.slug)},"choices":'
+        f'{{"id":"{id}","object":"chat.completion.chunk",'
+        f'"created":{created},"model":{json.dumps(model)},"choices":'
     )
-    include_usage = call.request.include_usage
     tail = ',"usage":null}\n\n' if include_usage else "}\n\n"
-    yield f'data: {head}[{{"index":0,"delta":{{"role":"assistant","content":""}},"finish_reason":null}}]{tail}'
+
+    def chunk(delta: dict, finish: str | None = None, logprobs: dict | None = None) -> str:
+        choice = {"index": 0, "delta": delta, "logprobs": logprobs, "finish_reason": finish}
+        return f"data: {head}[{json.dumps(choice, separators=(',', ':'))}]{tail}"
+
+    yield f'data: {head}[{{"index":0,"delta":{{"role":"assistant","content":""}},"logprobs":null,"finish_reason":null}}]{tail}'
     async for item in relay:
         if isinstance(item, str):
-            yield f'data: {head}[{{"index":0,"delta":{{"content":{json.dumps(item)}}},"finish_reason":null}}]{tail}'
+            yield f'data: {head}[{{"index":0,"delta":{{"content":{json.dumps(item)}}},"logprobs":null,"finish_reason":null}}]{tail}'
+        elif isinstance(item, ToolCallStart):
+            call = {
+                "index": item.index,
+                "id": item.id,
+                "type": "function",
+                "function": {"name": item.name, "arguments": ""},
+            }
+            yield chunk({"tool_calls": [call]})
+        elif isinstance(item, ToolCallDelta):
+            yield chunk(
+                {"tool_calls": [{"index": item.index, "function": {"arguments": item.arguments}}]}
+            )
+        elif isinstance(item, LogprobsDelta):
+            yield chunk({}, logprobs={"content": list(item.content), "refusal": None})
         elif isinstance(item, CompletionResult):
-            if item.tool_calls:
-                calls = [{"index": i, **c} for i, c in enumerate(item.tool_calls)]
-                yield f'data: {head}[{{"index":0,"delta":{{"tool_calls":{json.dumps(calls)}}},"finish_reason":null}}]{tail}'
-            finish = json.dumps(item.finish_reason or "stop")
-            yield f'data: {head}[{{"index":0,"delta":{{}},"finish_reason":{finish}}}]{tail}'
+            yield chunk({}, item.finish_reason or "stop")
             if include_usage:
-                yield f'data: {head}[],"usage":{json.dumps(_usage(item))}}}\n\n'
+                yield f'data: {head}[],"usage":{json.dumps(usage_body(item))}}}\n\n'
             yield "data: [DONE]\n\n"
-        else:  # the provider failed mid-stream: OpenAI's SDK raises on an error object
+        elif isinstance(item, GatewayError):  # the provider failed mid-stream
             yield f"data: {json.dumps(error_body(item))}\n\n"
 
 
 @csrf_exempt
 async def chat_completions(request: HttpRequest) -> HttpResponse:
-    if request.method != "POST":
-        return error_response(GatewayError(405, "invalid_request", "Use POST."))
     try:
         raw = request_body(request)
         call = await call_open(
@@ -251,11 +440,13 @@ async def chat_completions(request: HttpRequest) -> HttpResponse:
             parse=lambda: chat_request_parse(parse_json_object(raw)),
         )
         created = int(time.time())
+        names = {"id": f"chatcmpl-{call.id.hex}", "model": call.model.slug, "created": created}
         if not call.request.stream:
             result = await call_complete(call)
-            response = json_response(completion_body(call, result, created), headers=call.headers())
+            response = json_response(completion_body(result, **names), headers=call.headers())
             return record_after_response(response, call, result=result)
         relay = await call_stream(call)
     except GatewayError as error:
         return error_response(error)
-    return sse_response(_chunks(call, relay, created), headers=call.headers())
+    events = chunk_stream(relay, **names, include_usage=call.request.include_usage)
+    return sse_response(events, headers=call.headers())

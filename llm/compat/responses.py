@@ -18,9 +18,10 @@ import json
 import time
 import uuid
 from collections.abc import AsyncIterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from asgiref.sync import sync_to_async
+from django.conf import settings
 from django.db import connection, transaction
 from django.http import HttpRequest, HttpResponse
 from django.views.decorators.csrf import csrf_exempt
@@ -34,19 +35,33 @@ from llm.compat.core import (
     OPENAI,
     GatewayError,
     GatewayRequest,
+    domain_refusal,
+    image_from_url,
+    integer,
     invalid,
     number,
+    openai_response_format,
+    openai_tool_choice,
     parse_json_object,
     positive_int,
+    tool_of_function,
 )
 from llm.compat.gateway import call_complete, call_open, call_stream, record_after_response
 from llm.compat.http import json_response, request_body, sse_response
 from llm.models import Conversation, GatewayEndpoint, Message, MessageRole, MessageStatus
-from llm.providers import CompletionResult
+from llm.providers import ChatMessage, CompletionResult
+from llm.providers.canonical import (
+    ResponseFormat,
+    TextPart,
+    Tool,
+    ToolCallDelta,
+    ToolCallPart,
+    ToolCallStart,
+    ToolResultPart,
+)
 from llm.selectors import model_get_available
 from llm.services import conversation_create, conversation_delete, message_post
 from project import errors as domain
-from project.api.errors import status_for
 
 TRANSLATED = {
     "model",
@@ -61,8 +76,33 @@ TRANSLATED = {
     "previous_response_id",
     "metadata",
     "user",
+    "tools",
+    "tool_choice",
+    "parallel_tool_calls",
+    "text",
+    "include",
+    "reasoning",
+    "truncation",
+    "service_tier",
+    "top_logprobs",
+    "prompt_cache_key",
+    "safety_identifier",
+    "stream_options",
+}
+# What ``include`` may name (OpenAI's list); a value about items Parley never produces (file
+# search results, computer calls...) has nothing to add and is accepted.
+INCLUDE_VALUES = {
+    "code_interpreter_call.outputs",
+    "computer_call_output.output.image_url",
+    "file_search_call.results",
+    "message.input_image.image_url",
+    "message.output_text.logprobs",
+    "reasoning.encrypted_content",
+    "web_search_call.action.sources",
+    "web_search_call.results",
 }
 FINISHED = {MessageStatus.COMPLETED, MessageStatus.FAILED, MessageStatus.CANCELLED}
+INCOMPLETE_REASON = {"length": "max_output_tokens", "content_filter": "content_filter"}
 error_response = openai_chat.error_response
 
 
@@ -73,13 +113,198 @@ class ResponsesRequest:
     background: bool
     previous_response_id: str | None
     instructions: str
+    # What the response object echoes back.
+    tools: list = field(default_factory=list)
+    tool_choice: object = "auto"
+    parallel_tool_calls: bool = True
+    text_format: dict = field(default_factory=lambda: {"type": "text"})
+    # One user text turn and nothing else: what a stored conversation reply can hold.
+    plain: bool = True
 
 
 def _bool(body: dict, name: str, default: bool) -> bool:
     value = body.get(name, default)
+    if value is None:
+        return default
     if not isinstance(value, bool):
         raise invalid(f"'{name}' must be a boolean.", param=name)
     return value
+
+
+def _message_parts(content: object, where: str) -> list:
+    if isinstance(content, str):
+        return [TextPart(content)] if content else []
+    if not isinstance(content, list):
+        raise invalid("A message's content must be a string or a list of parts.", param=where)
+    parts = []
+    for index, part in enumerate(content):
+        param = f"{where}[{index}]"
+        kind = part.get("type") if isinstance(part, dict) else None
+        if kind in ("input_text", "output_text", "text"):
+            if not isinstance(part.get("text"), str):
+                raise invalid("A text part needs a 'text' string.", param=param)
+            parts.append(TextPart(part["text"]))
+        elif kind == "input_image":
+            detail = part.get("detail") if isinstance(part.get("detail"), str) else ""
+            parts.append(image_from_url(part.get("image_url"), f"{param}.image_url", detail))
+        elif kind == "refusal":
+            continue
+        else:
+            raise invalid(
+                f"Content parts of type '{kind}' are not supported; use input_text or input_image.",
+                param=f"{param}.type",
+                code="unsupported_parameter",
+            )
+    return parts
+
+
+def _append(turns: list[ChatMessage], role: str, parts: list) -> None:
+    """Add parts to the conversation, joining a tool result or call to the turn before it
+    when that turn is of the same role (one assistant turn holds all its calls)."""
+    if not parts:
+        return
+    if (
+        turns
+        and turns[-1].role == role
+        and any(isinstance(p, (ToolCallPart, ToolResultPart)) for p in (*turns[-1].parts, *parts))
+    ):
+        turns[-1] = ChatMessage(role, parts=(*turns[-1].all_parts, *parts))
+    elif len(parts) == 1 and type(parts[0]) is TextPart:
+        turns.append(ChatMessage(role, parts[0].text))
+    else:
+        turns.append(ChatMessage(role, parts=tuple(parts)))
+
+
+def input_items(raw: object) -> tuple[str, list[ChatMessage]]:
+    """Responses ``input`` (a string, or message, function_call and function_call_output
+    items) as system text and canonical turns."""
+    if isinstance(raw, str):
+        return "", [ChatMessage("user", raw)]
+    if not isinstance(raw, list) or not raw:
+        raise invalid("'input' must be a string or a non-empty list of items.", param="input")
+    if len(raw) > settings.LLM_MAX_MESSAGES_PER_CONVERSATION:
+        raise invalid("'input' holds too many items.", param="input")
+    system: list[str] = []
+    turns: list[ChatMessage] = []
+    for index, item in enumerate(raw):
+        where = f"input[{index}]"
+        if not isinstance(item, dict):
+            raise invalid("Each input item must be an object.", param=where)
+        kind = item.get("type", "message" if "role" in item else None)
+        if kind == "message":
+            role = item.get("role")
+            if role not in ("user", "assistant", "system", "developer"):
+                raise invalid(
+                    "A message's role must be user, assistant, system or developer.",
+                    param=f"{where}.role",
+                )
+            parts = _message_parts(item.get("content"), f"{where}.content")
+            if role in ("system", "developer"):
+                system.append("".join(p.text for p in parts if isinstance(p, TextPart)))
+            else:
+                _append(turns, role, parts)
+        elif kind == "function_call":
+            name, call_id = item.get("name"), item.get("call_id")
+            arguments = item.get("arguments", "{}")
+            if not all(isinstance(v, str) and v for v in (name, call_id)) or not isinstance(
+                arguments, str
+            ):
+                raise invalid(
+                    "A function_call item needs call_id, name and arguments strings.", param=where
+                )
+            _append(turns, "assistant", [ToolCallPart(id=call_id, name=name, arguments=arguments)])
+        elif kind == "function_call_output":
+            call_id, output = item.get("call_id"), item.get("output")
+            if not isinstance(call_id, str) or not call_id:
+                raise invalid("A function_call_output item needs a call_id.", param=where)
+            parts = _message_parts(output if output is not None else "", f"{where}.output")
+            text = "".join(p.text for p in parts if isinstance(p, TextPart))
+            images = tuple(p for p in parts if not isinstance(p, TextPart))
+            _append(turns, "user", [ToolResultPart(call_id, content=text, images=images)])
+        elif kind == "reasoning":
+            continue  # another model's reasoning summary: nothing a provider can be given
+        else:
+            raise invalid(
+                f"Input items of type '{kind}' are not supported; use message, function_call "
+                "and function_call_output items.",
+                param=f"{where}.type",
+                code="unsupported_parameter",
+            )
+    if not turns:
+        raise invalid("'input' must hold at least one user message.", param="input")
+    return "\n\n".join(system), turns
+
+
+def _tools(body: dict) -> tuple[tuple[Tool, ...], list]:
+    raw = body.get("tools")
+    if raw is None:
+        return (), []
+    if not isinstance(raw, list) or len(raw) > 128:
+        raise invalid("'tools' must be a list of up to 128 tools.", param="tools")
+    tools = []
+    for index, tool in enumerate(raw):
+        if not isinstance(tool, dict) or tool.get("type") != "function":
+            kind = tool.get("type") if isinstance(tool, dict) else None
+            raise invalid(
+                f"Only function tools are supported (not '{kind}').",
+                param="tools",
+                code="unsupported_parameter",
+            )
+        tools.append(tool_of_function(tool, f"tools[{index}]"))
+    echo = [
+        {
+            "type": "function",
+            "name": t.name,
+            "description": t.description or None,
+            "parameters": dict(t.parameters),
+            "strict": t.strict if t.strict is not None else True,
+        }
+        for t in tools
+    ]
+    return tuple(tools), echo
+
+
+def _text_format(body: dict) -> tuple[ResponseFormat | None, dict]:
+    text = body.get("text")
+    if text is None:
+        return None, {"type": "text"}
+    if not isinstance(text, dict):
+        raise invalid("'text' must be an object.", param="text")
+    if text.get("verbosity") not in (None, "medium"):
+        raise invalid(
+            "Only the default verbosity (medium) is supported.",
+            param="text.verbosity",
+            code="unsupported_parameter",
+        )
+    fmt = text.get("format")
+    if fmt is None:
+        return None, {"type": "text"}
+    return openai_response_format(fmt, "text.format"), fmt
+
+
+def _include(body: dict) -> bool:
+    """Whether ``include`` asks for logprobs; a 400 for a value OpenAI does not define."""
+    include = body.get("include")
+    if include is None:
+        return False
+    if not isinstance(include, list):
+        raise invalid("'include' must be a list.", param="include")
+    for value in include:
+        if value not in INCLUDE_VALUES:
+            raise invalid(f"'include' has an unknown value: {str(value)[:80]!r}.", "include")
+    return "message.output_text.logprobs" in include
+
+
+def _reasoning(body: dict) -> str | None:
+    reasoning = body.get("reasoning")
+    if reasoning is None:
+        return None
+    if not isinstance(reasoning, dict):
+        raise invalid("'reasoning' must be an object.", param="reasoning")
+    effort = reasoning.get("effort")
+    if effort not in (None, "minimal", "low", "medium", "high"):
+        raise invalid("Effort must be minimal, low, medium or high.", "reasoning.effort")
+    return effort
 
 
 def responses_request_parse(body: dict) -> ResponsesRequest:
@@ -87,34 +312,37 @@ def responses_request_parse(body: dict) -> ResponsesRequest:
     for key in body:
         if key not in TRANSLATED and body[key] is not None:
             raise invalid(
-                f"'{key}' is not supported by this server's Responses API (text only).",
+                f"'{key}' is not supported by this server's Responses API.",
                 param=key,
                 code="unsupported_parameter",
             )
     model = body.get("model")
     if not isinstance(model, str) or not model or len(model) > 128:
         raise invalid("'model' is required: a model id from GET /v1/models.", param="model")
-    raw = body.get("input")
-    if isinstance(raw, str):
-        raw = [{"role": "user", "content": raw}]
-    if isinstance(raw, list):  # Responses' input parts are "input_text"
-        raw = [
-            {"type": "message", **item} if isinstance(item, dict) and "role" in item else item
-            for item in raw
-        ]
-        for index, item in enumerate(raw):
-            if not isinstance(item, dict) or item.get("type") != "message":
-                raise invalid("Only message items are supported in 'input'.", f"input[{index}]")
-    system, turns, native = openai_chat.messages_from_openai(raw, "input")
-    if native:
-        raise invalid("Only text input is supported.", param=native, code="unsupported_parameter")
+    system, turns = input_items(body.get("input"))
     instructions = body.get("instructions") or ""
     if not isinstance(instructions, str):
         raise invalid("'instructions' must be a string.", param="instructions")
     previous = body.get("previous_response_id")
     if previous is not None and not isinstance(previous, str):
         raise invalid("'previous_response_id' must be a response id.", "previous_response_id")
+    if body.get("truncation") not in (None, "disabled", "auto"):
+        raise invalid("'truncation' must be disabled or auto.", param="truncation")
     stream = _bool(body, "stream", False)
+    tools, tools_echo = _tools(body)
+    response_format, format_echo = _text_format(body)
+    parallel = _bool(body, "parallel_tool_calls", True)
+    logprobs = _include(body)
+    options = {
+        "tools": tools,
+        "tool_choice": openai_tool_choice(body.get("tool_choice")),
+        "parallel_tool_calls": parallel if tools and "parallel_tool_calls" in body else None,
+        "response_format": response_format,
+        "reasoning_effort": _reasoning(body),
+        "logprobs": logprobs,
+        "top_logprobs": integer(body, "top_logprobs", low=0, high=20) if logprobs else None,
+        "param_names": {"logprobs": "include", "top_logprobs": "top_logprobs"},
+    }
     request = GatewayRequest(
         endpoint=GatewayEndpoint.RESPONSES,
         wire_format=OPENAI,
@@ -128,6 +356,16 @@ def responses_request_parse(body: dict) -> ResponsesRequest:
         stream=stream,
         client_user=body.get("user") if isinstance(body.get("user"), str) else "",
         metadata=body.get("metadata") if isinstance(body.get("metadata"), dict) else None,
+        options={key: value for key, value in options.items() if value is not None},
+        hints={k: body[k] for k in ("service_tier", "prompt_cache_key") if body.get(k)},
+    )
+    plain = (
+        len(turns) == 1
+        and turns[0].role == "user"
+        and not turns[0].parts
+        and not tools
+        and response_format is None
+        and not logprobs
     )
     parsed = ResponsesRequest(
         call=request,
@@ -135,16 +373,23 @@ def responses_request_parse(body: dict) -> ResponsesRequest:
         background=_bool(body, "background", False),
         previous_response_id=previous,
         instructions=request.system,
+        tools=tools_echo,
+        tool_choice=body.get("tool_choice") or "auto",
+        parallel_tool_calls=parallel,
+        text_format=format_echo,
+        plain=plain,
     )
     if parsed.background and not parsed.store:
         raise invalid("Background responses must be stored ('store': true).", param="store")
     if previous and not parsed.store:
         raise invalid("'previous_response_id' continues a stored response.", param="store")
-    if parsed.store and (len(turns) != 1 or turns[0].role != "user"):
+    if parsed.store and not plain and (previous or parsed.background):
+        param = "background" if parsed.background else "previous_response_id"
         raise invalid(
-            "A stored response takes one new user turn; continue earlier turns with "
-            "'previous_response_id'.",
-            param="input",
+            f"'{param}' takes one user text turn; a response with tools, structured output, "
+            "images or several input turns is answered at once: send the whole input instead.",
+            param=param,
+            code="unsupported_parameter",
         )
     return parsed
 
@@ -169,6 +414,37 @@ def _not_found(response_id: str) -> GatewayError:
     )
 
 
+@dataclass(frozen=True, slots=True)
+class ReplyOutput:
+    """What a finished (or failed) reply said, from a CompletionResult or a stored message."""
+
+    text: str = ""
+    tool_calls: tuple = ()
+    finish_reason: str = "stop"
+    input_tokens: int = 0
+    output_tokens: int = 0
+    cached_tokens: int = 0
+    reasoning_tokens: int = 0
+    logprobs: tuple = ()
+
+    @classmethod
+    def of(cls, result: CompletionResult) -> "ReplyOutput":
+        return cls(
+            text=result.text,
+            tool_calls=result.tool_calls,
+            finish_reason=result.finish_reason,
+            input_tokens=result.input_tokens,
+            output_tokens=result.output_tokens,
+            cached_tokens=result.cache_read_tokens,
+            reasoning_tokens=result.reasoning_tokens,
+            logprobs=tuple((result.logprobs or {}).get("content") or ()),
+        )
+
+    @property
+    def status(self) -> str:
+        return "incomplete" if self.finish_reason in INCOMPLETE_REASON else "completed"
+
+
 @dataclass(slots=True)
 class ResponseShape:
     """What a response object says besides its reply: fixed when the response is created."""
@@ -180,17 +456,35 @@ class ResponseShape:
     previous_response_id: str | None
     background: bool | None
     store: bool
+    tools: list = field(default_factory=list)
+    tool_choice: object = "auto"
+    parallel_tool_calls: bool = True
+    text_format: dict = field(default_factory=lambda: {"type": "text"})
+    metadata: dict | None = None
+
+    @property
+    def message_id(self) -> str:
+        return f"msg_{self.id.removeprefix('resp_')}"
+
+    def call_item_id(self, index: int) -> str:
+        return f"fc_{self.id.removeprefix('resp_')}_{index}"
 
     def body(
-        self,
-        status: str,
-        text: str | None = None,
-        usage: tuple[int, int] | None = None,
-        error: dict | None = None,
+        self, status: str, reply: ReplyOutput | None = None, error: dict | None = None
     ) -> dict:
-        output = []
-        if text is not None:
-            output.append(self.item(text, "completed" if status == "completed" else "incomplete"))
+        """The response object; ``status`` is the job's (queued, in_progress, completed,
+        failed, cancelled) and a completed reply cut short is ``incomplete``."""
+        output: list[dict] = []
+        incomplete = None
+        if reply is not None:
+            if status == "completed":
+                status = reply.status
+            if status == "incomplete":
+                incomplete = {"reason": INCOMPLETE_REASON[reply.finish_reason]}
+            item_status = "completed" if status == "completed" else "incomplete"
+            if reply.text or not reply.tool_calls:
+                output.append(self.item(reply.text, item_status, reply.logprobs))
+            output += [self.call_item(i, c, "completed") for i, c in enumerate(reply.tool_calls)]
         return {
             "id": self.id,
             "object": "response",
@@ -203,42 +497,62 @@ class ResponseShape:
             "store": self.store,
             "output": output,
             "usage": {
-                "input_tokens": usage[0],
-                "output_tokens": usage[1],
-                "total_tokens": usage[0] + usage[1],
-                "input_tokens_details": {"cached_tokens": 0},
-                "output_tokens_details": {"reasoning_tokens": 0},
+                "input_tokens": reply.input_tokens,
+                "output_tokens": reply.output_tokens,
+                "total_tokens": reply.input_tokens + reply.output_tokens,
+                "input_tokens_details": {"cached_tokens": reply.cached_tokens},
+                "output_tokens_details": {"reasoning_tokens": reply.reasoning_tokens},
             }
-            if usage
+            if reply is not None and (reply.input_tokens or reply.output_tokens)
             else None,
             "error": error,
-            "incomplete_details": None,
-            "metadata": {},
-            "parallel_tool_calls": False,
-            "tool_choice": "none",
-            "tools": [],
-            "text": {"format": {"type": "text"}},
+            "incomplete_details": incomplete,
+            "metadata": self.metadata or {},
+            "parallel_tool_calls": self.parallel_tool_calls,
+            "tool_choice": self.tool_choice,
+            "tools": self.tools,
+            "text": {"format": self.text_format},
         }
 
-    def item(self, text: str, status: str) -> dict:
+    def item(self, text: str, status: str, logprobs: tuple = ()) -> dict:
+        part = {"type": "output_text", "text": text, "annotations": []}
+        if logprobs:
+            part["logprobs"] = list(logprobs)
         return {
             "type": "message",
-            "id": f"msg_{self.id.removeprefix('resp_')}",
+            "id": self.message_id,
             "status": status,
             "role": "assistant",
-            "content": [{"type": "output_text", "text": text, "annotations": []}],
+            "content": [part],
+        }
+
+    def call_item(self, index: int, call, status: str) -> dict:
+        return {
+            "type": "function_call",
+            "id": self.call_item_id(index),
+            "call_id": call.id,
+            "name": call.name,
+            "arguments": call.arguments,
+            "status": status,
         }
 
 
 class EventWriter:
     """Responses stream events, numbered from 0; those numbered ``after`` or lower are
-    skipped (a resumed stream)."""
+    skipped (a resumed stream). Items open as the reply reaches them: the message item with
+    its first text, a function_call item with each tool call; each is closed before the next
+    opens, and all before the final event."""
 
     def __init__(self, shape: ResponseShape, after: int = -1) -> None:
         self.shape = shape
         self.after = after
         self.sequence = -1
         self.text: list[str] = []
+        self.output_index = -1
+        self.open = ""  # "message", "function_call" or ""
+        self.call: dict = {}
+        self.calls = 0
+        self.message_opened = False
 
     def _event(self, kind: str, **data) -> str:
         self.sequence += 1
@@ -248,35 +562,111 @@ class EventWriter:
         return f"event: {kind}\ndata: {json.dumps(payload, separators=(',', ':'))}\n\n"
 
     def opening(self, status: str) -> str:
-        item_id = f"msg_{self.shape.id.removeprefix('resp_')}"
-        return "".join(
-            (
-                self._event("response.created", response=self.shape.body(status)),
-                self._event("response.in_progress", response=self.shape.body("in_progress")),
-                self._event(
-                    "response.output_item.added",
-                    output_index=0,
-                    item={**self.shape.item("", "in_progress"), "content": []},
-                ),
-                self._event(
-                    "response.content_part.added",
-                    item_id=item_id,
-                    output_index=0,
-                    content_index=0,
-                    part={"type": "output_text", "text": "", "annotations": []},
-                ),
-            )
+        return self._event("response.created", response=self.shape.body(status)) + self._event(
+            "response.in_progress", response=self.shape.body("in_progress")
         )
 
-    def delta(self, text: str) -> str:
-        self.text.append(text)
+    def _open_message(self) -> str:
+        self.output_index += 1
+        self.open = "message"
+        self.message_opened = True
+        item_id = self.shape.message_id
         return self._event(
+            "response.output_item.added",
+            output_index=self.output_index,
+            item={**self.shape.item("", "in_progress"), "content": []},
+        ) + self._event(
+            "response.content_part.added",
+            item_id=item_id,
+            output_index=self.output_index,
+            content_index=0,
+            part={"type": "output_text", "text": "", "annotations": []},
+        )
+
+    def _close(self, status: str = "completed") -> str:
+        if self.open == "message":
+            text = "".join(self.text)
+            item_id = self.shape.message_id
+            part = {"type": "output_text", "text": text, "annotations": []}
+            events = (
+                self._event(
+                    "response.output_text.done",
+                    item_id=item_id,
+                    output_index=self.output_index,
+                    content_index=0,
+                    text=text,
+                    logprobs=[],
+                ),
+                self._event(
+                    "response.content_part.done",
+                    item_id=item_id,
+                    output_index=self.output_index,
+                    content_index=0,
+                    part=part,
+                ),
+                self._event(
+                    "response.output_item.done",
+                    output_index=self.output_index,
+                    item=self.shape.item(text, status),
+                ),
+            )
+        elif self.open == "function_call":
+            call = self.call
+            events = (
+                self._event(
+                    "response.function_call_arguments.done",
+                    item_id=call["id"],
+                    output_index=self.output_index,
+                    name=call["name"],
+                    arguments=call["arguments"],
+                ),
+                self._event(
+                    "response.output_item.done",
+                    output_index=self.output_index,
+                    item={**call, "status": "completed"},
+                ),
+            )
+        else:
+            return ""
+        self.open = ""
+        return "".join(events)
+
+    def delta(self, text: str) -> str:
+        opened = "" if self.open == "message" else self._close() + self._open_message()
+        self.text.append(text)
+        return opened + self._event(
             "response.output_text.delta",
-            item_id=f"msg_{self.shape.id.removeprefix('resp_')}",
-            output_index=0,
+            item_id=self.shape.message_id,
+            output_index=self.output_index,
             content_index=0,
             delta=text,
             logprobs=[],
+        )
+
+    def tool_start(self, event: ToolCallStart) -> str:
+        closed = self._close()
+        self.output_index += 1
+        self.open = "function_call"
+        self.call = {
+            "type": "function_call",
+            "id": self.shape.call_item_id(self.calls),
+            "call_id": event.id,
+            "name": event.name,
+            "arguments": "",
+            "status": "in_progress",
+        }
+        self.calls += 1
+        return closed + self._event(
+            "response.output_item.added", output_index=self.output_index, item=dict(self.call)
+        )
+
+    def tool_delta(self, event: ToolCallDelta) -> str:
+        self.call["arguments"] += event.arguments
+        return self._event(
+            "response.function_call_arguments.delta",
+            item_id=self.call["id"],
+            output_index=self.output_index,
+            delta=event.arguments,
         )
 
     def reset(self) -> str:
@@ -285,33 +675,24 @@ class EventWriter:
         self.text.clear()
         return ""
 
-    def closing(self, status: str, usage: tuple[int, int] | None, error: dict | None) -> str:
-        text = "".join(self.text)
-        item_id = f"msg_{self.shape.id.removeprefix('resp_')}"
-        part = {"type": "output_text", "text": text, "annotations": []}
-        final = self.shape.body(status, text, usage, error)
-        kind = "response.completed" if status == "completed" else "response.failed"
-        return "".join(
-            (
-                self._event(
-                    "response.output_text.done",
-                    item_id=item_id,
-                    output_index=0,
-                    content_index=0,
-                    text=text,
-                    logprobs=[],
-                ),
-                self._event(
-                    "response.content_part.done",
-                    item_id=item_id,
-                    output_index=0,
-                    content_index=0,
-                    part=part,
-                ),
-                self._event("response.output_item.done", output_index=0, item=final["output"][0]),
-                self._event(kind, response=final),
-            )
+    def closing(self, status: str, reply: ReplyOutput | None, error: dict | None) -> str:
+        """Close what is open and end with response.completed, .incomplete or .failed. A
+        stored reply's text is what the writer streamed (a retry's reset drops the rest)."""
+        if reply is not None and self.message_opened:  # what was streamed is the text
+            reply = ReplyOutput(**{**_fields(reply), "text": "".join(self.text)})
+        final = self.shape.body(status, reply, error)
+        opening = ""
+        if self.output_index < 0:  # nothing was said: an empty message, as OpenAI sends
+            opening = self._open_message()
+        item_status = "completed" if final["status"] == "completed" else "incomplete"
+        kind = {"completed": "response.completed", "incomplete": "response.incomplete"}.get(
+            final["status"], "response.failed"
         )
+        return opening + self._close(item_status) + self._event(kind, response=final)
+
+
+def _fields(reply: ReplyOutput) -> dict:
+    return {name: getattr(reply, name) for name in ReplyOutput.__dataclass_fields__}
 
 
 # --- Stored responses: a conversation reply written by a job --------------------------------
@@ -346,8 +727,16 @@ def _stored_body(message: Message, shape: ResponseShape) -> dict:
     error = None
     if message.status != MessageStatus.COMPLETED:
         error = {"code": message.status, "message": message.error or message.status}
-    usage = (message.input_tokens or 0, message.output_tokens or 0)
-    return shape.body(message.status, message.content, usage, error)
+    return shape.body(message.status, _stored_output(_snapshot_of(message)), error)
+
+
+def _stored_output(snapshot: dict) -> ReplyOutput:
+    return ReplyOutput(
+        text=snapshot.get("content") or "",
+        finish_reason=snapshot.get("finish_reason") or "stop",
+        input_tokens=snapshot.get("input_tokens") or 0,
+        output_tokens=snapshot.get("output_tokens") or 0,
+    )
 
 
 def _stored_create(http_request: HttpRequest, raw: bytes) -> tuple[Message, ResponseShape]:
@@ -356,14 +745,18 @@ def _stored_create(http_request: HttpRequest, raw: bytes) -> tuple[Message, Resp
         parsed = responses_request_parse(parse_json_object(raw))
         try:
             with transaction.atomic():  # a refused reply leaves no new conversation behind
-                return _stored_post(user, api_key, parsed)
+                return _stored_post(
+                    user, api_key, parsed, request_id=getattr(http_request, "id", "")
+                )
         except domain.DomainError as exc:
-            raise _refusal(exc) from None
+            raise domain_refusal(exc) from None
     finally:
         _give_back_connection()
 
 
-def _stored_post(user, api_key, parsed: ResponsesRequest) -> tuple[Message, ResponseShape]:
+def _stored_post(
+    user, api_key, parsed: ResponsesRequest, *, request_id: str = ""
+) -> tuple[Message, ResponseShape]:
     """The new user turn and its queued reply, in a new conversation or after the previous
     response of the chain (the job is enqueued when the caller's transaction commits)."""
     request = parsed.call
@@ -386,23 +779,23 @@ def _stored_post(user, api_key, parsed: ResponsesRequest) -> tuple[Message, Resp
             params={k: v for k, v in params.items() if v is not None},
         )
     posted = message_post(
-        conversation=conversation, content=request.messages[-1].content, api_key=api_key
+        conversation=conversation,
+        content=request.messages[-1].content,
+        api_key=api_key,
+        # Recorded as a /v1/ call when the reply ends, like an unstored one (llm.lifecycle).
+        call={
+            "endpoint": GatewayEndpoint.RESPONSES,
+            "request_id": str(request_id)[:128],
+            "stream": bool(request.stream),
+            "model_requested": request.model,
+            "client_user": request.client_user,
+            "metadata": request.metadata,
+        },
     )
     reply = Message.objects.select_related("conversation", "model").get(
         pk=posted.assistant_message.pk
     )
     return reply, _shape_of(reply, background=parsed.background)
-
-
-def _refusal(exc: domain.DomainError) -> GatewayError:
-    if exc.code in ("model_unknown", "model_unavailable"):  # as the other endpoints answer
-        return GatewayError(404, "not_found", exc.message, param="model", code="model_not_found")
-    status = status_for(exc)
-    kind = {403: "permission", 404: "not_found", 429: "rate_limit"}.get(status, "invalid_request")
-    param = next(iter(exc.details), None) if isinstance(exc.details, dict) else None
-    return GatewayError(
-        status, kind, exc.message, code=exc.code, param=param, retry_after=exc.retry_after
-    )
 
 
 def _owned_reply(user, response_id: str) -> Message:
@@ -450,6 +843,8 @@ async def _follow(message_id: str, writer: EventWriter, status: str) -> AsyncIte
 def _snapshot_of(message: Message) -> dict:
     return {
         "status": message.status,
+        "content": message.content,
+        "finish_reason": message.finish_reason,
         "input_tokens": message.input_tokens,
         "output_tokens": message.output_tokens,
         "error": message.error,
@@ -458,11 +853,10 @@ def _snapshot_of(message: Message) -> dict:
 
 def _closing(writer: EventWriter, snapshot: dict) -> str:
     status = snapshot.get("status") or "failed"
-    usage = (snapshot.get("input_tokens") or 0, snapshot.get("output_tokens") or 0)
     error = None
     if status != MessageStatus.COMPLETED:
         error = {"code": status, "message": snapshot.get("error") or status}
-    return writer.closing(status, usage, error)
+    return writer.closing(status, _stored_output(snapshot), error)
 
 
 def _reload(message_id: str) -> Message:
@@ -481,45 +875,64 @@ async def _wait_for(message_id: str) -> None:
 # --- Not stored: one gateway call ------------------------------------------------------------
 
 
-def _unstored_shape(call, parsed_request: GatewayRequest) -> ResponseShape:
+def unstored_shape(parsed: ResponsesRequest, *, id: str, model: str) -> ResponseShape:
     return ResponseShape(
-        id=f"resp_{call.id.hex}",
-        model=call.model.slug,
+        id=id,
+        model=model,
         created_at=int(time.time()),
-        instructions=parsed_request.system or None,
+        instructions=parsed.instructions or None,
         previous_response_id=None,
         background=False,
         store=False,
+        tools=parsed.tools,
+        tool_choice=parsed.tool_choice,
+        parallel_tool_calls=parsed.parallel_tool_calls,
+        text_format=parsed.text_format,
+        metadata=parsed.call.metadata,
     )
 
 
-async def _unstored_events(writer: EventWriter, relay) -> AsyncIterator[str]:
+async def response_events(writer: EventWriter, relay: AsyncIterator) -> AsyncIterator[str]:
+    """Canonical stream events as Responses stream events, in the order OpenAI's SDK
+    expects (see ``EventWriter``)."""
     yield writer.opening("in_progress")
     async for item in relay:
         if isinstance(item, str):
             yield writer.delta(item)
+        elif isinstance(item, ToolCallStart):
+            yield writer.tool_start(item)
+        elif isinstance(item, ToolCallDelta):
+            yield writer.tool_delta(item)
         elif isinstance(item, CompletionResult):
-            yield writer.closing("completed", (item.input_tokens, item.output_tokens), None)
-        else:
+            yield writer.closing("completed", ReplyOutput.of(item), None)
+        elif isinstance(item, GatewayError):
             error = {"code": item.code or item.kind, "message": item.message}
             yield writer.closing("failed", None, error)
 
 
-def _peek_store(raw: bytes) -> bool:
+def _stored_path(raw: bytes) -> bool:
+    """Whether the request is one a stored conversation reply can hold (store on, one user
+    text turn, no tools or structured output); anything else is answered by one gateway call
+    and is not stored."""
     try:
         body = parse_json_object(raw)
     except GatewayError:
         return True  # the stored path reports the error, after authenticating
-    return body.get("store", True) is not False
+    if body.get("store", True) is False:
+        return False
+    if body.get("previous_response_id") or body.get("background"):
+        return True  # only the stored path continues a chain or runs in the background
+    try:
+        return responses_request_parse(body).plain
+    except GatewayError:
+        return True
 
 
 @csrf_exempt
 async def responses(request: HttpRequest) -> HttpResponse:
-    if request.method != "POST":
-        return error_response(GatewayError(405, "invalid_request", "Use POST."))
     try:
         raw = request_body(request)
-        if not _peek_store(raw):
+        if not _stored_path(raw):
             return await _unstored(request, raw)
         reply, shape = await sync_to_async(_stored_create, thread_sensitive=False)(request, raw)
     except GatewayError as error:
@@ -550,15 +963,15 @@ async def _unstored(request: HttpRequest, raw: bytes) -> HttpResponse:
         return holder["parsed"].call
 
     call = await call_open(request, endpoint=GatewayEndpoint.RESPONSES, parse=parse)
-    shape = _unstored_shape(call, call.request)
+    shape = unstored_shape(holder["parsed"], id=f"resp_{call.id.hex}", model=call.model.slug)
     if not call.request.stream:
         result = await call_complete(call)
-        body = shape.body("completed", result.text, (result.input_tokens, result.output_tokens))
+        body = shape.body("completed", ReplyOutput.of(result))
         return record_after_response(
             json_response(body, headers=call.headers()), call, result=result
         )
     relay = await call_stream(call)
-    return sse_response(_unstored_events(EventWriter(shape), relay), headers=call.headers())
+    return sse_response(response_events(EventWriter(shape), relay), headers=call.headers())
 
 
 # --- One stored response ---------------------------------------------------------------------
@@ -584,7 +997,7 @@ def _cancel(http_request: HttpRequest, response_id: str) -> dict:
             try:
                 job_cancel(job=job)
             except domain.DomainError as exc:
-                raise _refusal(exc) from None
+                raise domain_refusal(exc) from None
         message.refresh_from_db()
         shape = _shape_of(message, background=True)
         body = _stored_body(message, shape)
@@ -611,8 +1024,6 @@ async def response_detail(request: HttpRequest, response_id: str) -> HttpRespons
     try:
         if request.method == "DELETE":
             return json_response(await sync_to_async(_delete)(request, response_id))
-        if request.method != "GET":
-            raise GatewayError(405, "invalid_request", "Use GET or DELETE.")
         message, shape = await sync_to_async(_load)(request, response_id)
         if request.GET.get("stream") in ("true", "1"):
             after = request.GET.get("starting_after", "-1")
@@ -627,8 +1038,6 @@ async def response_detail(request: HttpRequest, response_id: str) -> HttpRespons
 
 @csrf_exempt
 async def response_cancel(request: HttpRequest, response_id: str) -> HttpResponse:
-    if request.method != "POST":
-        return error_response(GatewayError(405, "invalid_request", "Use POST."))
     try:
         return json_response(await sync_to_async(_cancel)(request, response_id))
     except GatewayError as error:

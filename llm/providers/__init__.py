@@ -11,8 +11,9 @@ from llm.providers.base import (
     ProviderTimeout,
     TransientProviderError,
 )
+from llm.providers.canonical import UnsupportedFeature
 from llm.providers.context import estimate_tokens, trim_messages
-from llm.providers.factory import PROVIDERS, get_async_provider, get_provider
+from llm.providers.factory import PROVIDERS, get_async_provider, get_provider, request_check
 from llm.providers.pricing import completion_cost
 
 __all__ = [
@@ -26,9 +27,11 @@ __all__ = [
     "ProviderError",
     "ProviderTimeout",
     "TransientProviderError",
+    "UnsupportedFeature",
     "completion_cost",
     "estimate_tokens",
     "get_async_provider",
     "get_provider",
+    "request_check",
     "trim_messages",
 ]

@@ -8,44 +8,14 @@ layers retrying would multiply attempts and hide them. Every call has a timeout.
 import email.utils
 import time
 from collections.abc import AsyncIterator, Callable, Mapping
-from dataclasses import dataclass, field
-from typing import Any, Literal, Protocol
+from typing import Protocol
 
-
-@dataclass(frozen=True, slots=True)
-class ChatMessage:
-    role: Literal["user", "assistant"]
-    content: str
-
-
-@dataclass(frozen=True, slots=True)
-class ChatRequest:
-    model: str  # the provider's own model name
-    messages: list[ChatMessage]
-    max_tokens: int
-    system: str = ""
-    temperature: float | None = None
-    top_p: float | None = None
-    stop: tuple[str, ...] = ()
-    # Fields of the provider's own wire format sent as given, over what the fields above build
-    # (e.g. ``tools``, ``tool_choice`` and the messages that carry tool calls). Only a caller
-    # that already speaks the provider's format sets them; nothing translates them.
-    passthrough: Mapping[str, Any] = field(default_factory=dict)
-
-
-@dataclass(frozen=True, slots=True)
-class CompletionResult:
-    text: str
-    finish_reason: str  # OpenAI's vocabulary: stop, length, content_filter, tool_calls
-    input_tokens: int
-    output_tokens: int
-    response_id: str
-    time_to_first_token_ms: int | None
-    latency_ms: int
-    # Tool calls in the provider's own wire format (OpenAI ``tool_calls`` entries, Anthropic
-    # ``tool_use`` blocks); empty unless the request passed tools through.
-    tool_calls: tuple[dict, ...] = ()
-    stop_sequence: str | None = None
+from llm.providers.canonical import (  # noqa: F401 (the call model, re-exported)
+    ChatMessage,
+    ChatRequest,
+    CompletionResult,
+    StreamEvent,
+)
 
 
 class ProviderError(Exception):
@@ -89,8 +59,9 @@ class ChatProvider(Protocol):
 
 
 class AsyncChatProvider(Protocol):
-    def astream(self, request: ChatRequest) -> AsyncIterator["str | CompletionResult"]:
-        """Yield each text delta as it arrives, then the whole ``CompletionResult`` last.
+    def astream(self, request: ChatRequest) -> AsyncIterator[StreamEvent]:
+        """Yield each text delta (a ``str``) and tool-call event as it arrives, then the whole
+        ``CompletionResult`` last.
         Closing the iterator early closes the provider's stream. Raises ``ProviderError``."""
         ...
 

@@ -8,6 +8,7 @@ early; under-estimating would make the provider reject the request."""
 import math
 
 from llm.providers.base import ChatMessage, PermanentProviderError
+from llm.providers.canonical import ImagePart, ToolResultPart
 
 PER_MESSAGE_OVERHEAD = 4
 REPLY_PRIMING = 3
@@ -18,8 +19,18 @@ def estimate_tokens(text: str) -> int:
     return math.ceil(len(text.encode("utf-8")) / 3)
 
 
+# An image's prompt tokens before the provider has seen it: about what a 1,000-pixel image costs
+# at Anthropic (width x height / 750) and OpenAI (high detail); only the estimate uses it.
+IMAGE_TOKENS = 1_600
+
+
 def estimate_message_tokens(message: ChatMessage) -> int:
-    return estimate_tokens(message.content) + PER_MESSAGE_OVERHEAD
+    images = sum(
+        1 if isinstance(part, ImagePart) else len(part.images)
+        for part in message.parts
+        if isinstance(part, (ImagePart, ToolResultPart))
+    )
+    return estimate_tokens(message.text) + PER_MESSAGE_OVERHEAD + images * IMAGE_TOKENS
 
 
 def trim_messages(

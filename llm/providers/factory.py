@@ -9,8 +9,9 @@ import weakref
 import anthropic
 import openai
 
+from llm.providers import anthropic_messages, openai_chat
 from llm.providers.anthropic_messages import AnthropicMessagesProvider
-from llm.providers.base import AsyncChatProvider, ChatProvider
+from llm.providers.base import AsyncChatProvider, ChatProvider, ChatRequest
 from llm.providers.openai_chat import OpenAIChatProvider
 from llm.providers.streaming import StreamingChatProvider
 
@@ -76,3 +77,16 @@ def get_async_provider(
         if instance is None:
             instance = per_loop[key] = _build(provider, api_key, base_url, timeout, is_async=True)
         return instance
+
+
+REQUEST_BODY = {
+    "openai": openai_chat.request_body,
+    "openai_compatible": openai_chat.request_body,
+    "anthropic": anthropic_messages.request_body,
+}
+
+
+def request_check(provider: str, request: ChatRequest) -> None:
+    """Raise ``UnsupportedFeature`` (naming the client's field) when ``request`` asks for
+    something ``provider``'s wire format cannot carry; a pure check, before any call."""
+    REQUEST_BODY[provider](request)

@@ -23,6 +23,7 @@ from llm.providers.base import (
     connection_error,
     normalise_finish_reason,
 )
+from llm.providers.canonical import Choice, StreamEvent, ThinkingPart, ToolCall
 from llm.providers.context import estimate_message_tokens, estimate_tokens
 
 
@@ -39,38 +40,67 @@ class SdkClasses:
 
 
 class ReplyAccumulator:
-    """Everything a streamed reply has said so far: text, ids, usage, finish, tool calls."""
+    """Everything a streamed reply has said so far: text, ids, usage, finish, tool calls, and
+    the events not yet handed on (``events``: tool-call fragments, logprobs)."""
 
     __slots__ = (
+        "cache_read_tokens",
+        "cache_write_tokens",
+        "events",
         "finish_reason",
         "finished",
         "first_token_at",
         "input_tokens",
+        "logprobs",
+        "more_choices",
         "output_tokens",
         "parts",
+        "reasoning_tokens",
+        "request",
         "response_id",
         "started",
         "stop_sequence",
+        "structured",
+        "thinking",
         "tool_calls",
     )
 
-    def __init__(self) -> None:
+    def __init__(self, request: ChatRequest | None = None) -> None:
+        self.request = request
         self.started = time.perf_counter()
         self.first_token_at: float | None = None
         self.parts: list[str] = []
+        # By the stream's index: {"text", "signature", "redacted"}.
+        self.thinking: dict[int, dict] = {}
         self.response_id = ""
         self.finish_reason: str | None = None
         self.stop_sequence: str | None = None
         self.input_tokens: int | None = None
         self.output_tokens: int | None = None
-        self.tool_calls: dict[int, dict] = {}  # by the stream's index, in the wire format
+        self.cache_read_tokens = 0
+        self.cache_write_tokens = 0
+        self.reasoning_tokens = 0
+        # By the stream's index: {"id", "name", "arguments"} (arguments as JSON text).
+        self.tool_calls: dict[int, dict] = {}
+        self.events: list = []
+        self.logprobs: list[dict] = []
+        self.more_choices: list[dict] = []
+        self.structured: dict = {}  # provider-specific state for structured output
         self.finished = False
+
+    def first_output(self) -> None:
+        if self.first_token_at is None:
+            self.first_token_at = time.perf_counter()
 
     def text(self, piece: str) -> str:
         if self.first_token_at is None:
             self.first_token_at = time.perf_counter()
         self.parts.append(piece)
         return piece
+
+    def take_events(self) -> list:
+        events, self.events = self.events, []
+        return events
 
     def result(self, request: ChatRequest) -> CompletionResult:
         if not self.finished:
@@ -83,6 +113,7 @@ class ReplyAccumulator:
         if output_tokens is None:
             output_tokens = estimate_tokens(text)
         finished = time.perf_counter()
+        calls = [self.tool_calls[index] for index in sorted(self.tool_calls)]
         return CompletionResult(
             text=text,
             finish_reason=normalise_finish_reason(self.finish_reason),
@@ -93,8 +124,25 @@ class ReplyAccumulator:
             if self.first_token_at is not None
             else None,
             latency_ms=round((finished - self.started) * 1000),
-            tool_calls=tuple(self.tool_calls[index] for index in sorted(self.tool_calls)),
+            tool_calls=tuple(ToolCall(c["id"], c["name"], c["arguments"]) for c in calls),
             stop_sequence=self.stop_sequence,
+            cache_read_tokens=self.cache_read_tokens,
+            cache_write_tokens=self.cache_write_tokens,
+            reasoning_tokens=self.reasoning_tokens,
+            logprobs={"content": self.logprobs, "refusal": None} if self.logprobs else None,
+            more_choices=tuple(
+                Choice(
+                    text=c["text"],
+                    finish_reason=c["finish_reason"],
+                    tool_calls=tuple(ToolCall(*call) for call in c["tool_calls"]),
+                    logprobs=c["logprobs"],
+                )
+                for c in self.more_choices
+            ),
+            thinking=tuple(
+                ThinkingPart(b["text"], b["signature"], b["redacted"])
+                for _, b in sorted(self.thinking.items())
+            ),
         )
 
 
@@ -158,7 +206,7 @@ class StreamingChatProvider:
     def complete(
         self, request: ChatRequest, on_delta: DeltaCallback | None = None
     ) -> CompletionResult:
-        reply = ReplyAccumulator()
+        reply = ReplyAccumulator(request)
         with self._translated_errors(reply):
             stream = self._client.post(
                 self.path,
@@ -170,12 +218,13 @@ class StreamingChatProvider:
             with stream:
                 for event in stream:
                     text = self.read_event(event, reply)
+                    reply.events.clear()  # a caller of ``complete`` takes text only
                     if text and on_delta is not None:
                         on_delta(text)
         return reply.result(request)
 
-    async def astream(self, request: ChatRequest) -> AsyncIterator[str | CompletionResult]:
-        reply = ReplyAccumulator()
+    async def astream(self, request: ChatRequest) -> AsyncIterator[StreamEvent]:
+        reply = ReplyAccumulator(request)
         with self._translated_errors(reply):
             stream = await self._client.post(
                 self.path,
@@ -189,12 +238,15 @@ class StreamingChatProvider:
                     text = self.read_event(event, reply)
                     if text:
                         yield text
+                    if reply.events:
+                        for item in reply.take_events():
+                            yield item
         yield reply.result(request)
 
     async def acomplete(self, request: ChatRequest) -> CompletionResult:
         """The whole reply in one non-streamed response (for callers that want no deltas:
         one JSON body costs less to read than a stream of events)."""
-        reply = ReplyAccumulator()
+        reply = ReplyAccumulator(request)
         with self._translated_errors(reply):
             body = await self._client.post(
                 self.path, body=self._body(request, stream=False), cast_to=object

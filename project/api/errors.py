@@ -8,8 +8,10 @@
 
 import logging
 import math
+from collections.abc import Callable, Mapping
 from typing import Any
 
+import redis
 from django.core.exceptions import PermissionDenied
 from django.core.exceptions import ValidationError as DjangoValidationError
 from django.http import Http404, HttpRequest, JsonResponse
@@ -98,6 +100,10 @@ def _from_domain(error: domain.DomainError) -> ApiError:
 def _as_api_exception(exc: Exception) -> exceptions.APIException | None:
     if isinstance(exc, domain.DomainError):
         return _from_domain(exc)
+    if isinstance(exc, redis.RedisError):
+        # A service the request needs is down: the client may retry, it is not Parley's bug.
+        logger.warning("Redis unavailable during a request", exc_info=exc)
+        return _from_domain(redis_unavailable())
     if isinstance(exc, Http404):
         return exceptions.NotFound()
     if isinstance(exc, PermissionDenied):
@@ -109,12 +115,24 @@ def _as_api_exception(exc: Exception) -> exceptions.APIException | None:
     return None
 
 
+def redis_unavailable() -> domain.Unavailable:
+    return domain.Unavailable(
+        "A service Parley needs (Redis) is unreachable; try again shortly.",
+        code="service_unavailable",
+        retry_after=5,
+    )
+
+
 def _error_parts(exc: exceptions.APIException) -> tuple[dict, dict]:
     headers = {}
     if getattr(exc, "auth_header", None):
         headers["WWW-Authenticate"] = exc.auth_header
     if getattr(exc, "wait", None):
         headers["Retry-After"] = str(max(1, math.ceil(exc.wait)))
+    elif exc.status_code == 429:
+        # Waiting cannot cure it (a request over a whole per-minute limit, a spent budget):
+        # the OpenAI-style SDKs read this header instead of retrying in vain.
+        headers["x-should-retry"] = "false"
     headers.update(getattr(exc, "extra_headers", None) or {})
     message, details = _message_and_details(exc)
     code = getattr(exc, "error_code", None) or _default_code(exc)
@@ -163,22 +181,62 @@ def _default_code(exc: exceptions.APIException) -> str:
     return exc.default_code
 
 
-# Django-level handlers for requests that never reach a DRF view (unknown URLs, crashes).
-def _is_api(request: HttpRequest) -> bool:
-    return request.path.startswith("/api/")
+# --- Error shapes by URL prefix --------------------------------------------------------------
+# /api/ answers in the shape above; an app serving another API under its own prefix (/v1/:
+# OpenAI's and Anthropic's shapes) registers how its errors look, and the edge (the size limit,
+# unknown URLs, Django's own error pages, crashes) renders every error there in that shape.
+ErrorShape = Callable[[str, Mapping[str, str], int, str, str], dict]
+_error_shapes: dict[str, ErrorShape] = {}
 
 
+def register_error_shape(prefix: str, render: ErrorShape) -> None:
+    """``render(path, headers, status, code, message)`` returns the error body for paths
+    under ``prefix``; ``headers`` are the request's, lower-cased names."""
+    _error_shapes[prefix] = render
+
+
+def shaped_error_body(
+    path: str, headers: Mapping[str, str], status_code: int, code: str, message: str
+) -> dict | None:
+    """The error body a client of ``path`` expects, or None outside every API prefix."""
+    for prefix, render in _error_shapes.items():
+        if path.startswith(prefix):
+            return render(path, headers, status_code, code, message)
+    if path.startswith("/api/"):
+        return error_body(status_code, code, message)
+    return None
+
+
+def request_headers(request: HttpRequest) -> dict[str, str]:
+    return {name.lower(): value for name, value in request.headers.items()}
+
+
+def shaped_error_response(
+    request: HttpRequest, status_code: int, code: str, message: str, headers: dict | None = None
+) -> JsonResponse | None:
+    body = shaped_error_body(request.path, request_headers(request), status_code, code, message)
+    if body is None:
+        return None
+    response = JsonResponse(body, status=status_code)
+    for name, value in (headers or {}).items():
+        response[name] = value
+    return response
+
+
+# Django-level handlers for requests that never reach a view (unknown URLs, crashes).
 def handler404(request: HttpRequest, exception: Exception | None = None):
-    if _is_api(request):
-        return error_response(404, "not_found", "Not found.")
+    response = shaped_error_response(request, 404, "not_found", "Not found.")
+    if response is not None:
+        return response
     from django.views.defaults import page_not_found
 
     return page_not_found(request, exception)
 
 
 def handler500(request: HttpRequest):
-    if _is_api(request):
-        return error_response(500, "server_error", "Internal server error.")
+    response = shaped_error_response(request, 500, "server_error", "Internal server error.")
+    if response is not None:
+        return response
     from django.views.defaults import server_error
 
     return server_error(request)

@@ -6,14 +6,17 @@ one counter never let more through than its limit: a window starts at its first 
 the rate's period, and a client refused is told (``Retry-After``) when it ends."""
 
 import hashlib
+import logging
 from dataclasses import dataclass
 
+import redis
 from rest_framework import throttling
 from rest_framework.request import Request
 from rest_framework.settings import api_settings
 
 from project.redis import redis_client
 
+logger = logging.getLogger("parley.throttling")
 PERIODS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
 
 # One round trip: count the hit, and give a new window its expiry (a counter never outlives
@@ -43,10 +46,23 @@ class _LiveRatesMixin:
         return api_settings.DEFAULT_THROTTLE_RATES.get(self.scope)
 
 
+def _not_applied(scope: str) -> None:
+    # Throttles fail open: an unreachable Redis must not stop sign-ins and posts (budgets, in
+    # the database, still cap spend). Logged, so operators see limits were not applied.
+    logger.warning("Throttle %s not applied: Redis unavailable", scope)
+
+
 class UserRateThrottle(_LiveRatesMixin, throttling.UserRateThrottle):
-    """Per-user default rate (per IP for anonymous requests)."""
+    """Per-user default rate (per IP for anonymous requests); open while Redis is down."""
 
     scope = "user"
+
+    def allow_request(self, request: Request, view) -> bool:
+        try:
+            return super().allow_request(request, view)
+        except redis.RedisError:
+            _not_applied(self.scope)
+            return True
 
 
 @dataclass(frozen=True, slots=True)
@@ -78,15 +94,29 @@ class WindowHit:
 
     def refund(self) -> None:
         """Take this hit back (it turned out not to count, e.g. a login that succeeded)."""
-        redis_client().eval(_REFUND, 1, self.key, 1)
+        if not self.counted:
+            return
+        try:
+            redis_client().eval(_REFUND, 1, self.key, 1)
+        except redis.RedisError:
+            _not_applied(self.scope)
+
+    @property
+    def counted(self) -> bool:
+        return self.count > 0
 
 
 def window_hit(*, scope: str, ident: str, rate: Rate) -> WindowHit:
-    """Count one hit against ``ident``'s current window of ``scope``, atomically."""
+    """Count one hit against ``ident``'s current window of ``scope``, atomically. With Redis
+    unreachable nothing is counted (``count`` 0): the throttle fails open."""
     # Hashed: identities may be emails or addresses, which have no business in Redis keys.
     digest = hashlib.sha256(f"{scope}\0{ident}".encode()).hexdigest()[:32]
     key = f"parley:throttle:{scope}:{digest}"
-    count, ttl_ms = redis_client().eval(_HIT, 1, key, 1, rate.period_seconds * 1000)
+    try:
+        count, ttl_ms = redis_client().eval(_HIT, 1, key, 1, rate.period_seconds * 1000)
+    except redis.RedisError:
+        _not_applied(scope)
+        return WindowHit(scope=scope, key=key, count=0, rate=rate, retry_after=0)
     return WindowHit(
         scope=scope, key=key, count=int(count), rate=rate, retry_after=int(ttl_ms) / 1000
     )

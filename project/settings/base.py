@@ -5,6 +5,7 @@ from datetime import timedelta
 from pathlib import Path
 
 import environ
+from corsheaders.defaults import default_headers as default_cors_headers
 
 BASE_DIR = Path(__file__).resolve().parent.parent.parent
 
@@ -40,6 +41,8 @@ INSTALLED_APPS = [
     "jobs",
     "llm",
     "budgets",
+    "auditlog",
+    "audit",
 ]
 
 MIDDLEWARE = [
@@ -55,6 +58,8 @@ MIDDLEWARE = [
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
+    # Who acts, from which address (audit log); read lazily, after DRF has authenticated.
+    "audit.middleware.AuditContextMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "django_prometheus.middleware.PrometheusAfterMiddleware",
@@ -251,8 +256,31 @@ SPECTACULAR_SETTINGS = {
 
 # --- CORS -----------------------------------------------------------------------------------
 CORS_ALLOWED_ORIGINS = env.list("CORS_ALLOWED_ORIGINS", default=[])
-CORS_URLS_REGEX = r"^/api/.*$"
-CORS_EXPOSE_HEADERS = ["X-Request-ID", "Retry-After"]
+# /v1/ too: browser clients of the OpenAI/Anthropic SDKs send their own headers (Stainless
+# ``x-stainless-*``: "*" covers them, except Authorization, which must be named).
+CORS_URLS_REGEX = r"^/(api|v1)/.*$"
+CORS_ALLOW_HEADERS = (
+    *default_cors_headers,
+    "*",
+    "x-api-key",
+    "anthropic-version",
+    "anthropic-beta",
+    "anthropic-dangerous-direct-browser-access",
+    "idempotency-key",
+    "openai-organization",
+    "openai-project",
+)
+CORS_EXPOSE_HEADERS = [
+    "X-Request-ID",
+    "Retry-After",
+    "x-should-retry",
+    "x-ratelimit-limit-requests",
+    "x-ratelimit-remaining-requests",
+    "x-ratelimit-reset-requests",
+    "x-ratelimit-limit-tokens",
+    "x-ratelimit-remaining-tokens",
+    "x-ratelimit-reset-tokens",
+]
 
 # --- Static files ---------------------------------------------------------------------------
 STATIC_URL = "static/"
@@ -268,6 +296,21 @@ LANGUAGE_CODE = "en-us"
 TIME_ZONE = "UTC"
 USE_I18N = True
 USE_TZ = True
+
+# --- Audit log (audit app + django-auditlog) ---------------------------------------------------
+# Field-level history of what staff and team admins change, from any path (admin forms,
+# services, shells). Actor, address and request id come from audit.middleware.
+AUDITLOG_INCLUDE_TRACKING_MODELS = (
+    {"model": "accounts.User", "exclude_fields": ["password", "last_login"]},
+    {"model": "accounts.ApiKey", "exclude_fields": ["key_hash", "last_used_at"]},
+    {"model": "budgets.Budget", "exclude_fields": ["updated_at"]},
+    "budgets.RateLimit",
+    {"model": "llm.ModelAccess", "m2m_fields": {"allowed_models"}},
+    {"model": "llm.LLMModel", "exclude_fields": ["updated_at"]},
+    "llm.ModelFallback",
+)
+AUDITLOG_CID_GETTER = "project.logging.current_request_id"
+AUDITLOG_STORE_JSON_CHANGES = True
 
 # --- Logging: one JSON object per line, with the request id ---------------------------------
 LOG_LEVEL = env("LOG_LEVEL", default="INFO")

@@ -38,7 +38,9 @@ def test_budget_refusal_is_a_429_and_a_settled_budget_counts_the_cost(openai_cli
     with pytest.raises(openai.RateLimitError) as caught:
         openai_client.chat.completions.create(model="gpt-standin", messages=PROMPT)
     assert caught.value.body["code"] == "budget_exceeded"
-    assert caught.value.response.headers["retry-after"]
+    # Waiting does not refill a budget: no Retry-After, and the SDKs are told not to retry.
+    assert "retry-after" not in caught.value.response.headers
+    assert caught.value.response.headers["x-should-retry"] == "false"
     refused = next(c for c in recorded_calls(2) if c.status != "completed")
     assert (refused.status, refused.http_status, refused.error_code) == (
         "refused",

@@ -153,16 +153,26 @@ def test_tools_pass_through_to_an_anthropic_model(anthropic_client, standin):
     assert follow_up.stop_reason == "end_turn"
 
 
-def test_untranslatable_content_is_a_400_naming_it(anthropic_client):
+def test_untranslatable_content_is_a_400_naming_it_once(anthropic_client):
     with pytest.raises(anthropic.BadRequestError) as caught:
         anthropic_client.messages.create(
             model="gpt-standin",
             max_tokens=10,
             messages=MESSAGES,
-            tools=[{"name": "weather", "input_schema": {"type": "object"}}],
+            tools=[{"type": "web_search_20250305", "name": "web_search"}],
         )
     assert caught.value.body["error"]["type"] == "invalid_request_error"
-    assert caught.value.body["error"]["message"].startswith("tools:")
+    assert caught.value.body["error"]["message"].startswith("'tools'")
+    with pytest.raises(anthropic.BadRequestError) as caught:
+        anthropic_client.messages.create(
+            model="gpt-standin", max_tokens=10, messages=MESSAGES, extra_body={"top_k": 5}
+        )
+    assert caught.value.body["error"]["message"].startswith("OpenAI models take no top_k")
+    with pytest.raises(anthropic.BadRequestError) as caught:
+        anthropic_client.post(  # the SDK itself insists on max_tokens
+            "/v1/messages", cast_to=object, body={"model": "gpt-standin", "messages": MESSAGES}
+        )
+    assert caught.value.body["error"]["message"] == "max_tokens: Field required"
 
 
 def test_errors_map_to_the_sdks_exception_classes(anthropic_client, parley, settings):

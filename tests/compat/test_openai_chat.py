@@ -159,35 +159,66 @@ def test_tools_stream_through_to_an_openai_model(openai_client):
     assert chunks[-1].choices[0].finish_reason == "tool_calls"
 
 
-def test_what_cannot_be_translated_is_a_400_naming_the_parameter(openai_client):
+@pytest.mark.parametrize(
+    ("options", "param"),
+    [
+        ({"n": 2}, "n"),
+        ({"logprobs": True}, "logprobs"),
+        ({"frequency_penalty": 0.5}, "frequency_penalty"),
+        ({"logit_bias": {"50256": -100}}, "logit_bias"),
+        (
+            {
+                "messages": [
+                    {
+                        "role": "user",
+                        "content": [
+                            {"type": "input_audio", "input_audio": {"data": "", "format": "wav"}}
+                        ],
+                    }
+                ]
+            },
+            "messages[0].content",
+        ),
+    ],
+)
+def test_what_an_anthropic_model_cannot_do_is_a_400_naming_the_parameter(
+    openai_client, options, param
+):
     with pytest.raises(openai.BadRequestError) as caught:
         openai_client.chat.completions.create(
-            model="claude-standin",
-            messages=PROMPT,
-            tools=[{"type": "function", "function": {"name": "weather", "parameters": {}}}],
+            **{"model": "claude-standin", "messages": PROMPT, **options}
         )
-    assert caught.value.body["param"] == "tools"
+    assert caught.value.body["param"] == param
     assert caught.value.body["code"] == "unsupported_parameter"
-    with pytest.raises(openai.BadRequestError) as caught:
-        openai_client.chat.completions.create(
-            model="claude-standin",
-            messages=[
-                {
-                    "role": "user",
-                    "content": [{"type": "image_url", "image_url": {"url": "https://x/y.png"}}],
-                }
-            ],
-        )
-    assert caught.value.body["param"] == "messages[0].content"
     call = GatewayCall.objects.order_by("created_at").last()
     assert (call.status, call.http_status, call.model.slug) == ("refused", 400, "claude-standin")
+
+
+def test_neutral_values_are_accepted_for_an_anthropic_model(openai_client, standin):
+    completion = openai_client.chat.completions.create(
+        model="claude-standin",
+        messages=PROMPT,
+        frequency_penalty=0,
+        presence_penalty=0,
+        response_format={"type": "text"},
+        logit_bias={},
+        store=False,
+        tools=[],
+        service_tier="auto",
+        logprobs=False,
+        n=1,
+        seed=7,
+    )
+    assert completion.choices[0].message.content.startswith(REPLY_START)
+    sent = standin.last_request.body
+    assert not {"tools", "service_tier", "store", "logit_bias", "seed"} & sent.keys()
 
 
 @pytest.mark.parametrize(
     ("options", "param"),
     [
         ({"temperature": 5}, "temperature"),
-        ({"n": 2}, "n"),
+        ({"n": 2, "stream": True}, "n"),
         ({"max_tokens": 10**6}, "max_tokens"),
         ({"messages": []}, "messages"),
         ({"messages": [{"role": "wizard", "content": "hi"}]}, "messages[0].role"),

@@ -15,7 +15,7 @@ from django.core.management import call_command
 
 from jobs.models import Job
 from llm.models import Message, Usage
-from llm.providers import completion_cost
+from llm.providers import completion_cost, estimate_tokens
 from tests.live import asgi_server, work_until_idle
 from tests.llm.factories import StandinModelFactory
 
@@ -178,7 +178,16 @@ def test_cancel_a_reply_being_written_keeps_the_partial_text(auth_client):
     assert reply.content.startswith("You said:")
     assert 4 <= len(reply.content.split()) < 400
     assert Job.objects.get(pk=posted["job"]["id"]).status == "cancelled"
-    assert not Usage.objects.exists()
+    # Charged like an abandoned /v1/ stream (one policy, llm.lifecycle): the prompt's
+    # estimate and the text produced by the time of the cancel, once, on the reply.
+    usage = Usage.objects.get()
+    assert usage.message_id == reply.pk and usage.input_tokens > 0
+    assert 0 < usage.output_tokens <= estimate_tokens(reply.content)
+    assert (reply.input_tokens, reply.output_tokens, reply.cost) == (
+        usage.input_tokens,
+        usage.output_tokens,
+        usage.cost,
+    )
 
 
 def test_redis_down_at_post_then_delivered_after_recovery(auth_client, settings):

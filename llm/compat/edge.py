@@ -1,0 +1,93 @@
+"""The edge of ``/v1/``, once for every emulated API: which error shape a request gets, methods
+(405 with ``Allow``, ``OPTIONS``), unknown paths (404), and the error shape registered with the
+project so that errors made before or outside these views (the size limit, Django's own pages,
+a crash, Redis down) leave in the same shape. CORS preflights are answered by
+django-cors-headers before any of this (``CORS_URLS_REGEX`` covers ``/v1/``)."""
+
+import functools
+from collections.abc import Callable, Mapping
+
+from asgiref.sync import iscoroutinefunction, markcoroutinefunction
+from django.http import HttpRequest, HttpResponse
+from django.views.decorators.csrf import csrf_exempt
+
+from llm.compat import anthropic_messages, openai_chat
+from llm.compat.core import GatewayError, kind_of_status
+
+PREFIX = "/v1/"
+
+
+def speaks_anthropic(path: str, headers: Mapping[str, str]) -> bool:
+    """Anthropic's SDK sends ``anthropic-version`` on every request; ``/v1/messages`` is
+    Anthropic's whoever calls it. Everything else is OpenAI's."""
+    return path.startswith("/v1/messages") or "anthropic-version" in headers
+
+
+def error_body_for(
+    path: str, headers: Mapping[str, str], status: int, code: str, message: str
+) -> dict:
+    """The project's error-shape hook for ``/v1/`` (see ``project.api.errors``)."""
+    error = GatewayError(status, kind_of_status(status), message, code=code)
+    api = anthropic_messages if speaks_anthropic(path, headers) else openai_chat
+    return api.error_body(error)
+
+
+def error_response(request: HttpRequest, error: GatewayError) -> HttpResponse:
+    """``error`` in the shape of the API the request speaks."""
+    headers = {name.lower(): value for name, value in request.headers.items()}
+    api = anthropic_messages if speaks_anthropic(request.path, headers) else openai_chat
+    return api.error_response(error)
+
+
+def endpoint(view: Callable, *methods: str) -> Callable:
+    """``view`` answering only ``methods``: any other is a 405 in the API's shape with
+    ``Allow``, and a plain ``OPTIONS`` is answered with ``Allow``. CSRF does not apply (no
+    cookies authenticate these APIs)."""
+    allow = ", ".join((*methods, "OPTIONS"))
+
+    def refusal(request: HttpRequest) -> HttpResponse:
+        if request.method == "OPTIONS":
+            return HttpResponse(status=204, headers={"Allow": allow})
+        wanted = " or ".join(methods)
+        return error_response(
+            request,
+            GatewayError(
+                405,
+                "invalid_request",
+                f"{request.method} is not allowed on {request.path}; use {wanted}.",
+                code="method_not_allowed",
+                headers={"Allow": allow},
+            ),
+        )
+
+    if iscoroutinefunction(view):
+
+        async def wrapper(request: HttpRequest, *args, **kwargs) -> HttpResponse:
+            if request.method not in methods:
+                return refusal(request)
+            return await view(request, *args, **kwargs)
+
+        markcoroutinefunction(wrapper)
+    else:
+
+        def wrapper(request: HttpRequest, *args, **kwargs) -> HttpResponse:
+            if request.method not in methods:
+                return refusal(request)
+            return view(request, *args, **kwargs)
+
+    return csrf_exempt(functools.wraps(view)(wrapper))
+
+
+@csrf_exempt
+def unknown_path(request: HttpRequest, path: str = "") -> HttpResponse:
+    """A 404 in the API's shape for any path under ``/v1/`` that is not an endpoint (as
+    OpenAI words it), instead of Django's HTML page."""
+    return error_response(
+        request,
+        GatewayError(
+            404,
+            "not_found",
+            f"Invalid URL ({request.method} {request.path}).",
+            code="unknown_url",
+        ),
+    )

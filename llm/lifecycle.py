@@ -1,0 +1,397 @@
+"""One call lifecycle: every provider call Parley makes passes here, whoever makes it —
+conversation replies (``llm.completion``, a job), every ``/v1/`` call (``llm.compat.gateway``:
+chat completions, messages, responses), conversation titles (``llm.titles``), and whatever
+comes next (embeddings, tools):
+
+1. *admit* — ``call_admit``: model access, per-minute rate limits, the worst case reserved
+   against every budget (``llm.admission``);
+2. *call* — ``provider_for`` builds the one provider client; ``call_attempts`` lists the
+   models to try (the requested one, then its fallbacks) as the caller's ``CallPolicy`` says;
+3. *account* — ``call_account``: one price (``call_cost``), the one writer of ``Usage`` rows,
+   the ``GatewayCall`` record when the caller keeps one, the metrics;
+4. *settle or release* — in the same transaction as the usage, so budgets and the usage report
+   agree; a settle that fails (a ledger the database refuses to change) still ends the hold
+   (``_hold_end_anyway``): nothing is ever left held by a call that ended.
+
+Callers pass only what differs: a ``CallPolicy`` and the call's facts. Policies decided once for
+every path (README, "One call lifecycle"):
+
+* a call that ends without the provider's usage report — a client that went away, a cancelled
+  reply, a failure after text was streamed — is charged estimated tokens: the prompt's estimate
+  plus the text produced (``estimated_usage``); a failure before any text is charged nothing;
+* a temperature above 1 for an Anthropic model is refused (400) wherever it is chosen
+  (``temperature_problem``), never silently clamped;
+* transient failures before any text are tried again (``attempts_per_model``) and then fall
+  back through the model's fallbacks, for synchronous calls in the request, for replies through
+  the job queue's retries."""
+
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+from decimal import Decimal
+
+from django.conf import settings
+from django.db import DatabaseError, transaction
+from django.utils import timezone
+
+from accounts.models import ApiKey, User
+from budgets.models import Reservation, ReservationStatus
+from budgets.services import reservation_close_anyway
+from llm import metrics
+from llm.admission import Admission, admission_reserve, admission_settle
+from llm.catalog import ProviderTarget, provider_target
+from llm.models import GatewayCall, LLMModel, Message, Provider, Usage
+from llm.providers import (
+    AsyncChatProvider,
+    ChatProvider,
+    ChatRequest,
+    ProviderError,
+    completion_cost,
+    estimate_tokens,
+    get_async_provider,
+    get_provider,
+)
+from llm.providers.context import PER_MESSAGE_OVERHEAD, REPLY_PRIMING, estimate_message_tokens
+from llm.selectors import model_fallback_ids
+
+logger = logging.getLogger("parley.llm")
+
+ANTHROPIC_MAX_TEMPERATURE = 1.0
+
+
+@dataclass(frozen=True, slots=True)
+class CallPolicy:
+    """What differs between callers. ``kind`` names them in logs; ``attempts_per_model`` is how
+    often a transient failure before any text is tried on the same model within one call (a
+    job's retries are the job queue's); ``fallbacks`` whether the model's fallbacks are tried
+    next; ``check_access`` whether the caller's model access rules apply (not to a model the
+    server picks, such as the title model); ``max_retry_wait`` caps the provider's
+    ``Retry-After`` honoured inside a request."""
+
+    kind: str
+    attempts_per_model: int = 1
+    fallbacks: bool = False
+    check_access: bool = True
+    max_retry_wait: float = 2.0
+
+
+# Conversation replies and stored responses: retried with backoff by the job queue
+# (JOBS_MAX_ATTEMPTS per model), then moved to the next fallback (llm.completion).
+REPLY = CallPolicy(kind="reply", attempts_per_model=1, fallbacks=True)
+# /v1/ calls answered in the request (not stored): one more try on the same model, then the
+# fallbacks, all before the first byte goes to the client.
+GATEWAY = CallPolicy(kind="gateway", attempts_per_model=2, fallbacks=True)
+# Titles: budgeted and counted like any call; the server picked the model, so no access rule.
+TITLE = CallPolicy(kind="title", attempts_per_model=1, fallbacks=False, check_access=False)
+
+
+# --- Rules every path applies ---------------------------------------------------------------
+
+
+def temperature_problem(model: LLMModel, temperature: float | Decimal | None) -> str | None:
+    """Why ``temperature`` cannot be used with ``model``, or None. Refused everywhere (never
+    clamped): Anthropic models take 0 to 1."""
+    if (
+        temperature is not None
+        and model.provider == Provider.ANTHROPIC
+        and float(temperature) > ANTHROPIC_MAX_TEMPERATURE
+    ):
+        return f"'temperature' may be at most 1 for '{model.slug}' (an Anthropic model)."
+    return None
+
+
+def prompt_estimate(request: ChatRequest) -> int:
+    """Estimated input tokens of ``request`` (what admission reserves and what a call that ends
+    without a usage report is charged)."""
+    # estimate_message_tokens reads every part (tool calls and results, images), not only text
+    tokens = REPLY_PRIMING + sum(estimate_message_tokens(m) for m in request.messages)
+    return tokens + (
+        estimate_tokens(request.system) + PER_MESSAGE_OVERHEAD if request.system else 0
+    )
+
+
+def estimated_usage(request: ChatRequest | None, produced_text: str) -> tuple[int, int]:
+    """Tokens charged for a call that ended without the provider's usage report (cancelled,
+    abandoned, failed mid-stream): the prompt's estimate and the text produced. Nothing when
+    the provider was never called (``request`` None)."""
+    if request is None:
+        return 0, 0
+    return prompt_estimate(request), estimate_tokens(produced_text)
+
+
+# --- Admit ----------------------------------------------------------------------------------
+
+
+def call_admit(
+    policy: CallPolicy,
+    *,
+    user: User,
+    api_key: ApiKey | None,
+    model: LLMModel,
+    input_tokens_estimate: int,
+    max_tokens: int,
+    reference: str,
+) -> Admission:
+    """Admit one call (raises ``NotAllowed`` / ``RateLimited`` / ``BudgetExceeded`` with nothing
+    held). End it with ``call_account``."""
+    return admission_reserve(
+        user=user,
+        api_key=api_key,
+        model=model,
+        input_tokens_estimate=input_tokens_estimate,
+        max_tokens=max_tokens,
+        reference=reference,
+        check_access=policy.check_access,
+    )
+
+
+# --- Call -----------------------------------------------------------------------------------
+
+
+def provider_for(target: ProviderTarget, *, is_async: bool = False, timeout: float | None = None):
+    """The provider client for ``target`` — the one place clients are built (cached per
+    configuration by ``llm.providers``). ``is_async`` for code running in an event loop."""
+    build = get_async_provider if is_async else get_provider
+    return build(
+        target.provider,
+        api_key=target.api_key,
+        base_url=target.base_url,
+        timeout=timeout if timeout is not None else settings.LLM_REQUEST_TIMEOUT,
+    )
+
+
+def model_provider(model: LLMModel, *, timeout: float | None = None) -> ChatProvider:
+    """The synchronous provider client of a callable catalog model."""
+    target = provider_target(model)
+    if target is None:
+        raise ValueError(f"Model '{model.slug}' cannot be called now.")
+    return provider_for(target, timeout=timeout)
+
+
+def model_async_provider(model: LLMModel) -> AsyncChatProvider:
+    target = provider_target(model)
+    if target is None:
+        raise ValueError(f"Model '{model.slug}' cannot be called now.")
+    return provider_for(target, is_async=True)
+
+
+def fallback_targets(
+    policy: CallPolicy, model: LLMModel, *, usable: Callable[[LLMModel], bool] | None = None
+) -> list[tuple[LLMModel, ProviderTarget]]:
+    """The fallbacks to try after ``model`` kept failing transiently, in order: enabled and
+    callable now, and ``usable`` for this call (same wire format, fits the request). Empty
+    when the policy does not fall back. Two queries; only asked once the model has failed."""
+    if not policy.fallbacks:
+        return []
+    fallback_ids = model_fallback_ids(model_id=model.pk)
+    candidates = LLMModel.objects.in_bulk(fallback_ids)
+    found = []
+    for model_id in fallback_ids:
+        fallback = candidates.get(model_id)
+        if fallback is None or not fallback.enabled or (usable and not usable(fallback)):
+            continue
+        target = provider_target(fallback)
+        if target is not None:
+            found.append((fallback, target))
+    return found
+
+
+def retry_wait(policy: CallPolicy, error: ProviderError) -> float:
+    """Seconds to wait before trying the same model again inside a call: the provider's
+    ``Retry-After`` when it gave one, capped by the policy."""
+    return min(error.retry_after if error.retry_after is not None else 0.25, policy.max_retry_wait)
+
+
+def attempt_failed(model: LLMModel, error: ProviderError) -> None:
+    """Count a failed attempt that the call goes on from (another try, a fallback)."""
+    outcome = "transient_error" if error.transient else "permanent_error"
+    metrics.COMPLETIONS.labels(provider=model.provider, model=model.slug, outcome=outcome).inc()
+
+
+# --- Account, settle or release ---------------------------------------------------------------
+
+
+def call_cost(
+    model: LLMModel,
+    input_tokens: int,
+    output_tokens: int,
+    *,
+    cache_read_tokens: int = 0,
+    cache_write_tokens: int = 0,
+) -> Decimal:
+    """What ``model`` charges for the tokens: the one pricing of a call. Cached input tokens
+    (part of ``input_tokens``) are priced at the model's cache-read and cache-write prices."""
+    if not (input_tokens or output_tokens):
+        return Decimal(0)
+    return completion_cost(
+        input_tokens=input_tokens,
+        output_tokens=output_tokens,
+        input_price_per_mtok=model.input_price_per_mtok,
+        output_price_per_mtok=model.output_price_per_mtok,
+        cache_read_tokens=cache_read_tokens,
+        cache_write_tokens=cache_write_tokens,
+        cache_read_price_per_mtok=model.cache_read_price_per_mtok,
+        cache_write_price_per_mtok=model.cache_write_price_per_mtok,
+    )
+
+
+@dataclass(slots=True)
+class Spent:
+    """How one call ended, as accounting needs it. ``outcome``: completed, cancelled,
+    transient_error, permanent_error, or "" when the attempt was counted already
+    (``attempt_failed``). ``reservation`` is the admitted hold, or None with a
+    ``reference`` to find it by (queued replies, whose hold outlives the request)."""
+
+    policy: CallPolicy
+    user: User
+    model: LLMModel | None
+    outcome: str
+    input_tokens: int = 0
+    output_tokens: int = 0
+    cache_read_tokens: int = 0  # of input_tokens, read from the provider's prompt cache
+    cache_write_tokens: int = 0  # of input_tokens, written to it
+    api_key_id: int | None = None
+    reservation: Reservation | None = None
+    reference: str = ""
+    message: Message | None = None  # a reply's usage is counted once per message
+    record: GatewayCall | None = None  # saved with the usage when the caller keeps one
+    latency_ms: int | None = None
+    time_to_first_token_ms: int | None = None
+
+    @property
+    def tokens(self) -> int:
+        return self.input_tokens + self.output_tokens
+
+
+def call_account(spent: Spent, *, strict: bool = False) -> Decimal:
+    """Account one ended call in one transaction: its ``Usage`` row (when tokens were spent),
+    its call record, and its hold settled to the cost (or released when nothing was spent);
+    then the metrics. Returns the cost.
+
+    A settle the database refuses (a ledger constraint) must not leave the hold held: the hold
+    is ended anyway, without the arithmetic that failed, and the usage and the record are kept
+    (the client already has its answer). ``strict``: raise instead, so that the caller's own
+    transaction (a reply being stored) rolls back and its job fails; the job's terminal hook
+    then ends the hold."""
+    cost = (
+        call_cost(
+            spent.model,
+            spent.input_tokens,
+            spent.output_tokens,
+            cache_read_tokens=spent.cache_read_tokens,
+            cache_write_tokens=spent.cache_write_tokens,
+        )
+        if spent.model
+        else 0
+    )
+    cost = Decimal(cost)
+    try:
+        with transaction.atomic():
+            usage = _usage_write(spent, cost)
+            if spent.record is not None:
+                spent.record.cost, spent.record.usage = cost, usage
+                spent.record.save(force_insert=True)
+            _settle(spent, cost)
+    except DatabaseError:
+        reservation = _reservation_of(spent)
+        if strict or reservation is None:
+            # strict: the caller's transaction rolls back, the job fails, and its terminal
+            # hook ends the hold (``hold_end``) outside that transaction.
+            raise
+        logger.exception("Settling a call failed; its hold is ended anyway")
+        _hold_end_anyway(reservation, cost, spent.tokens)
+        with transaction.atomic():
+            usage = _usage_write(spent, cost)
+            if spent.record is not None:
+                spent.record.cost, spent.record.usage = cost, usage
+                spent.record.save(force_insert=True)
+    _observe(spent, cost)
+    return cost
+
+
+def hold_end(*, reference: str, cost: Decimal = Decimal(0), tokens: int = 0) -> None:
+    """End the hold named ``reference`` (a queued reply's job), whatever the ledger's state:
+    settle it to ``cost``/``tokens`` (release when both are zero), and if the database refuses,
+    end it anyway. For terminal hooks, which must never leave a hold behind."""
+    reservation = Reservation.objects.filter(
+        reference=reference, status=ReservationStatus.HELD
+    ).first()
+    if reservation is None:
+        return
+    try:
+        with transaction.atomic():
+            admission_settle(
+                reservation=reservation,
+                input_tokens=tokens,
+                output_tokens=0,
+                cost=cost,
+            )
+    except DatabaseError:
+        logger.exception("Settling a hold failed; it is ended anyway")
+        _hold_end_anyway(reservation, cost, tokens)
+
+
+def _reservation_of(spent: Spent) -> Reservation | None:
+    if spent.reservation is not None:
+        return spent.reservation if not spent.reservation._state.adding else None
+    if spent.reference:
+        return Reservation.objects.filter(
+            reference=spent.reference, status=ReservationStatus.HELD
+        ).first()
+    return None
+
+
+def _hold_end_anyway(reservation: Reservation, cost: Decimal, tokens: int) -> None:
+    reservation_close_anyway(reservation=reservation, actual_usd=cost, actual_tokens=tokens)
+
+
+def _settle(spent: Spent, cost: Decimal) -> None:
+    reservation = _reservation_of(spent)
+    if reservation is None:
+        return
+    admission_settle(
+        reservation=reservation,
+        input_tokens=spent.input_tokens,
+        output_tokens=spent.output_tokens,
+        cost=cost,
+    )
+
+
+def _usage_write(spent: Spent, cost: Decimal) -> Usage | None:
+    """The one writer of ``Usage`` rows. A reply's is written once per message, however many
+    attempts it took."""
+    if not spent.tokens or spent.model is None:
+        return None
+    api_key_id = spent.api_key_id
+    if api_key_id is not None and not ApiKey.objects.filter(pk=api_key_id).exists():
+        api_key_id = None  # deleted by staff meanwhile: the usage still counts for the user
+    fields = {
+        "user": spent.user,
+        "api_key_id": api_key_id,
+        "model": spent.model,
+        "input_tokens": spent.input_tokens,
+        "output_tokens": spent.output_tokens,
+        "cache_read_tokens": spent.cache_read_tokens,
+        "cache_write_tokens": spent.cache_write_tokens,
+        "cost": cost,
+        "created_at": timezone.now(),
+    }
+    if spent.message is not None:
+        usage, _ = Usage.objects.get_or_create(message=spent.message, defaults=fields)
+        return usage
+    return Usage.objects.create(**fields)
+
+
+def _observe(spent: Spent, cost: Decimal) -> None:
+    if spent.model is None:
+        return
+    metrics.observe_call(
+        provider=spent.model.provider,
+        model=spent.model.slug,
+        outcome=spent.outcome,
+        input_tokens=spent.input_tokens,
+        output_tokens=spent.output_tokens,
+        cost=cost,
+        latency_ms=spent.latency_ms,
+        time_to_first_token_ms=spent.time_to_first_token_ms,
+    )
