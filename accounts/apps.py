@@ -11,3 +11,9 @@ class AccountsConfig(AppConfig):
         from accounts.api.tokens import user_refresh_tokens_revoke
 
         services.register_session_revoker(user_refresh_tokens_revoke)
+        # Revoking a key, deactivating a user, any change: every process forgets them at once.
+        from accounts.models import ApiKey, User
+        from accounts.selectors import AUTH
+        from project.hotcache import invalidate_on_change
+
+        invalidate_on_change(AUTH, User, ApiKey)

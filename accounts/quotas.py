@@ -5,7 +5,6 @@ registers the reader in its AppConfig.ready (the same inversion ``jobs`` uses fo
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import datetime
-from decimal import Decimal
 
 from accounts.models import User
 
@@ -19,11 +18,11 @@ class BudgetStatus:
     id: int
     scope: str  # "user" or "api_key"
     period: str  # "daily", "monthly" or "lifetime"
-    limit_usd: Decimal | None
+    limit_micros: int | None  # money in micro-dollars (project.money)
     limit_tokens: int | None
-    spent_usd: Decimal
-    reserved_usd: Decimal
-    remaining_usd: Decimal | None
+    spent_micros: int
+    reserved_micros: int
+    remaining_micros: int | None
     spent_tokens: int
     reserved_tokens: int
     remaining_tokens: int | None

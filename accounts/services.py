@@ -14,6 +14,7 @@ from django.db.models import Q
 from django.utils import timezone
 
 from accounts.models import ApiKey, User
+from accounts.revocation import access_revoked
 from audit.services import audit_record
 from project.errors import InvalidInput
 
@@ -109,12 +110,15 @@ def user_password_disable(*, user: User) -> None:
 def user_deactivate(*, user: User) -> int:
     """An inactive user can neither log in, refresh, nor use an API key. Their keys are revoked
     and their sessions ended, not merely ignored, so reactivating the account later brings
-    none of them back. Safe to call twice. Returns how many API keys were revoked."""
+    none of them back; their open streams end within a second or two (``access_revoked``).
+    Safe to call twice. Returns how many API keys were revoked."""
     was_active = user.is_active
     user.is_active = False
     user.save(update_fields=["is_active"])
     revoked_ids = list(
-        ApiKey.objects.filter(owner=user, revoked_at__isnull=True).values_list("pk", flat=True)
+        ApiKey.objects.select_for_update()
+        .filter(owner=user, revoked_at__isnull=True)
+        .values_list("pk", flat=True)
     )
     revoked = ApiKey.objects.filter(pk__in=revoked_ids).update(revoked_at=timezone.now())
     ended = user_sessions_end(user=user)
@@ -124,6 +128,7 @@ def user_deactivate(*, user: User) -> int:
         changes={"is_active": (was_active, False)},
         data={"api_keys_revoked": revoked_ids, "sessions_ended": ended},
     )
+    access_revoked(user_id=user.pk, api_key_ids=revoked_ids)
     return revoked
 
 
@@ -175,7 +180,8 @@ def _api_key_facts(api_key: ApiKey) -> dict:
 
 
 def api_key_revoke(*, api_key: ApiKey) -> ApiKey:
-    """Revoke a key for good; revoking twice keeps the first time."""
+    """Revoke a key for good: new requests with it are refused, and its open streams end within
+    a second or two (``access_revoked``). Revoking twice keeps the first time."""
     if api_key.revoked_at is None:
         with transaction.atomic():
             api_key.revoked_at = timezone.now()
@@ -186,16 +192,25 @@ def api_key_revoke(*, api_key: ApiKey) -> ApiKey:
                 changes={"revoked_at": (None, api_key.revoked_at)},
                 data=_api_key_facts(api_key),
             )
+            access_revoked(api_key_ids=[api_key.pk])
     return api_key
+
+
+# When this process last recorded each key's use: the key itself may come from a cache that
+# holds an older ``last_used_at`` (project.hotcache), and must not cost a write per request.
+_touched: dict[int, datetime] = {}
 
 
 def api_key_touch(*, api_key: ApiKey) -> None:
     """Record use at most once per API_KEY_LAST_USED_RESOLUTION, not one write per request."""
     now = timezone.now()
     stale_before = now - settings.API_KEY_LAST_USED_RESOLUTION
-    if api_key.last_used_at is not None and api_key.last_used_at >= stale_before:
+    last = max(filter(None, (api_key.last_used_at, _touched.get(api_key.pk))), default=None)
+    if last is not None and last >= stale_before:
         return
     ApiKey.objects.filter(
         Q(last_used_at__isnull=True) | Q(last_used_at__lt=stale_before), pk=api_key.pk
     ).update(last_used_at=now)
-    api_key.last_used_at = now
+    api_key.last_used_at = _touched[api_key.pk] = now
+    if len(_touched) > 100_000:
+        _touched.clear()

@@ -82,9 +82,9 @@ def main() -> None:
             user = User.objects.create_user(email=f"{mode}@bench.local", password="x" * 20)
             issued = api_key_create(owner=user, name=mode)
             if mode == "on":
-                budget_set(user=user, period="daily", limit_usd=Decimal("1000000"))
+                budget_set(user=user, period="daily", limit_micros=10**12)
                 budget_set(user=user, period="monthly", limit_tokens=10**12)
-                budget_set(api_key=issued.api_key, period="daily", limit_usd=Decimal("1000000"))
+                budget_set(api_key=issued.api_key, period="daily", limit_micros=10**12)
                 rate_limit_set(user=user, requests_per_minute=10**6, tokens_per_minute=10**12)
                 rate_limit_set(
                     api_key=issued.api_key, requests_per_minute=10**6, tokens_per_minute=10**12

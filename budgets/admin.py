@@ -1,5 +1,8 @@
 """Staff set budgets and rate limits here; saving goes through the same services as code."""
 
+from decimal import Decimal
+
+from django import forms
 from django.contrib import admin, messages
 from django.db.models import QuerySet
 from django.http import HttpRequest
@@ -7,6 +10,8 @@ from django.http import HttpRequest
 from budgets import selectors, services
 from budgets.models import Budget, BudgetLedger, RateLimit, Reservation, ReservationStatus
 from project.errors import DomainError
+from project.money import dollars as _dollars
+from project.money import micros, usd
 
 
 class BudgetLedgerInline(admin.TabularInline):
@@ -26,6 +31,41 @@ class BudgetLedgerInline(admin.TabularInline):
     def has_change_permission(self, request, obj=None) -> bool:
         return False
 
+    @admin.display(description="Spent USD")
+    def spent_usd(self, ledger: BudgetLedger) -> str:
+        return _dollars(ledger.spent_micros)
+
+    @admin.display(description="Reserved USD")
+    def reserved_usd(self, ledger: BudgetLedger) -> str:
+        return _dollars(ledger.reserved_micros)
+
+
+class BudgetForm(forms.ModelForm):
+    """Staff type the limit in dollars; it is stored in micro-dollars."""
+
+    limit_usd = forms.DecimalField(
+        label="Limit USD",
+        required=False,
+        min_value=Decimal(0),
+        max_digits=14,
+        decimal_places=6,
+        help_text="USD per period. Empty: no money cap.",
+    )
+
+    class Meta:
+        model = Budget
+        fields = ["user", "api_key", "period", "limit_usd", "limit_tokens"]
+
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        if self.instance.limit_micros is not None:
+            self.initial["limit_usd"] = usd(self.instance.limit_micros)
+
+    def _post_clean(self) -> None:
+        limit = self.cleaned_data.get("limit_usd")
+        self.instance.limit_micros = micros(limit) if limit is not None else None
+        super()._post_clean()
+
 
 @admin.register(Budget)
 class BudgetAdmin(admin.ModelAdmin):
@@ -43,6 +83,11 @@ class BudgetAdmin(admin.ModelAdmin):
     search_fields = ["user__email", "api_key__name", "api_key__prefix", "api_key__owner__email"]
     raw_id_fields = ["user", "api_key"]
     inlines = [BudgetLedgerInline]
+    form = BudgetForm
+
+    @admin.display(description="Limit USD", ordering="limit_micros")
+    def limit_usd(self, budget: Budget) -> str:
+        return _dollars(budget.limit_micros)
 
     def get_queryset(self, request: HttpRequest) -> QuerySet[Budget]:
         return selectors.budget_list()
@@ -64,8 +109,8 @@ class BudgetAdmin(admin.ModelAdmin):
     def spent_this_period(self, budget: Budget) -> str:
         status = self._status(budget)
         parts = []
-        if budget.limit_usd is not None:
-            parts.append(f"${status.spent_usd} (${status.reserved_usd})")
+        if budget.limit_micros is not None:
+            parts.append(f"{_dollars(status.spent_micros)} ({_dollars(status.reserved_micros)})")
         if budget.limit_tokens is not None:
             parts.append(f"{status.spent_tokens} ({status.reserved_tokens}) tokens")
         return " · ".join(parts)
@@ -74,8 +119,8 @@ class BudgetAdmin(admin.ModelAdmin):
     def remaining_this_period(self, budget: Budget) -> str:
         status = self._status(budget)
         parts = []
-        if status.remaining_usd is not None:
-            parts.append(f"${status.remaining_usd}")
+        if status.remaining_micros is not None:
+            parts.append(_dollars(status.remaining_micros))
         if status.remaining_tokens is not None:
             parts.append(f"{status.remaining_tokens} tokens")
         return " · ".join(parts)
@@ -117,6 +162,28 @@ class ReservationAdmin(admin.ModelAdmin):
     search_fields = ["user__email", "reference", "model"]
     list_select_related = ["user", "api_key"]
     actions = ["release"]
+    # Read-only detail with money in dollars (stored as micro-dollars).
+    fields = readonly_fields = [
+        "user",
+        "api_key",
+        "reference",
+        "model",
+        "status",
+        "amount_usd",
+        "actual_usd",
+        "amount_tokens",
+        "actual_tokens",
+        "created_at",
+        "settled_at",
+    ]
+
+    @admin.display(description="Amount USD", ordering="amount_micros")
+    def amount_usd(self, reservation: Reservation) -> str:
+        return _dollars(reservation.amount_micros)
+
+    @admin.display(description="Actual USD", ordering="actual_micros")
+    def actual_usd(self, reservation: Reservation) -> str:
+        return _dollars(reservation.actual_micros)
 
     def has_add_permission(self, request: HttpRequest) -> bool:
         return False

@@ -20,3 +20,9 @@ class BudgetsConfig(AppConfig):
         post_save.connect(
             budget_default_create_for_new_user, sender=User, dispatch_uid="budgets_default"
         )
+        from budgets.models import Budget, RateLimit
+        from budgets.selectors import BUDGETS, LIMITS
+        from project.hotcache import invalidate_on_change
+
+        invalidate_on_change(BUDGETS, Budget)
+        invalidate_on_change(LIMITS, RateLimit)

@@ -8,8 +8,7 @@ from django.db import models
 from django.db.models import F, Q
 
 from budgets.periods import BudgetPeriod
-
-MONEY = {"max_digits": 14, "decimal_places": 6}  # the precision llm stores costs in
+from project.money import usd
 
 
 def _one_subject(prefix: str) -> models.CheckConstraint:
@@ -39,8 +38,10 @@ class Budget(models.Model):
         related_name="budgets",
     )
     period = models.CharField(max_length=16, choices=BudgetPeriod.choices)
-    limit_usd = models.DecimalField(
-        **MONEY, null=True, blank=True, help_text="USD per period. Empty: no money cap."
+    limit_micros = models.BigIntegerField(
+        null=True,
+        blank=True,
+        help_text="Micro-dollars (USD 1e-6) per period. Empty: no money cap.",
     )
     limit_tokens = models.PositiveBigIntegerField(
         null=True, blank=True, help_text="Input + output tokens per period. Empty: no token cap."
@@ -53,12 +54,12 @@ class Budget(models.Model):
         constraints = [
             _one_subject("budgets_budget"),
             models.CheckConstraint(
-                condition=Q(limit_usd__isnull=False) | Q(limit_tokens__isnull=False),
+                condition=Q(limit_micros__isnull=False) | Q(limit_tokens__isnull=False),
                 name="budgets_budget_has_a_limit",
             ),
             models.CheckConstraint(
-                condition=Q(limit_usd__isnull=True) | Q(limit_usd__gte=0),
-                name="budgets_budget_limit_usd_not_negative",
+                condition=Q(limit_micros__isnull=True) | Q(limit_micros__gte=0),
+                name="budgets_budget_limit_not_negative",
             ),
             models.CheckConstraint(
                 condition=Q(period__in=[p.value for p in BudgetPeriod]),
@@ -78,8 +79,8 @@ class Budget(models.Model):
 
     def __str__(self) -> str:
         limits = []
-        if self.limit_usd is not None:
-            limits.append(f"${self.limit_usd}")
+        if self.limit_micros is not None:
+            limits.append(f"${usd(self.limit_micros)}")
         if self.limit_tokens is not None:
             limits.append(f"{self.limit_tokens} tokens")
         subject = f"key {self.api_key_id}" if self.api_key_id else f"user {self.user_id}"
@@ -97,8 +98,9 @@ class BudgetLedger(models.Model):
 
     budget = models.ForeignKey(Budget, on_delete=models.CASCADE, related_name="ledgers")
     period_start = models.DateTimeField()
-    spent_usd = models.DecimalField(**MONEY, default=0)
-    reserved_usd = models.DecimalField(**MONEY, default=0)
+    # Micro-dollars: integers, so sums are exact on SQLite too (project.money).
+    spent_micros = models.BigIntegerField(default=0)
+    reserved_micros = models.BigIntegerField(default=0)
     spent_tokens = models.BigIntegerField(default=0)
     reserved_tokens = models.BigIntegerField(default=0)
 
@@ -109,8 +111,8 @@ class BudgetLedger(models.Model):
                 fields=["budget", "period_start"], name="budgets_ledger_one_per_period"
             ),
             models.CheckConstraint(
-                condition=Q(spent_usd__gte=0)
-                & Q(reserved_usd__gte=0)
+                condition=Q(spent_micros__gte=0)
+                & Q(reserved_micros__gte=0)
                 & Q(spent_tokens__gte=0)
                 & Q(reserved_tokens__gte=0),
                 name="budgets_ledger_amounts_not_negative",
@@ -143,9 +145,9 @@ class Reservation(models.Model):
         help_text="What the reservation pays for, e.g. job:<uuid> (used by reconcile).",
     )
     model = models.CharField(max_length=64, blank=True, help_text="Catalog slug, for display.")
-    amount_usd = models.DecimalField(**MONEY)
+    amount_micros = models.BigIntegerField()
     amount_tokens = models.BigIntegerField()
-    actual_usd = models.DecimalField(**MONEY, null=True, blank=True)
+    actual_micros = models.BigIntegerField(null=True, blank=True)
     actual_tokens = models.BigIntegerField(null=True, blank=True)
     status = models.CharField(
         max_length=16, choices=ReservationStatus.choices, default=ReservationStatus.HELD
@@ -164,18 +166,18 @@ class Reservation(models.Model):
                 name="budgets_reservation_status_valid",
             ),
             models.CheckConstraint(
-                condition=Q(amount_usd__gte=0) & Q(amount_tokens__gte=0),
+                condition=Q(amount_micros__gte=0) & Q(amount_tokens__gte=0),
                 name="budgets_reservation_amount_not_negative",
             ),
             models.CheckConstraint(
                 condition=Q(status="held")
-                | (Q(actual_usd__isnull=False) & Q(settled_at__gte=F("created_at"))),
+                | (Q(actual_micros__isnull=False) & Q(settled_at__gte=F("created_at"))),
                 name="budgets_reservation_settled_has_actual",
             ),
         ]
 
     def __str__(self) -> str:
-        return f"{self.reference or self.pk}: ${self.amount_usd} {self.status}"
+        return f"{self.reference or self.pk}: ${usd(self.amount_micros)} {self.status}"
 
 
 class ReservationHold(models.Model):

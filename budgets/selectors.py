@@ -1,7 +1,6 @@
 """Reads for spend controls: which budgets apply, where each stands this period."""
 
 from datetime import datetime
-from decimal import Decimal
 
 from django.db.models import Case, F, FloatField, Q, QuerySet, Value, When
 from django.db.models.functions import Greatest
@@ -10,38 +9,52 @@ from django.utils import timezone
 from accounts.quotas import BudgetStatus
 from budgets.models import Budget, BudgetLedger, RateLimit, Reservation, ReservationStatus
 from budgets.periods import BudgetPeriod, period_end, period_start
+from project.hotcache import HotCache, fresh
+
+# Budgets and rate-limit rules per process (every admission reads them); saving or deleting
+# one invalidates them in every process at once (project.hotcache, budgets.apps).
+BUDGETS, LIMITS = "budgets", "limits"
+_budgets: HotCache[tuple[Budget, ...]] = HotCache(BUDGETS)
+_rate_limits: HotCache[tuple[RateLimit, ...]] = HotCache(LIMITS)
 
 
 def budgets_applicable(*, user_id: int, api_key_id: int | None) -> list[Budget]:
     """The user's budgets and, for a request made with an API key, that key's too."""
-    subject = Q(user_id=user_id)
-    if api_key_id is not None:
-        subject |= Q(api_key_id=api_key_id)
-    return list(Budget.objects.filter(subject))
+
+    def load() -> tuple[Budget, ...]:
+        subject = Q(user_id=user_id)
+        if api_key_id is not None:
+            subject |= Q(api_key_id=api_key_id)
+        return tuple(Budget.objects.filter(subject))
+
+    return [fresh(budget) for budget in _budgets.get((user_id, api_key_id), load)]
 
 
 def rate_limits_applicable(*, user_id: int, api_key_id: int | None) -> list[RateLimit]:
-    subject = Q(user_id=user_id)
-    if api_key_id is not None:
-        subject |= Q(api_key_id=api_key_id)
-    return list(RateLimit.objects.filter(subject))
+    def load() -> tuple[RateLimit, ...]:
+        subject = Q(user_id=user_id)
+        if api_key_id is not None:
+            subject |= Q(api_key_id=api_key_id)
+        return tuple(RateLimit.objects.filter(subject))
+
+    return [fresh(limit) for limit in _rate_limits.get((user_id, api_key_id), load)]
 
 
 def _status(budget: Budget, ledger: BudgetLedger | None, start: datetime) -> BudgetStatus:
-    spent_usd = ledger.spent_usd if ledger else Decimal(0)
-    reserved_usd = ledger.reserved_usd if ledger else Decimal(0)
+    spent_micros = ledger.spent_micros if ledger else 0
+    reserved_micros = ledger.reserved_micros if ledger else 0
     spent_tokens = ledger.spent_tokens if ledger else 0
     reserved_tokens = ledger.reserved_tokens if ledger else 0
     return BudgetStatus(
         id=budget.pk,
         scope=budget.scope,
         period=budget.period,
-        limit_usd=budget.limit_usd,
+        limit_micros=budget.limit_micros,
         limit_tokens=budget.limit_tokens,
-        spent_usd=spent_usd,
-        reserved_usd=reserved_usd,
-        remaining_usd=max(budget.limit_usd - spent_usd - reserved_usd, Decimal(0))
-        if budget.limit_usd is not None
+        spent_micros=spent_micros,
+        reserved_micros=reserved_micros,
+        remaining_micros=max(budget.limit_micros - spent_micros - reserved_micros, 0)
+        if budget.limit_micros is not None
         else None,
         spent_tokens=spent_tokens,
         reserved_tokens=reserved_tokens,
@@ -105,8 +118,8 @@ def budgets_most_used(*, limit: int = 10, now: datetime | None = None) -> list[t
         current |= Q(budget__period=period, period_start=period_start(period, now))
     used_usd = Case(
         When(
-            budget__limit_usd__gt=0,
-            then=(F("spent_usd") + F("reserved_usd")) * 1.0 / F("budget__limit_usd"),
+            budget__limit_micros__gt=0,
+            then=(F("spent_micros") + F("reserved_micros")) * 1.0 / F("budget__limit_micros"),
         ),
         default=Value(0.0),
         output_field=FloatField(),

@@ -10,11 +10,10 @@ requests can never both pass on the same remaining amount. If any row refuses, t
 transaction rolls back: nothing is held and ``BudgetExceeded`` says which budget refused."""
 
 from datetime import datetime
-from decimal import ROUND_HALF_UP, Decimal
 
 from django.conf import settings
 from django.db import transaction
-from django.db.models import DecimalField, F, Value
+from django.db.models import F, Value
 from django.db.models.functions import Greatest
 from django.db.models.lookups import LessThanOrEqual
 from django.utils import timezone
@@ -31,30 +30,21 @@ from budgets.models import (
 from budgets.periods import BudgetPeriod, period_end, period_start
 from budgets.selectors import budgets_applicable
 from project.errors import BudgetExceeded, InvalidInput
+from project.money import micros, usd
 
-# The precision costs are stored in (llm.providers.pricing.COST_QUANTUM; budgets cannot import
-# llm, and a test pins the two together).
-MONEY_QUANTUM = Decimal("0.000001")
-_MONEY_FIELD = DecimalField(max_digits=14, decimal_places=6)
-
-
-def money(amount: Decimal | int | str) -> Decimal:
-    """``amount`` rounded half-up to a millionth of a dollar, as costs are."""
-    return Decimal(amount).quantize(MONEY_QUANTUM, rounding=ROUND_HALF_UP)
+# Every amount of money here is integer micro-dollars (project.money): ledger arithmetic in
+# SQL stays exact on SQLite too, where DECIMAL columns are added as floats.
 
 
-def _limits_check(
-    *, period: str, limit_usd: Decimal | None, limit_tokens: int | None
-) -> tuple[Decimal | None, int | None]:
+def _limits_check(*, period: str, limit_micros: int | None, limit_tokens: int | None) -> None:
     if period not in BudgetPeriod.values:
         raise InvalidInput(f"Unknown period '{period}'.", code="invalid_period")
-    if limit_usd is None and limit_tokens is None:
+    if limit_micros is None and limit_tokens is None:
         raise InvalidInput("A budget needs a USD limit, a token limit, or both.", code="no_limit")
-    if limit_usd is not None and Decimal(limit_usd) < 0:
+    if limit_micros is not None and limit_micros < 0:
         raise InvalidInput("limit_usd may not be negative.", code="invalid_limit")
     if limit_tokens is not None and limit_tokens < 0:
         raise InvalidInput("limit_tokens may not be negative.", code="invalid_limit")
-    return (money(limit_usd) if limit_usd is not None else None), limit_tokens
 
 
 def budget_set(
@@ -62,29 +52,27 @@ def budget_set(
     user: User | None = None,
     api_key: ApiKey | None = None,
     period: str,
-    limit_usd: Decimal | None = None,
+    limit_micros: int | None = None,
     limit_tokens: int | None = None,
 ) -> Budget:
     """Create or change the ``period`` budget of a user or of an API key (exactly one). What
     was already spent this period keeps counting against the new limit."""
     if (user is None) == (api_key is None):
         raise InvalidInput("A budget belongs to a user or to an API key.", code="invalid_subject")
-    limit_usd, limit_tokens = _limits_check(
-        period=period, limit_usd=limit_usd, limit_tokens=limit_tokens
-    )
+    _limits_check(period=period, limit_micros=limit_micros, limit_tokens=limit_tokens)
     budget, _ = Budget.objects.update_or_create(
         user=user,
         api_key=api_key,
         period=period,
-        defaults={"limit_usd": limit_usd, "limit_tokens": limit_tokens},
+        defaults={"limit_micros": limit_micros, "limit_tokens": limit_tokens},
     )
     return budget
 
 
 def budget_save(*, budget: Budget) -> Budget:
     """Save a budget edited in the admin, with the same checks as ``budget_set``."""
-    budget.limit_usd, budget.limit_tokens = _limits_check(
-        period=budget.period, limit_usd=budget.limit_usd, limit_tokens=budget.limit_tokens
+    _limits_check(
+        period=budget.period, limit_micros=budget.limit_micros, limit_tokens=budget.limit_tokens
     )
     if (budget.user_id is None) == (budget.api_key_id is None):
         raise InvalidInput("A budget belongs to a user or to an API key.", code="invalid_subject")
@@ -112,7 +100,7 @@ def budget_default_create_for_new_user(
     budget_set(
         user=instance,
         period=settings.BUDGET_DEFAULT_USER_PERIOD,
-        limit_usd=Decimal(str(limit_usd)) if limit_usd is not None else None,
+        limit_micros=micros(str(limit_usd)) if limit_usd is not None else None,
         limit_tokens=limit_tokens,
     )
 
@@ -145,23 +133,22 @@ def _describe(budget: Budget) -> str:
 
 
 def _refusal(
-    budget: Budget, ledger: BudgetLedger | None, start: datetime, amount_usd: Decimal, tokens: int
+    budget: Budget, ledger: BudgetLedger | None, start: datetime, amount_micros: int, tokens: int
 ) -> BudgetExceeded:
-    spent_usd = (ledger.spent_usd + ledger.reserved_usd) if ledger else Decimal(0)
+    used_micros = (ledger.spent_micros + ledger.reserved_micros) if ledger else 0
     spent_tokens = (ledger.spent_tokens + ledger.reserved_tokens) if ledger else 0
-    remaining_usd = (
-        max(money(budget.limit_usd - spent_usd), Decimal(0))
-        if budget.limit_usd is not None
-        else None
+    remaining_micros = (
+        max(budget.limit_micros - used_micros, 0) if budget.limit_micros is not None else None
     )
     remaining_tokens = (
         max(budget.limit_tokens - spent_tokens, 0) if budget.limit_tokens is not None else None
     )
     resets_at = period_end(budget.period, start)
     short = []
-    if remaining_usd is not None and remaining_usd < amount_usd:
+    if remaining_micros is not None and remaining_micros < amount_micros:
         short.append(
-            f"${remaining_usd} left of ${budget.limit_usd}, this request may cost up to ${amount_usd}"
+            f"${usd(remaining_micros)} left of ${usd(budget.limit_micros)}, "
+            f"this request may cost up to ${usd(amount_micros)}"
         )
     if remaining_tokens is not None and remaining_tokens < tokens:
         short.append(
@@ -175,29 +162,32 @@ def _refusal(
                 "id": budget.pk,
                 "scope": budget.scope,
                 "period": budget.period,
-                "limit_usd": str(budget.limit_usd) if budget.limit_usd is not None else None,
+                "limit_usd": str(usd(budget.limit_micros))
+                if budget.limit_micros is not None
+                else None,
                 "limit_tokens": budget.limit_tokens,
-                "remaining_usd": str(remaining_usd) if remaining_usd is not None else None,
+                "remaining_usd": str(usd(remaining_micros))
+                if remaining_micros is not None
+                else None,
                 "remaining_tokens": remaining_tokens,
                 "resets_at": resets_at.isoformat().replace("+00:00", "Z") if resets_at else None,
             },
-            "required_usd": str(amount_usd),
+            "required_usd": str(usd(amount_micros)),
             "required_tokens": tokens,
         },
     )
 
 
-def _ledger_hold(budget: Budget, *, now: datetime, amount_usd: Decimal, tokens: int) -> datetime:
-    """Hold ``amount_usd``/``tokens`` on the budget's ledger row for the current period if it
+def _ledger_hold(budget: Budget, *, now: datetime, amount_micros: int, tokens: int) -> datetime:
+    """Hold ``amount_micros``/``tokens`` on the budget's ledger row for the current period if it
     stays within the limit, and return the period's start; else raise the refusal. One UPDATE
     when the row exists (the common case)."""
     start = period_start(budget.period, now)
     conditions = []
-    if budget.limit_usd is not None:
+    if budget.limit_micros is not None:
         conditions.append(
             LessThanOrEqual(
-                F("spent_usd") + F("reserved_usd"),
-                Value(budget.limit_usd - amount_usd, output_field=_MONEY_FIELD),
+                F("spent_micros") + F("reserved_micros"), budget.limit_micros - amount_micros
             )
         )
     if budget.limit_tokens is not None:
@@ -206,7 +196,7 @@ def _ledger_hold(budget: Budget, *, now: datetime, amount_usd: Decimal, tokens: 
         )
     current = BudgetLedger.objects.filter(budget_id=budget.pk, period_start=start)
     hold = {
-        "reserved_usd": F("reserved_usd") + Value(amount_usd, output_field=_MONEY_FIELD),
+        "reserved_micros": F("reserved_micros") + amount_micros,
         "reserved_tokens": F("reserved_tokens") + tokens,
     }
     if current.filter(*conditions).update(**hold):
@@ -220,32 +210,31 @@ def _ledger_hold(budget: Budget, *, now: datetime, amount_usd: Decimal, tokens: 
     )
     if current.filter(*conditions).update(**hold):
         return start
-    raise _refusal(budget, current.first(), start, amount_usd, tokens)
+    raise _refusal(budget, current.first(), start, amount_micros, tokens)
 
 
 def budget_reserve(
     *,
     user: User,
     api_key: ApiKey | None = None,
-    amount_usd: Decimal,
+    amount_micros: int,
     amount_tokens: int,
     model: str = "",
     reference: str = "",
 ) -> Reservation:
-    """Hold ``amount_usd`` and ``amount_tokens`` (a request's worst case) against every budget
+    """Hold ``amount_micros`` (micro-dollars) and ``amount_tokens`` (a request's worst case) against every budget
     of ``user`` and of ``api_key``, all or nothing, atomically across processes.
 
     Raises ``BudgetExceeded`` (nothing held, nothing stored) naming the first budget that
     cannot cover it, its remaining amount and when it resets. Inside the caller's transaction
     it is a savepoint: a refusal undoes only the reservation. When no budget applies the returned reservation is not stored, and settling it does
     nothing."""
-    amount_usd = money(amount_usd)
     reservation = Reservation(
         user=user,
         api_key=api_key,
         reference=reference,
         model=model[:64],
-        amount_usd=amount_usd,
+        amount_micros=amount_micros,
         amount_tokens=amount_tokens,
     )
     budgets = budgets_applicable(user_id=user.pk, api_key_id=api_key.pk if api_key else None)
@@ -259,7 +248,7 @@ def budget_reserve(
                 reservation=reservation,
                 budget_id=budget.pk,
                 period_start=_ledger_hold(
-                    budget, now=now, amount_usd=amount_usd, tokens=amount_tokens
+                    budget, now=now, amount_micros=amount_micros, tokens=amount_tokens
                 ),
             )
             for budget in sorted(budgets, key=lambda b: b.pk)
@@ -270,16 +259,20 @@ def budget_reserve(
 
 
 def _close(
-    reservation: Reservation, *, actual_usd: Decimal, actual_tokens: int, status: str
+    reservation: Reservation, *, actual_micros: int, actual_tokens: int, status: str
 ) -> Reservation:
     if reservation._state.adding:  # nothing was held: no budget applied when it was made
         return reservation
-    actual_usd = money(actual_usd)
     now = timezone.now()
     with transaction.atomic():
         closed = Reservation.objects.filter(
             pk=reservation.pk, status=ReservationStatus.HELD
-        ).update(status=status, actual_usd=actual_usd, actual_tokens=actual_tokens, settled_at=now)
+        ).update(
+            status=status,
+            actual_micros=actual_micros,
+            actual_tokens=actual_tokens,
+            settled_at=now,
+        )
         if not closed:  # settled already (a second call, or reconcile got there first)
             reservation.refresh_from_db()
             return reservation
@@ -290,15 +283,14 @@ def _close(
         )
         for budget_id, start in holds:  # same order as reserving: no deadlocks
             BudgetLedger.objects.filter(budget_id=budget_id, period_start=start).update(
-                reserved_usd=F("reserved_usd")
-                - Value(reservation.amount_usd, output_field=_MONEY_FIELD),
+                reserved_micros=F("reserved_micros") - reservation.amount_micros,
                 reserved_tokens=F("reserved_tokens") - reservation.amount_tokens,
-                spent_usd=F("spent_usd") + Value(actual_usd, output_field=_MONEY_FIELD),
+                spent_micros=F("spent_micros") + actual_micros,
                 spent_tokens=F("spent_tokens") + actual_tokens,
             )
     reservation.status = status
-    reservation.actual_usd, reservation.actual_tokens, reservation.settled_at = (
-        actual_usd,
+    reservation.actual_micros, reservation.actual_tokens, reservation.settled_at = (
+        actual_micros,
         actual_tokens,
         now,
     )
@@ -306,14 +298,14 @@ def _close(
 
 
 def reservation_settle(
-    *, reservation: Reservation, actual_usd: Decimal, actual_tokens: int
+    *, reservation: Reservation, actual_micros: int, actual_tokens: int
 ) -> Reservation:
     """Replace the held worst case by what the request really cost, in every budget period it
     was held in (a reply that ends after midnight counts in the day it was admitted).
     Safe to call twice: only the first call changes anything."""
     return _close(
         reservation,
-        actual_usd=actual_usd,
+        actual_micros=actual_micros,
         actual_tokens=actual_tokens,
         status=ReservationStatus.SETTLED,
     )
@@ -321,13 +313,11 @@ def reservation_settle(
 
 def reservation_release(*, reservation: Reservation) -> Reservation:
     """Give the whole hold back (the request produced nothing). Safe to call twice."""
-    return _close(
-        reservation, actual_usd=Decimal(0), actual_tokens=0, status=ReservationStatus.RELEASED
-    )
+    return _close(reservation, actual_micros=0, actual_tokens=0, status=ReservationStatus.RELEASED)
 
 
 def reservation_settle_reference(
-    *, reference: str, actual_usd: Decimal, actual_tokens: int
+    *, reference: str, actual_micros: int, actual_tokens: int
 ) -> Reservation | None:
     """Settle the reservation held for ``reference`` (e.g. ``job:<uuid>``), if any."""
     reservation = Reservation.objects.filter(
@@ -335,15 +325,15 @@ def reservation_settle_reference(
     ).first()
     if reservation is None:
         return None
-    if actual_usd == 0 and actual_tokens == 0:
+    if actual_micros == 0 and actual_tokens == 0:
         return reservation_release(reservation=reservation)
     return reservation_settle(
-        reservation=reservation, actual_usd=actual_usd, actual_tokens=actual_tokens
+        reservation=reservation, actual_micros=actual_micros, actual_tokens=actual_tokens
     )
 
 
 def reservation_close_anyway(
-    *, reservation: Reservation, actual_usd: Decimal, actual_tokens: int
+    *, reservation: Reservation, actual_micros: int, actual_tokens: int
 ) -> Reservation:
     """End a held reservation whose ordinary settle the database refused (a ledger row that
     no longer holds it): the hold comes off each ledger row as far as the row still has it
@@ -352,15 +342,18 @@ def reservation_close_anyway(
     ``reservation_release`` failed, so that an ended call never keeps its hold."""
     if reservation._state.adding:
         return reservation
-    actual_usd = money(actual_usd)
-    spent = bool(actual_usd or actual_tokens)
+    spent = bool(actual_micros or actual_tokens)
     status = ReservationStatus.SETTLED if spent else ReservationStatus.RELEASED
     now = timezone.now()
-    zero_usd = Value(Decimal(0), output_field=_MONEY_FIELD)
     with transaction.atomic():
         closed = Reservation.objects.filter(
             pk=reservation.pk, status=ReservationStatus.HELD
-        ).update(status=status, actual_usd=actual_usd, actual_tokens=actual_tokens, settled_at=now)
+        ).update(
+            status=status,
+            actual_micros=actual_micros,
+            actual_tokens=actual_tokens,
+            settled_at=now,
+        )
         if not closed:
             reservation.refresh_from_db()
             return reservation
@@ -371,18 +364,16 @@ def reservation_close_anyway(
         )
         for budget_id, start in holds:
             BudgetLedger.objects.filter(budget_id=budget_id, period_start=start).update(
-                reserved_usd=Greatest(
-                    F("reserved_usd") - Value(reservation.amount_usd, output_field=_MONEY_FIELD),
-                    zero_usd,
-                    output_field=_MONEY_FIELD,
+                reserved_micros=Greatest(
+                    F("reserved_micros") - reservation.amount_micros, Value(0)
                 ),
                 reserved_tokens=Greatest(
                     F("reserved_tokens") - reservation.amount_tokens, Value(0)
                 ),
-                spent_usd=F("spent_usd") + Value(actual_usd, output_field=_MONEY_FIELD),
+                spent_micros=F("spent_micros") + actual_micros,
                 spent_tokens=F("spent_tokens") + actual_tokens,
             )
     reservation.status = status
-    reservation.actual_usd, reservation.actual_tokens = actual_usd, actual_tokens
+    reservation.actual_micros, reservation.actual_tokens = actual_micros, actual_tokens
     reservation.settled_at = now
     return reservation

@@ -10,6 +10,7 @@ from django.db.models import Q
 from accounts.models import ApiKey, User
 from llm.models import LLMModel, ModelAccess
 from project.errors import NotAllowed
+from project.hotcache import HotCache
 
 
 @dataclass(frozen=True, slots=True)
@@ -28,8 +29,18 @@ class ModelRestrictions:
         return None
 
 
+# Per process; any change to a restriction invalidates it in every process (llm.apps).
+ACCESS = "access"
+_restrictions: HotCache[ModelRestrictions] = HotCache(ACCESS)
+
+
 def model_restrictions(*, user: User, api_key: ApiKey | None = None) -> ModelRestrictions:
-    """The user's and the key's restrictions, in one query."""
+    """The user's and the key's restrictions: one query, or none while cached (immutable)."""
+    key = (user.pk, api_key.pk if api_key is not None else None)
+    return _restrictions.get(key, lambda: _restrictions_load(user=user, api_key=api_key))
+
+
+def _restrictions_load(*, user: User, api_key: ApiKey | None) -> ModelRestrictions:
     subject = Q(user_id=user.pk)
     if api_key is not None:
         subject |= Q(api_key_id=api_key.pk)

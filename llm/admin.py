@@ -1,9 +1,7 @@
-from decimal import Decimal
-
 from django import forms
 from django.contrib import admin, messages
 from django.db import transaction
-from django.db.models import DecimalField, OuterRef, QuerySet, Subquery, Sum
+from django.db.models import OuterRef, QuerySet, Subquery, Sum
 from django.db.models.functions import Coalesce
 from django.http import Http404, HttpRequest, HttpResponse, HttpResponseBadRequest
 from django.urls import path, reverse
@@ -17,8 +15,11 @@ from budgets.periods import month_start
 from llm.catalog import model_is_callable
 from llm.exports import conversation_export
 from llm.models import Conversation, LLMModel, Message, ModelAccess, ModelFallback, Usage
+from llm.selectors import CATALOG
 from llm.services import conversation_delete, conversation_update
 from project.errors import DomainError
+from project.hotcache import bump
+from project.money import dollars, usd
 
 
 class ModelFallbackInline(admin.TabularInline):
@@ -89,6 +90,7 @@ def _models_enable(queryset: QuerySet[LLMModel], *, enabled: bool) -> int:
     no signal, so django-auditlog would not see it)."""
     changing = list(queryset.exclude(enabled=enabled).only("pk", "slug", "enabled"))
     LLMModel.objects.filter(pk__in=[m.pk for m in changing]).update(enabled=enabled)
+    bump(CATALOG)  # a bulk update sends no signal: every process forgets the old entries
     for model in changing:
         audit_record(
             action="llm_model.enabled" if enabled else "llm_model.disabled",
@@ -128,6 +130,10 @@ class MessageInline(admin.TabularInline):
     @admin.display(description="content")
     def content_preview(self, message: Message) -> str:
         return message.content if len(message.content) <= 300 else message.content[:300] + "…"
+
+    @admin.display(description="cost (USD)")
+    def cost(self, message: Message) -> str:
+        return dollars(message.cost_micros)
 
 
 class ConversationAdminForm(forms.ModelForm):
@@ -268,12 +274,18 @@ class UsageAdmin(admin.ModelAdmin):
     search_fields = ["user__email", "api_key__prefix", "api_key__name"]
     list_select_related = ["user", "model", "api_key"]
     date_hierarchy = "created_at"
+    exclude = ["cost_micros"]
+    readonly_fields = ["cost"]
 
     def has_add_permission(self, request: HttpRequest) -> bool:
         return False
 
     def has_change_permission(self, request: HttpRequest, obj=None) -> bool:
         return False
+
+    @admin.display(description="cost (USD)", ordering="cost_micros")
+    def cost(self, usage: Usage) -> str:
+        return dollars(usage.cost_micros)
 
 
 @admin.register(ModelAccess)
@@ -321,11 +333,7 @@ class UserWithUsageAdmin(UserAdmin):
             .annotate(
                 month_input=Coalesce(_this_month("input_tokens"), 0),
                 month_output=Coalesce(_this_month("output_tokens"), 0),
-                month_cost=Coalesce(
-                    _this_month("cost"),
-                    Decimal(0),
-                    output_field=DecimalField(max_digits=14, decimal_places=6),
-                ),
+                month_cost_micros=Coalesce(_this_month("cost_micros"), 0),
             )
         )
 
@@ -333,9 +341,9 @@ class UserWithUsageAdmin(UserAdmin):
     def tokens_this_month(self, user: User) -> int:
         return user.month_input + user.month_output
 
-    @admin.display(description="cost this month (USD)", ordering="month_cost")
+    @admin.display(description="cost this month (USD)", ordering="month_cost_micros")
     def cost_this_month(self, user: User) -> str:
-        return f"{user.month_cost:.2f}"
+        return f"{usd(user.month_cost_micros):.2f}"
 
 
 # The compatible API's call records (read-only) live with the API in llm/compat.

@@ -22,6 +22,7 @@ from llm.selectors import (
     usage_by_day,
     usage_top_spenders,
 )
+from project.money import usd
 
 CHART_WIDTH, CHART_HEIGHT = 720, 180
 
@@ -29,7 +30,7 @@ CHART_WIDTH, CHART_HEIGHT = 720, 180
 def usage_chart(days: list[DayUsage]) -> dict:
     """Bar heights for tokens and a polyline for cost, scaled to the chart box."""
     max_tokens = max((d.tokens for d in days), default=0) or 1
-    max_cost = max((d.cost for d in days), default=Decimal(0)) or Decimal(1)
+    max_cost = max((d.cost_micros for d in days), default=0) or 1
     slot = CHART_WIDTH / max(len(days), 1)
     bars, points = [], []
     for index, day in enumerate(days):
@@ -41,10 +42,10 @@ def usage_chart(days: list[DayUsage]) -> dict:
                 "y": round(CHART_HEIGHT - height, 1),
                 "width": round(slot * 0.8, 1),
                 "height": round(height, 1),
-                "title": f"{day.day}: {day.tokens} tokens, ${day.cost:.2f}",
+                "title": f"{day.day}: {day.tokens} tokens, ${usd(day.cost_micros):.2f}",
             }
         )
-        cost_y = CHART_HEIGHT - float(CHART_HEIGHT * day.cost / max_cost)
+        cost_y = CHART_HEIGHT - CHART_HEIGHT * day.cost_micros / max_cost
         points.append(f"{x + slot / 2:.1f},{cost_y:.1f}")
     return {
         "width": CHART_WIDTH,
@@ -52,11 +53,11 @@ def usage_chart(days: list[DayUsage]) -> dict:
         "bars": bars,
         "cost_points": " ".join(points),
         "max_tokens": max_tokens if any(d.tokens for d in days) else 0,
-        "max_cost": max_cost if any(d.cost for d in days) else Decimal(0),
+        "max_cost": usd(max_cost) if any(d.cost_micros for d in days) else Decimal(0),
         "first_day": days[0].day if days else None,
         "last_day": days[-1].day if days else None,
         "total_tokens": sum(d.tokens for d in days),
-        "total_cost": sum((d.cost for d in days), Decimal(0)),
+        "total_cost": usd(sum(d.cost_micros for d in days)),
     }
 
 

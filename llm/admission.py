@@ -29,8 +29,10 @@ from jobs.models import TERMINAL_STATUSES, Job
 from llm.access import model_access_check
 from llm.models import Conversation, LLMModel, Message, MessageStatus, ModelFallback
 from llm.providers.context import PER_MESSAGE_OVERHEAD, REPLY_PRIMING, estimate_tokens
-from llm.providers.pricing import completion_cost
+from llm.providers.pricing import completion_cost_micros
+from llm.selectors import CATALOG
 from project.errors import BudgetExceeded
+from project.hotcache import HotCache
 
 
 @dataclass(frozen=True, slots=True)
@@ -45,22 +47,29 @@ class Admission:
         return self.rate_limit.headers()
 
 
-def worst_case_cost(*, model: LLMModel, input_tokens: int, max_tokens: int) -> Decimal:
+# The highest prices of a model and its fallbacks, per process (the catalog's namespace).
+_highest_prices: HotCache[dict] = HotCache(CATALOG)
+
+
+def worst_case_cost_micros(*, model: LLMModel, input_tokens: int, max_tokens: int) -> int:
     """The most a call can cost: every estimated input token and ``max_tokens`` of reply,
     at the highest prices of the model and its fallbacks (a reply may end up written by one),
-    rounded like stored costs. One query."""
-    prices = LLMModel.objects.filter(
-        Q(pk=model.pk) | Q(pk__in=ModelFallback.objects.filter(model=model).values("fallback"))
-    ).aggregate(
-        input=Max("input_price_per_mtok"),
-        output=Max("output_price_per_mtok"),
-        cache_write=Max("cache_write_price_per_mtok"),
+    in micro-dollars. One query."""
+    prices = _highest_prices.get(
+        model.pk,
+        lambda: LLMModel.objects.filter(
+            Q(pk=model.pk) | Q(pk__in=ModelFallback.objects.filter(model=model).values("fallback"))
+        ).aggregate(
+            input=Max("input_price_per_mtok"),
+            output=Max("output_price_per_mtok"),
+            cache_write=Max("cache_write_price_per_mtok"),
+        ),
     )
     # Writing the prompt cache can cost more than plain input (Anthropic: 1.25x).
     input_price = max(
         prices["input"] or model.input_price_per_mtok, prices["cache_write"] or Decimal(0)
     )
-    return completion_cost(
+    return completion_cost_micros(
         input_tokens=input_tokens,
         output_tokens=max_tokens,
         input_price_per_mtok=input_price,
@@ -111,7 +120,7 @@ def admission_reserve(
         reservation = budget_reserve(
             user=user,
             api_key=api_key,
-            amount_usd=worst_case_cost(
+            amount_micros=worst_case_cost_micros(
                 model=model, input_tokens=input_tokens_estimate, max_tokens=max_tokens
             ),
             amount_tokens=tokens,
@@ -125,14 +134,16 @@ def admission_reserve(
 
 
 def admission_settle(
-    *, reservation: Reservation, input_tokens: int, output_tokens: int, cost: Decimal
+    *, reservation: Reservation, input_tokens: int, output_tokens: int, cost_micros: int
 ) -> Reservation:
-    """End an admitted call: its budgets now count ``cost`` and the tokens instead of the
-    worst case. Safe to call twice."""
-    if not cost and not (input_tokens or output_tokens):
+    """End an admitted call: its budgets now count ``cost_micros`` and the tokens instead of
+    the worst case. Safe to call twice."""
+    if not cost_micros and not (input_tokens or output_tokens):
         return reservation_release(reservation=reservation)
     return reservation_settle(
-        reservation=reservation, actual_usd=cost, actual_tokens=input_tokens + output_tokens
+        reservation=reservation,
+        actual_micros=cost_micros,
+        actual_tokens=input_tokens + output_tokens,
     )
 
 
@@ -187,7 +198,7 @@ def reply_reservation_settle(*, job_id, message: Message | None) -> None:
     completed = message is not None and message.status == MessageStatus.COMPLETED
     reservation_settle_reference(
         reference=reply_reference(job_id),
-        actual_usd=(message.cost or Decimal(0)) if completed else Decimal(0),
+        actual_micros=(message.cost_micros or 0) if completed else 0,
         actual_tokens=((message.input_tokens or 0) + (message.output_tokens or 0))
         if completed
         else 0,
@@ -209,7 +220,7 @@ def reply_reservation_ensure(*, job: Job, message: Message, max_tokens: int) -> 
     budget_reserve(
         user=conversation.owner,
         api_key=ApiKey.objects.filter(pk=api_key_id).first() if api_key_id else None,
-        amount_usd=worst_case_cost(
+        amount_micros=worst_case_cost_micros(
             model=message.model, input_tokens=estimate, max_tokens=max_tokens
         ),
         amount_tokens=estimate + max_tokens,

@@ -32,3 +32,23 @@ class LlmConfig(AppConfig):
         register(TITLE_JOB_KIND, title_run)
         register_reconcile_step("llm.reply_reservations", reply_reservations_reconcile)
         register_error_shape(edge.PREFIX, edge.error_body_for)
+        self._invalidate_caches()
+
+    @staticmethod
+    def _invalidate_caches() -> None:
+        """What the per-process caches hold changes here (project.hotcache)."""
+        from django.db.models.signals import m2m_changed
+
+        from llm.access import ACCESS
+        from llm.models import LLMModel, ModelAccess, ModelFallback
+        from llm.selectors import CATALOG
+        from project.hotcache import bump, invalidate_on_change
+
+        invalidate_on_change(CATALOG, LLMModel, ModelFallback)
+        invalidate_on_change(ACCESS, ModelAccess)
+        m2m_changed.connect(
+            lambda **kwargs: bump(ACCESS),
+            sender=ModelAccess.allowed_models.through,
+            weak=False,
+            dispatch_uid="hotcache:access:allowed_models",
+        )

@@ -1,6 +1,6 @@
 """How a catalog entry resolves to a callable provider (its key, its base URL) at the moment
-it is used: the one place that decides whether a model can be called now, and that builds its
-provider client. The seed data lives in ``llm/seed_catalog.py``."""
+it is used: the one place that decides whether a model can be called now (the client itself is
+built by ``llm.lifecycle.provider_for``). The seed data lives in ``llm/seed_catalog.py``."""
 
 import os
 from dataclasses import dataclass
@@ -8,7 +8,6 @@ from dataclasses import dataclass
 from django.conf import settings
 
 from llm.models import LLMModel, Provider
-from llm.providers import ChatProvider, get_provider
 
 DEFAULT_KEY_ENV = {
     Provider.OPENAI: "OPENAI_API_KEY",
@@ -70,17 +69,3 @@ def unavailable_reason(model: LLMModel) -> str:
 def model_is_callable(model: LLMModel) -> bool:
     """Whether ``model`` is enabled and its provider can be reached now (a key, a stand-in)."""
     return model.enabled and provider_target(model) is not None
-
-
-def model_provider(model: LLMModel, *, timeout: float | None = None) -> ChatProvider:
-    """The provider client for ``model`` (cached per configuration by the providers package).
-    Call only for a callable model; ``timeout`` defaults to LLM_REQUEST_TIMEOUT."""
-    target = provider_target(model)
-    if target is None:
-        raise ValueError(unavailable_reason(model))
-    return get_provider(
-        target.provider,
-        api_key=target.api_key,
-        base_url=target.base_url,
-        timeout=timeout if timeout is not None else settings.LLM_REQUEST_TIMEOUT,
-    )

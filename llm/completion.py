@@ -9,7 +9,7 @@ idle all that time."""
 import logging
 
 import redis
-from django.db import connection, transaction
+from django.db import transaction
 
 from jobs.exceptions import (
     JobCancelled,
@@ -36,6 +36,7 @@ from llm.providers import (
 from llm.selectors import message_path
 from llm.services import message_transition, reply_fall_back
 from llm.titles import conversation_title_request
+from project.db import connection_give_back
 from project.errors import BudgetExceeded, InvalidTransition
 
 logger = logging.getLogger("parley.llm")
@@ -129,10 +130,8 @@ def _start_attempt(message: Message, job: Job) -> None:
 
 
 def _release_database_connection() -> None:
-    # Back to the pool (or closed) while the provider streams; Django reconnects on the next
-    # query. Inside a transaction (the test suite's) there is nothing to give back.
-    if not connection.in_atomic_block:
-        connection.close()
+    # Back to the pool (or closed) while the provider streams.
+    connection_give_back()
 
 
 def _stream_reply(
@@ -260,7 +259,7 @@ def _record_completed(message: Message, result: CompletionResult) -> None:
         finish_reason=result.finish_reason or "",
         input_tokens=result.input_tokens,
         output_tokens=result.output_tokens,
-        cost=call_cost(message.model, result.input_tokens, result.output_tokens),
+        cost_micros=call_cost(message.model, result.input_tokens, result.output_tokens),
         latency_ms=result.latency_ms,
         time_to_first_token_ms=result.time_to_first_token_ms,
         provider_response_id=(result.response_id or "")[:128],
@@ -325,7 +324,7 @@ def completion_finished(job: Job) -> None:
 
 def _completed_spend(message: Message) -> dict:
     return {
-        "cost": message.cost or 0,
+        "cost_micros": message.cost_micros or 0,
         "tokens": (message.input_tokens or 0) + (message.output_tokens or 0),
     }
 
@@ -345,9 +344,9 @@ def _account_unfinished(job: Job, message: Message, *, cancelled: bool) -> None:
     if input_tokens or output_tokens:
         cost = call_cost(message.model, input_tokens, output_tokens)
         Message.objects.filter(pk=message.pk).update(
-            input_tokens=input_tokens, output_tokens=output_tokens, cost=cost
+            input_tokens=input_tokens, output_tokens=output_tokens, cost_micros=cost
         )
-        message.input_tokens, message.output_tokens, message.cost = (
+        message.input_tokens, message.output_tokens, message.cost_micros = (
             input_tokens,
             output_tokens,
             cost,

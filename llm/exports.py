@@ -11,6 +11,7 @@ from django.utils.text import slugify
 from llm.models import Conversation, Message, MessageRole, MessageStatus
 from llm.selectors import message_branch, message_list_all
 from project.errors import InvalidInput
+from project.money import usd
 
 EXPORT_FORMATS = {"json": ("application/json", "json"), "markdown": ("text/markdown", "md")}
 
@@ -32,7 +33,7 @@ def _message_fields(message: Message) -> dict:
         "model": message.model.slug if message.model_id else None,
         "input_tokens": message.input_tokens,
         "output_tokens": message.output_tokens,
-        "cost": message.cost,
+        "cost": usd(message.cost_micros) if message.cost_micros is not None else None,
         "created_at": message.created_at,
     }
 

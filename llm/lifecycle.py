@@ -46,7 +46,7 @@ from llm.providers import (
     ChatProvider,
     ChatRequest,
     ProviderError,
-    completion_cost,
+    completion_cost_micros,
     estimate_tokens,
     get_async_provider,
     get_provider,
@@ -218,12 +218,14 @@ def call_cost(
     *,
     cache_read_tokens: int = 0,
     cache_write_tokens: int = 0,
-) -> Decimal:
-    """What ``model`` charges for the tokens: the one pricing of a call. Cached input tokens
-    (part of ``input_tokens``) are priced at the model's cache-read and cache-write prices."""
+) -> int:
+    """What ``model`` charges for the tokens, in micro-dollars: the one pricing of a call
+    (``completion_cost_micros``: integer arithmetic, a fraction of a micro-dollar rounded up).
+    Cached input tokens (part of ``input_tokens``) are priced at the model's cache-read and
+    cache-write prices."""
     if not (input_tokens or output_tokens):
-        return Decimal(0)
-    return completion_cost(
+        return 0
+    return completion_cost_micros(
         input_tokens=input_tokens,
         output_tokens=output_tokens,
         input_price_per_mtok=model.input_price_per_mtok,
@@ -263,10 +265,10 @@ class Spent:
         return self.input_tokens + self.output_tokens
 
 
-def call_account(spent: Spent, *, strict: bool = False) -> Decimal:
+def call_account(spent: Spent, *, strict: bool = False) -> int:
     """Account one ended call in one transaction: its ``Usage`` row (when tokens were spent),
     its call record, and its hold settled to the cost (or released when nothing was spent);
-    then the metrics. Returns the cost.
+    then the metrics. Returns the cost in micro-dollars.
 
     A settle the database refuses (a ledger constraint) must not leave the hold held: the hold
     is ended anyway, without the arithmetic that failed, and the usage and the record are kept
@@ -284,12 +286,11 @@ def call_account(spent: Spent, *, strict: bool = False) -> Decimal:
         if spent.model
         else 0
     )
-    cost = Decimal(cost)
     try:
         with transaction.atomic():
             usage = _usage_write(spent, cost)
             if spent.record is not None:
-                spent.record.cost, spent.record.usage = cost, usage
+                spent.record.cost_micros, spent.record.usage = cost, usage
                 spent.record.save(force_insert=True)
             _settle(spent, cost)
     except DatabaseError:
@@ -303,15 +304,15 @@ def call_account(spent: Spent, *, strict: bool = False) -> Decimal:
         with transaction.atomic():
             usage = _usage_write(spent, cost)
             if spent.record is not None:
-                spent.record.cost, spent.record.usage = cost, usage
+                spent.record.cost_micros, spent.record.usage = cost, usage
                 spent.record.save(force_insert=True)
     _observe(spent, cost)
     return cost
 
 
-def hold_end(*, reference: str, cost: Decimal = Decimal(0), tokens: int = 0) -> None:
+def hold_end(*, reference: str, cost_micros: int = 0, tokens: int = 0) -> None:
     """End the hold named ``reference`` (a queued reply's job), whatever the ledger's state:
-    settle it to ``cost``/``tokens`` (release when both are zero), and if the database refuses,
+    settle it to ``cost_micros``/``tokens`` (release when both are zero), and if the database refuses,
     end it anyway. For terminal hooks, which must never leave a hold behind."""
     reservation = Reservation.objects.filter(
         reference=reference, status=ReservationStatus.HELD
@@ -324,11 +325,11 @@ def hold_end(*, reference: str, cost: Decimal = Decimal(0), tokens: int = 0) -> 
                 reservation=reservation,
                 input_tokens=tokens,
                 output_tokens=0,
-                cost=cost,
+                cost_micros=cost_micros,
             )
     except DatabaseError:
         logger.exception("Settling a hold failed; it is ended anyway")
-        _hold_end_anyway(reservation, cost, tokens)
+        _hold_end_anyway(reservation, cost_micros, tokens)
 
 
 def _reservation_of(spent: Spent) -> Reservation | None:
@@ -341,11 +342,13 @@ def _reservation_of(spent: Spent) -> Reservation | None:
     return None
 
 
-def _hold_end_anyway(reservation: Reservation, cost: Decimal, tokens: int) -> None:
-    reservation_close_anyway(reservation=reservation, actual_usd=cost, actual_tokens=tokens)
+def _hold_end_anyway(reservation: Reservation, cost_micros: int, tokens: int) -> None:
+    reservation_close_anyway(
+        reservation=reservation, actual_micros=cost_micros, actual_tokens=tokens
+    )
 
 
-def _settle(spent: Spent, cost: Decimal) -> None:
+def _settle(spent: Spent, cost_micros: int) -> None:
     reservation = _reservation_of(spent)
     if reservation is None:
         return
@@ -353,11 +356,11 @@ def _settle(spent: Spent, cost: Decimal) -> None:
         reservation=reservation,
         input_tokens=spent.input_tokens,
         output_tokens=spent.output_tokens,
-        cost=cost,
+        cost_micros=cost_micros,
     )
 
 
-def _usage_write(spent: Spent, cost: Decimal) -> Usage | None:
+def _usage_write(spent: Spent, cost_micros: int) -> Usage | None:
     """The one writer of ``Usage`` rows. A reply's is written once per message, however many
     attempts it took."""
     if not spent.tokens or spent.model is None:
@@ -373,7 +376,7 @@ def _usage_write(spent: Spent, cost: Decimal) -> Usage | None:
         "output_tokens": spent.output_tokens,
         "cache_read_tokens": spent.cache_read_tokens,
         "cache_write_tokens": spent.cache_write_tokens,
-        "cost": cost,
+        "cost_micros": cost_micros,
         "created_at": timezone.now(),
     }
     if spent.message is not None:
@@ -382,7 +385,7 @@ def _usage_write(spent: Spent, cost: Decimal) -> Usage | None:
     return Usage.objects.create(**fields)
 
 
-def _observe(spent: Spent, cost: Decimal) -> None:
+def _observe(spent: Spent, cost_micros: int) -> None:
     if spent.model is None:
         return
     metrics.observe_call(
@@ -391,7 +394,7 @@ def _observe(spent: Spent, cost: Decimal) -> None:
         outcome=spent.outcome,
         input_tokens=spent.input_tokens,
         output_tokens=spent.output_tokens,
-        cost=cost,
+        cost_micros=cost_micros,
         latency_ms=spent.latency_ms,
         time_to_first_token_ms=spent.time_to_first_token_ms,
     )

@@ -1,8 +1,8 @@
 """Parley's LLM metrics. Labels stay low-cardinality: provider, model slug, outcome."""
 
-from decimal import Decimal
-
 from prometheus_client import Counter, Gauge, Histogram
+
+from project.money import MICROS_PER_USD
 
 COMPLETIONS = Counter(
     "parley_llm_completions_total",
@@ -49,7 +49,7 @@ def observe_call(
     outcome: str,
     input_tokens: int,
     output_tokens: int,
-    cost: Decimal,
+    cost_micros: int,
     latency_ms: int | None = None,
     time_to_first_token_ms: int | None = None,
 ) -> None:
@@ -62,8 +62,8 @@ def observe_call(
         INPUT_TOKENS.labels(**labels).inc(input_tokens)
     if output_tokens:
         OUTPUT_TOKENS.labels(**labels).inc(output_tokens)
-    if cost:
-        COST.labels(**labels).inc(float(cost))
+    if cost_micros:
+        COST.labels(**labels).inc(cost_micros / MICROS_PER_USD)
     if outcome != "completed":
         return
     if latency_ms is not None:

@@ -7,6 +7,8 @@ from django.contrib.postgres.search import SearchVector
 from django.db import models
 from django.db.models import Q
 
+from project.money import usd
+
 
 class Provider(models.TextChoices):
     OPENAI = "openai", "OpenAI"
@@ -252,7 +254,7 @@ class Message(models.Model):
     error = models.TextField(blank=True)
     input_tokens = models.PositiveIntegerField(null=True, blank=True)
     output_tokens = models.PositiveIntegerField(null=True, blank=True)
-    cost = models.DecimalField(max_digits=12, decimal_places=6, null=True, blank=True)
+    cost_micros = models.BigIntegerField(null=True, blank=True, help_text="USD 1e-6.")
     latency_ms = models.PositiveIntegerField(null=True, blank=True)
     time_to_first_token_ms = models.PositiveIntegerField(null=True, blank=True)
     provider_response_id = models.CharField(max_length=128, blank=True)
@@ -312,7 +314,7 @@ class Usage(models.Model):
     cache_write_tokens = models.PositiveIntegerField(
         default=0, help_text="Of the input tokens, those written to the provider's prompt cache."
     )
-    cost = models.DecimalField(max_digits=12, decimal_places=6)
+    cost_micros = models.BigIntegerField(help_text="USD 1e-6 (exact sums on every database).")
     created_at = models.DateTimeField(db_index=True)
 
     class Meta:
@@ -320,7 +322,9 @@ class Usage(models.Model):
         verbose_name_plural = "usage"
         indexes = [models.Index(fields=["user", "created_at"], name="llm_usage_user_created")]
         constraints = [
-            models.CheckConstraint(condition=Q(cost__gte=0), name="llm_usage_cost_not_negative"),
+            models.CheckConstraint(
+                condition=Q(cost_micros__gte=0), name="llm_usage_cost_not_negative"
+            ),
             models.CheckConstraint(
                 condition=Q(
                     input_tokens__gte=models.F("cache_read_tokens") + models.F("cache_write_tokens")
@@ -330,7 +334,7 @@ class Usage(models.Model):
         ]
 
     def __str__(self) -> str:
-        return f"{self.input_tokens}+{self.output_tokens} tokens, ${self.cost}"
+        return f"{self.input_tokens}+{self.output_tokens} tokens, ${usd(self.cost_micros)}"
 
 
 class GatewayEndpoint(models.TextChoices):
@@ -373,7 +377,7 @@ class GatewayCall(models.Model):
     finish_reason = models.CharField(max_length=32, blank=True)
     input_tokens = models.PositiveIntegerField(default=0)
     output_tokens = models.PositiveIntegerField(default=0)
-    cost = models.DecimalField(max_digits=12, decimal_places=6, default=Decimal(0))
+    cost_micros = models.BigIntegerField(default=0, help_text="USD 1e-6.")
     latency_ms = models.PositiveIntegerField(default=0)
     time_to_first_token_ms = models.PositiveIntegerField(null=True, blank=True)
     request_id = models.CharField(max_length=128, blank=True, db_index=True)
@@ -402,7 +406,9 @@ class GatewayCall(models.Model):
                 condition=Q(status__in=[s.value for s in GatewayCallStatus]),
                 name="llm_gwcall_status_valid",
             ),
-            models.CheckConstraint(condition=Q(cost__gte=0), name="llm_gwcall_cost_not_negative"),
+            models.CheckConstraint(
+                condition=Q(cost_micros__gte=0), name="llm_gwcall_cost_not_negative"
+            ),
             models.CheckConstraint(
                 condition=Q(http_status__gte=100, http_status__lte=599),
                 name="llm_gwcall_http_status_range",

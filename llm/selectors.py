@@ -4,13 +4,12 @@ figures. Every usage total is built from ``USAGE_SUMS``, so all reports add up t
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
-from decimal import Decimal
 from uuid import UUID
 
 from django.contrib.postgres.aggregates import ArrayAgg
 from django.contrib.postgres.search import SearchHeadline, SearchQuery, SearchRank, SearchVector
 from django.db import connection
-from django.db.models import Count, DecimalField, F, Max, Q, QuerySet, Sum
+from django.db.models import Count, F, Max, Q, QuerySet, Sum
 from django.db.models.functions import Coalesce, TruncDate
 from django.shortcuts import get_object_or_404
 
@@ -29,8 +28,19 @@ from llm.models import (
     ModelKind,
     Usage,
 )
-from llm.providers.pricing import COST_QUANTUM
 from project.errors import InvalidInput
+from project.hotcache import HotCache, fresh
+
+# The catalog per process (every call reads its entry); any save or delete of a model or a
+# fallback invalidates it in every process at once (project.hotcache, llm.apps).
+CATALOG = "catalog"
+_models_by_slug: HotCache[LLMModel | None] = HotCache(CATALOG)
+_fallback_ids: HotCache[tuple[int, ...]] = HotCache(CATALOG)
+
+
+def model_by_slug(*, slug: str) -> LLMModel | None:
+    """The catalog entry ``slug`` (enabled or not), from the per-process cache."""
+    return fresh(_models_by_slug.get(slug, lambda: LLMModel.objects.filter(slug=slug).first()))
 
 
 def model_list_available() -> list[LLMModel]:
@@ -67,11 +77,16 @@ def model_get_available(*, slug: str) -> LLMModel:
 
 
 def model_fallback_ids(*, model_id: int) -> list[int]:
-    """The ids of ``model_id``'s fallback models, in the order they are tried."""
+    """The ids of ``model_id``'s fallback models, in the order they are tried (cached)."""
     return list(
-        ModelFallback.objects.filter(model_id=model_id)
-        .order_by("position")
-        .values_list("fallback_id", flat=True)
+        _fallback_ids.get(
+            model_id,
+            lambda: tuple(
+                ModelFallback.objects.filter(model_id=model_id)
+                .order_by("position")
+                .values_list("fallback_id", flat=True)
+            ),
+        )
     )
 
 
@@ -346,16 +361,10 @@ USAGE_SUMS = {
     "output_tokens": Coalesce(Sum("output_tokens"), 0),
     "cache_read_tokens": Coalesce(Sum("cache_read_tokens"), 0),
     "cache_write_tokens": Coalesce(Sum("cache_write_tokens"), 0),
-    "cost": Coalesce(
-        Sum("cost"), Decimal(0), output_field=DecimalField(max_digits=14, decimal_places=6)
-    ),
+    # Integer micro-dollars: exact sums on every database.
+    "cost_micros": Coalesce(Sum("cost_micros"), 0),
     "requests": Count("id"),
 }
-
-
-def _quantised(cost) -> Decimal:
-    # SQLite sums decimals as floats; quantise back to the stored precision.
-    return Decimal(cost).quantize(COST_QUANTUM)
 
 
 def _usage_between(since: date, until: date) -> QuerySet[Usage]:
@@ -398,7 +407,7 @@ def usage_report(*, user_id: int, since: date, until: date) -> UsageReport:
 def usage_totals(*, since: date, until: date, group_by: str) -> list[dict]:
     """Everyone's usage between two UTC dates grouped by ``user`` (email), ``model`` (slug),
     ``day`` or ``api_key`` (``<prefix> (<name>)``, "-" for JWT requests), for operators'
-    reports; cost stays Decimal."""
+    reports; cost in micro-dollars (``cost_micros``)."""
     rows = _usage_between(since, until)
     group = {
         "user": F("user__email"),
@@ -412,9 +421,7 @@ def usage_totals(*, since: date, until: date, group_by: str) -> list[dict]:
         for row in grouped:
             key = keys.get(row["group_key"])
             row["group_key"] = f"{key.prefix} ({key.name})" if key else "-"
-    return [
-        {group_by: row.pop("group_key"), **row, "cost": _quantised(row["cost"])} for row in grouped
-    ]
+    return [{group_by: row.pop("group_key"), **row} for row in grouped]
 
 
 def conversations_purgeable(
@@ -440,7 +447,7 @@ LATENCY_SAMPLE_LIMIT = 50_000
 class DayUsage:
     day: date
     tokens: int
-    cost: Decimal
+    cost_micros: int
 
 
 def usage_by_day(*, days: int, today: date) -> list[DayUsage]:
@@ -458,23 +465,23 @@ def usage_by_day(*, days: int, today: date) -> list[DayUsage]:
         day = first + timedelta(days=offset)
         row = by_day.get(day)
         tokens = row["input_tokens"] + row["output_tokens"] if row else 0
-        result.append(DayUsage(day, tokens, _quantised(row["cost"] if row else 0)))
+        result.append(DayUsage(day, tokens, row["cost_micros"] if row else 0))
     return result
 
 
 def usage_top_spenders(*, since: datetime, limit: int = 10) -> list[dict]:
-    """The users who spent most since ``since``: email, tokens, cost, requests."""
+    """The users who spent most since ``since``: email, tokens, cost_micros, requests."""
     rows = (
         Usage.objects.filter(created_at__gte=since)
         .values(email=F("user__email"))
         .annotate(**USAGE_SUMS)
-        .order_by("-cost", "email")[:limit]
+        .order_by("-cost_micros", "email")[:limit]
     )
     return [
         {
             "email": row["email"],
             "tokens": row["input_tokens"] + row["output_tokens"],
-            "cost": _quantised(row["cost"]),
+            "cost_micros": row["cost_micros"],
             "requests": row["requests"],
         }
         for row in rows

@@ -17,6 +17,7 @@ import redis
 from django.conf import settings
 
 from project.errors import InvalidInput, LimitExceeded, Unavailable
+from project.money import usd
 from project.redis import async_redis_client, redis_client
 
 STREAM_TTL_SECONDS = 3600
@@ -233,7 +234,7 @@ def message_snapshot(message) -> dict[str, Any]:
         "finish_reason": message.finish_reason,
         "input_tokens": message.input_tokens,
         "output_tokens": message.output_tokens,
-        "cost": f"{message.cost:.6f}" if message.cost is not None else None,
+        "cost": str(usd(message.cost_micros)) if message.cost_micros is not None else None,
         "latency_ms": message.latency_ms,
         "time_to_first_token_ms": message.time_to_first_token_ms,
         "model": message.model.slug if message.model_id else None,

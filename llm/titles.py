@@ -15,7 +15,7 @@ the usage report agree, and titles can never spend past a budget."""
 import logging
 
 from django.conf import settings
-from django.db import connection, transaction
+from django.db import transaction
 
 from jobs.exceptions import PermanentJobError, TransientJobError
 from jobs.models import Job
@@ -27,6 +27,7 @@ from llm.lifecycle import TITLE, Spent, call_account, call_admit
 from llm.models import Conversation, LLMModel, MessageRole, MessageStatus
 from llm.providers import ChatMessage, ChatRequest, ProviderError
 from llm.selectors import message_branch
+from project.db import connection_give_back
 from project.errors import BudgetExceeded, IdempotencyKeyReused, NotAllowed, RateLimited
 
 logger = logging.getLogger("parley.llm")
@@ -123,8 +124,7 @@ def title_run(job: Job) -> None:
         reservation=admitted.reservation,
     )
     provider = lifecycle.model_provider(model)
-    if not connection.in_atomic_block:
-        connection.close()  # no connection held while the provider answers
+    connection_give_back()  # no connection held while the provider answers
     try:
         result = provider.complete(request)
     except ProviderError as exc:

@@ -15,6 +15,7 @@ from django.conf import settings
 from django.core.handlers.wsgi import LimitedStream
 from django.http import HttpRequest, HttpResponse
 
+from project import hotcache
 from project.api.errors import (
     error_body,
     error_response,
@@ -289,3 +290,27 @@ class BodyLimitASGIMiddleware:
             }
         )
         await send({"type": "http.response.body", "body": body})
+
+
+class HotCacheSnapshotMiddleware:
+    """One read of the per-process caches' generations per request, at its first cached
+    lookup (project.hotcache): a request that reads no cache costs nothing."""
+
+    sync_capable = True
+    async_capable = True
+
+    def __init__(self, get_response) -> None:
+        self.get_response = get_response
+        self.is_async = iscoroutinefunction(get_response)
+        if self.is_async:
+            markcoroutinefunction(self)
+
+    def __call__(self, request: HttpRequest):
+        if self.is_async:
+            return self._acall(request)
+        with hotcache.snapshot():
+            return self.get_response(request)
+
+    async def _acall(self, request: HttpRequest):
+        with hotcache.snapshot():
+            return await self.get_response(request)

@@ -7,6 +7,7 @@ from rest_framework_simplejwt.exceptions import InvalidToken, TokenError
 from accounts.api.tokens import RefreshToken, UntypedToken
 from accounts.models import ApiKey, User
 from accounts.quotas import budgets_of
+from project.api.fields import UsdFromMicrosField
 
 
 class RegisterSerializer(serializers.Serializer):
@@ -17,8 +18,8 @@ class RegisterSerializer(serializers.Serializer):
     name = serializers.CharField(max_length=150, required=False, allow_blank=True, default="")
 
 
-def _usd(**kwargs) -> serializers.DecimalField:
-    return serializers.DecimalField(max_digits=14, decimal_places=6, read_only=True, **kwargs)
+def _usd(source: str, **kwargs) -> UsdFromMicrosField:
+    return UsdFromMicrosField(source=source, read_only=True, **kwargs)
 
 
 class BudgetStatusSerializer(serializers.Serializer):
@@ -28,10 +29,10 @@ class BudgetStatusSerializer(serializers.Serializer):
     id = serializers.IntegerField(read_only=True)
     scope = serializers.ChoiceField(choices=["user", "api_key"], read_only=True)
     period = serializers.ChoiceField(choices=["daily", "monthly", "lifetime"], read_only=True)
-    limit_usd = _usd(allow_null=True)
-    spent_usd = _usd()
-    reserved_usd = _usd(help_text="Held for replies still being written.")
-    remaining_usd = _usd(allow_null=True)
+    limit_usd = _usd("limit_micros", allow_null=True)
+    spent_usd = _usd("spent_micros")
+    reserved_usd = _usd("reserved_micros", help_text="Held for replies still being written.")
+    remaining_usd = _usd("remaining_micros", allow_null=True)
     limit_tokens = serializers.IntegerField(read_only=True, allow_null=True)
     spent_tokens = serializers.IntegerField(read_only=True)
     reserved_tokens = serializers.IntegerField(read_only=True)

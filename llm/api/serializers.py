@@ -6,6 +6,7 @@ from rest_framework import serializers
 
 from jobs.api.serializers import JobSerializer
 from llm.models import Conversation, LLMModel, Message
+from project.api.fields import UsdFromMicrosField
 
 
 class LLMModelSerializer(serializers.ModelSerializer):
@@ -106,9 +107,7 @@ class ConversationWriteSerializer(serializers.Serializer):
 
 
 class MessageSerializer(serializers.ModelSerializer):
-    cost = serializers.DecimalField(
-        max_digits=12, decimal_places=6, coerce_to_string=True, allow_null=True, read_only=True
-    )
+    cost = UsdFromMicrosField(source="cost_micros", allow_null=True, read_only=True)
     model = serializers.SlugRelatedField(slug_field="slug", read_only=True, allow_null=True)
     job = serializers.UUIDField(source="job_id", read_only=True, allow_null=True)
     parent = serializers.UUIDField(source="parent_id", read_only=True, allow_null=True)
@@ -194,7 +193,7 @@ class UsageRowSerializer(serializers.Serializer):
     cache_write_tokens = serializers.IntegerField(
         help_text="Of the input tokens, those written to the provider's prompt cache."
     )
-    cost = serializers.DecimalField(max_digits=14, decimal_places=6, coerce_to_string=True)
+    cost = UsdFromMicrosField(source="cost_micros")
     requests = serializers.IntegerField()
 
 
@@ -259,7 +258,7 @@ class ExportedMessageSerializer(serializers.Serializer):
     model = serializers.CharField(allow_null=True)
     input_tokens = serializers.IntegerField(allow_null=True)
     output_tokens = serializers.IntegerField(allow_null=True)
-    cost = serializers.DecimalField(max_digits=12, decimal_places=6, allow_null=True)
+    cost = UsdFromMicrosField(source="cost_micros", allow_null=True)
     created_at = serializers.DateTimeField()
 
 

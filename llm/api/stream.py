@@ -9,7 +9,9 @@ starts the reply over (drop the text so far); then one final ``done`` ``{"messag
 with ``Last-Event-ID`` to resume after it with nothing missed or repeated (an id that is not
 one, or is outside Redis's range, is a 400). Comments (``: keep-alive``) are sent while nothing
 happens. If Redis fails mid-stream the stream ends with ``error`` ``{"code":
-"stream_unavailable"}``: reconnect with the last id. A user may have ``STREAMS_MAX_PER_USER``
+"stream_unavailable"}``: reconnect with the last id. If the reader's API key is revoked or
+their account deactivated, it ends within about 2 s with ``error`` ``{"code":
+"access_revoked"}`` (``accounts.revocation``). A user may have ``STREAMS_MAX_PER_USER``
 live streams open at once (counted across processes); one more is a 429 with Retry-After."""
 
 import json
@@ -20,20 +22,24 @@ from collections.abc import AsyncIterator
 import redis
 from asgiref.sync import sync_to_async
 from django.conf import settings
-from django.db import connection
 from django.http import HttpRequest, HttpResponse, StreamingHttpResponse
 from rest_framework import exceptions
-from rest_framework.request import Request
 
-from accounts.api.authentication import ApiKeyAuthentication, JWTAuthentication
+from accounts.api.authentication import credentials_authenticate
 from accounts.models import User
+from accounts.revocation import until_access_revoked
 from llm import metrics, selectors, streams
 from llm.api.serializers import MessageSerializer
 from llm.models import Message, MessageStatus
 from project.api.errors import error_response, exception_response
+from project.db import connection_give_back
 
 logger = logging.getLogger("parley.llm")
 KEEP_ALIVE_MS = 15000
+ACCESS_REVOKED = {
+    "code": "access_revoked",
+    "message": "Access was revoked (API key revoked or account deactivated).",
+}
 STREAM_UNAVAILABLE = {
     "code": "stream_unavailable",
     "message": "The live stream was interrupted; reconnect with Last-Event-ID to resume.",
@@ -41,12 +47,10 @@ STREAM_UNAVAILABLE = {
 
 
 def _authenticate(request: HttpRequest) -> User:
-    drf_request = Request(request)
-    for authenticator in (ApiKeyAuthentication(), JWTAuthentication()):
-        result = authenticator.authenticate(drf_request)
-        if result is not None:
-            return result[0]
-    raise exceptions.NotAuthenticated()
+    found = credentials_authenticate(request)
+    if found is None:
+        raise exceptions.NotAuthenticated()
+    return found[0]
 
 
 def _load(request: HttpRequest, conversation_pk, message_pk) -> tuple[User, Message, bool]:
@@ -64,10 +68,8 @@ def _load(request: HttpRequest, conversation_pk, message_pk) -> tuple[User, Mess
         return user, message, live
     finally:
         # The stream may stay open for minutes: give the database connection back now, not
-        # when the response ends, or open streams would exhaust the pool. (Inside a test's
-        # transaction there is nothing to give back.)
-        if not connection.in_atomic_block:
-            connection.close()
+        # when the response ends, or open streams would exhaust the pool.
+        connection_give_back()
 
 
 def _event(event: str, data: dict, entry_id: str | None = None) -> str:
@@ -140,9 +142,16 @@ async def message_stream(request: HttpRequest, conversation_pk, message_pk) -> H
         if response is None:
             raise
         return response
-    response = StreamingHttpResponse(
-        _events(message, live, after, user.pk, slot), content_type="text/event-stream"
-    )
+    events = _events(message, live, after, user.pk, slot)
+    if not _is_replay(message, live):
+        api_key = getattr(request, "auth", None)
+        events = until_access_revoked(
+            events,
+            user_id=user.pk,
+            api_key_id=api_key.pk if api_key is not None else None,
+            on_revoked=lambda: _event("error", ACCESS_REVOKED),
+        )
+    response = StreamingHttpResponse(events, content_type="text/event-stream")
     response["Cache-Control"] = "no-cache"
     response["X-Accel-Buffering"] = "no"  # tell nginx-style proxies not to buffer
     return response

@@ -5,6 +5,7 @@ from django.contrib import admin
 from django.http import HttpRequest
 
 from llm.models import GatewayCall
+from project.money import dollars
 
 
 @admin.register(GatewayCall)
@@ -29,6 +30,12 @@ class GatewayCallAdmin(admin.ModelAdmin):
     list_select_related = ["user", "api_key", "model"]
     date_hierarchy = "created_at"
     ordering = ["-created_at"]
+    exclude = ["cost_micros"]
+    readonly_fields = ["cost"]
+
+    @admin.display(description="cost (USD)", ordering="cost_micros")
+    def cost(self, call: GatewayCall) -> str:
+        return dollars(call.cost_micros)
 
     # A record of what happened: nobody adds, edits or deletes one by hand.
     def has_add_permission(self, request: HttpRequest) -> bool:

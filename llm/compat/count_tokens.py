@@ -10,7 +10,6 @@ import json
 
 from asgiref.sync import sync_to_async
 from django.conf import settings
-from django.db import connection
 from django.http import HttpRequest, HttpResponse
 
 from llm.access import model_allowed
@@ -23,6 +22,7 @@ from llm.models import LLMModel, ModelKind, Provider
 from llm.providers import ProviderError, estimate_tokens
 from llm.providers.context import PER_MESSAGE_OVERHEAD, REPLY_PRIMING
 from llm.providers.endpoints import acount_tokens
+from project.db import connection_give_back
 
 IMAGE_TOKENS = 1_600  # about what a large image costs (Anthropic: width*height/750)
 FORWARDED = ("messages", "system", "tools", "tool_choice", "thinking", "mcp_servers")
@@ -93,8 +93,7 @@ def _resolve(request: HttpRequest, body: dict) -> tuple[LLMModel, ProviderTarget
             )
         return model, target
     finally:
-        if not connection.in_atomic_block:
-            connection.close()
+        connection_give_back()
 
 
 async def count_tokens(request: HttpRequest) -> HttpResponse:

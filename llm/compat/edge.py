@@ -1,16 +1,19 @@
 """The edge of ``/v1/``, once for every emulated API: which error shape a request gets, methods
-(405 with ``Allow``, ``OPTIONS``), unknown paths (404), and the error shape registered with the
-project so that errors made before or outside these views (the size limit, Django's own pages,
-a crash, Redis down) leave in the same shape. CORS preflights are answered by
-django-cors-headers before any of this (``CORS_URLS_REGEX`` covers ``/v1/``)."""
+(405 with ``Allow``, ``OPTIONS``), unknown paths (404), streams that end when the caller's
+access is revoked, and the error shape registered with the project so that errors made before
+or outside these views (the size limit, Django's own pages, a crash, Redis down) leave in the
+same shape. CORS preflights are answered by django-cors-headers before any of this
+(``CORS_URLS_REGEX`` covers ``/v1/``)."""
 
 import functools
+import json
 from collections.abc import Callable, Mapping
 
 from asgiref.sync import iscoroutinefunction, markcoroutinefunction
-from django.http import HttpRequest, HttpResponse
+from django.http import HttpRequest, HttpResponse, StreamingHttpResponse
 from django.views.decorators.csrf import csrf_exempt
 
+from accounts.revocation import until_access_revoked
 from llm.compat import anthropic_messages, openai_chat
 from llm.compat.core import GatewayError, kind_of_status
 
@@ -39,10 +42,44 @@ def error_response(request: HttpRequest, error: GatewayError) -> HttpResponse:
     return api.error_response(error)
 
 
+ACCESS_REVOKED = "Access was revoked (API key revoked or account deactivated)."
+
+
+def revoked_event(request: HttpRequest) -> str:
+    """The in-stream error event that ends a stream whose caller lost access, as each SDK
+    raises it: Anthropic's ``error`` event; for OpenAI's, an ``error`` event whose data holds
+    ``error`` (Chat Completions' in-stream error) and the Responses API's own fields."""
+    error = GatewayError(401, "authentication", ACCESS_REVOKED, code="access_revoked")
+    headers = {name.lower(): value for name, value in request.headers.items()}
+    if speaks_anthropic(request.path, headers):
+        return f"event: error\ndata: {json.dumps(anthropic_messages.error_body(error))}\n\n"
+    body = openai_chat.error_body(error)["error"]
+    data = {"type": "error", "code": error.code, "message": error.message, "param": None}
+    return f"event: error\ndata: {json.dumps({**data, 'error': body})}\n\n"
+
+
+def _revocable(request: HttpRequest, response: HttpResponse) -> HttpResponse:
+    """A stream ends within a second or two of its caller's key or account being revoked."""
+    api_key = getattr(request, "auth", None)
+    user = getattr(request, "user", None)
+    if not isinstance(response, StreamingHttpResponse) or not response.is_async:
+        return response
+    if user is None or not user.is_authenticated:
+        return response
+    response.streaming_content = until_access_revoked(
+        response.streaming_content,
+        user_id=user.pk,
+        api_key_id=getattr(api_key, "pk", None),
+        on_revoked=lambda: revoked_event(request),
+    )
+    return response
+
+
 def endpoint(view: Callable, *methods: str) -> Callable:
     """``view`` answering only ``methods``: any other is a 405 in the API's shape with
-    ``Allow``, and a plain ``OPTIONS`` is answered with ``Allow``. CSRF does not apply (no
-    cookies authenticate these APIs)."""
+    ``Allow``, and a plain ``OPTIONS`` is answered with ``Allow``. A stream it answers ends
+    when the caller's access is revoked. CSRF does not apply (no cookies authenticate these
+    APIs)."""
     allow = ", ".join((*methods, "OPTIONS"))
 
     def refusal(request: HttpRequest) -> HttpResponse:
@@ -65,7 +102,7 @@ def endpoint(view: Callable, *methods: str) -> Callable:
         async def wrapper(request: HttpRequest, *args, **kwargs) -> HttpResponse:
             if request.method not in methods:
                 return refusal(request)
-            return await view(request, *args, **kwargs)
+            return _revocable(request, await view(request, *args, **kwargs))
 
         markcoroutinefunction(wrapper)
     else:

@@ -21,7 +21,6 @@ from dataclasses import dataclass, field
 
 from asgiref.sync import sync_to_async
 from django.conf import settings
-from django.db import connection
 from django.http import HttpRequest, HttpResponse
 from django.utils import timezone
 
@@ -48,7 +47,9 @@ from llm.providers import (
     UnsupportedFeature,
     request_check,
 )
+from llm.selectors import model_by_slug
 from project import errors as domain
+from project.db import connection_give_back
 
 logger = logging.getLogger("parley.llm.compat")
 # Tasks that account for streams whose client went away: kept referenced until they finish.
@@ -82,12 +83,6 @@ class Call:
         return self.admitted.headers() if self.admitted is not None else {}
 
 
-def _give_back_connection() -> None:
-    # Inside a test's transaction there is nothing to give back.
-    if not connection.in_atomic_block:
-        connection.close()
-
-
 def prompt_tokens(request: GatewayRequest) -> int:
     """Estimated input tokens (the lifecycle's one estimate; it reads messages and system)."""
     return lifecycle.prompt_estimate(request)
@@ -96,7 +91,7 @@ def prompt_tokens(request: GatewayRequest) -> int:
 def _resolve(call: Call) -> None:
     """Find the model and build the provider request, or raise the 400/404 that says why."""
     request = call.request
-    model = LLMModel.objects.filter(slug=request.model).first()
+    model = model_by_slug(slug=request.model)
     target = provider_target(model) if model is not None and model.enabled else None
     if target is None:
         reason = f" ({unavailable_reason(model)})" if model is not None else ""
@@ -199,7 +194,7 @@ def _open(
             raise
         return call
     finally:
-        _give_back_connection()
+        connection_give_back()
 
 
 async def call_open(
@@ -313,7 +308,7 @@ def _finish(call: Call, **outcome) -> GatewayCall:
     try:
         return _record(call, **outcome)
     finally:
-        _give_back_connection()
+        connection_give_back()
 
 
 async def call_finish(call: Call, **outcome) -> None:
@@ -407,7 +402,7 @@ def _fallbacks(call: Call) -> list[tuple[LLMModel, ProviderTarget]]:
     try:
         return lifecycle.fallback_targets(GATEWAY, call.model, usable=usable)
     finally:
-        _give_back_connection()
+        connection_give_back()
 
 
 def _fall_back(call: Call, model: LLMModel, target: ProviderTarget) -> None:

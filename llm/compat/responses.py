@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 
 from asgiref.sync import sync_to_async
 from django.conf import settings
-from django.db import connection, transaction
+from django.db import transaction
 from django.http import HttpRequest, HttpResponse
 from django.views.decorators.csrf import csrf_exempt
 
@@ -62,6 +62,7 @@ from llm.providers.canonical import (
 from llm.selectors import model_get_available
 from llm.services import conversation_create, conversation_delete, message_post
 from project import errors as domain
+from project.db import connection_give_back
 
 TRANSLATED = {
     "model",
@@ -698,11 +699,6 @@ def _fields(reply: ReplyOutput) -> dict:
 # --- Stored responses: a conversation reply written by a job --------------------------------
 
 
-def _give_back_connection() -> None:
-    if not connection.in_atomic_block:
-        connection.close()
-
-
 def _shape_of(message: Message, *, background: bool | None = None) -> ResponseShape:
     """The response a stored reply is (one query for the previous reply in its branch)."""
     previous = None
@@ -751,7 +747,7 @@ def _stored_create(http_request: HttpRequest, raw: bytes) -> tuple[Message, Resp
         except domain.DomainError as exc:
             raise domain_refusal(exc) from None
     finally:
-        _give_back_connection()
+        connection_give_back()
 
 
 def _stored_post(
@@ -863,7 +859,7 @@ def _reload(message_id: str) -> Message:
     try:
         return Message.objects.get(pk=message_id)
     finally:
-        _give_back_connection()
+        connection_give_back()
 
 
 async def _wait_for(message_id: str) -> None:
@@ -952,7 +948,7 @@ def _reload_with_shape(message_id: str, shape: ResponseShape) -> dict:
     try:
         return _stored_body(Message.objects.get(pk=message_id), shape)
     finally:
-        _give_back_connection()
+        connection_give_back()
 
 
 async def _unstored(request: HttpRequest, raw: bytes) -> HttpResponse:
@@ -983,7 +979,7 @@ def _load(http_request: HttpRequest, response_id: str) -> tuple[Message, Respons
         message = _owned_reply(user, response_id)
         return message, _shape_of(message)
     finally:
-        _give_back_connection()
+        connection_give_back()
 
 
 def _cancel(http_request: HttpRequest, response_id: str) -> dict:
@@ -1005,7 +1001,7 @@ def _cancel(http_request: HttpRequest, response_id: str) -> dict:
             body["status"] = "cancelled"
         return body
     finally:
-        _give_back_connection()
+        connection_give_back()
 
 
 def _delete(http_request: HttpRequest, response_id: str) -> dict:
@@ -1016,7 +1012,7 @@ def _delete(http_request: HttpRequest, response_id: str) -> dict:
         conversation_delete(conversation=conversation)
         return {"id": response_id, "object": "response.deleted", "deleted": True}
     finally:
-        _give_back_connection()
+        connection_give_back()
 
 
 @csrf_exempt

@@ -14,7 +14,7 @@ from llm.providers.base import (
 from llm.providers.canonical import UnsupportedFeature
 from llm.providers.context import estimate_tokens, trim_messages
 from llm.providers.factory import PROVIDERS, get_async_provider, get_provider, request_check
-from llm.providers.pricing import completion_cost
+from llm.providers.pricing import completion_cost_micros
 
 __all__ = [
     "PROVIDERS",
@@ -28,7 +28,7 @@ __all__ = [
     "ProviderTimeout",
     "TransientProviderError",
     "UnsupportedFeature",
-    "completion_cost",
+    "completion_cost_micros",
     "estimate_tokens",
     "get_async_provider",
     "get_provider",

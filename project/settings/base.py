@@ -49,6 +49,7 @@ MIDDLEWARE = [
     # django-prometheus wraps everything else so it times the whole request.
     "django_prometheus.middleware.PrometheusBeforeMiddleware",
     "project.middleware.RequestIdMiddleware",
+    "project.middleware.HotCacheSnapshotMiddleware",
     "project.middleware.ApiErrorShapeMiddleware",
     "django.middleware.security.SecurityMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
@@ -345,6 +346,22 @@ LOGGING = {
         "httpcore": {"level": "WARNING"},
     },
 }
+# Opt-in: the same JSON lines also go to a rotating file that every process of the stack (web
+# workers, RQ workers, scheduler, commands) shares. concurrent-log-handler takes a lock file
+# around each write and each rotation, so processes neither tear nor lose nor repeat lines;
+# the standard RotatingFileHandler would rotate under another process's feet.
+LOG_FILE = env("LOG_FILE", default="")
+if LOG_FILE:
+    LOGGING["handlers"]["file"] = {
+        "class": "concurrent_log_handler.ConcurrentRotatingFileHandler",
+        "filename": LOG_FILE,
+        "maxBytes": env.int("LOG_FILE_MAX_BYTES", default=50 * 1024 * 1024),
+        "backupCount": env.int("LOG_FILE_BACKUP_COUNT", default=10),
+        "encoding": "utf-8",
+        "formatter": "json",
+        "filters": ["request_id", "redact"],
+    }
+    LOGGING["root"]["handlers"].append("file")
 
 # --- Jobs ------------------------------------------------------------------------------------
 JOBS_MAX_ATTEMPTS = env.int("JOBS_MAX_ATTEMPTS", default=4)

@@ -1,12 +1,11 @@
 """Register, log in, refresh, verify, log out, profile and password change, as a client sees them."""
 
-from decimal import Decimal
-
 import pytest
 from django.test import override_settings
 
 from accounts.models import User
 from conftest import PASSWORD
+from project.money import micros
 
 pytestmark = pytest.mark.django_db
 
@@ -161,8 +160,8 @@ class TestProfile:
     def test_budgets_show_limit_spent_reserved_remaining_and_reset(self, auth_client, user):
         from budgets.services import budget_reserve, budget_set
 
-        budget_set(user=user, period="monthly", limit_tokens=5000, limit_usd=Decimal("2.50"))
-        budget_reserve(user=user, amount_usd=Decimal("0.5"), amount_tokens=1200)
+        budget_set(user=user, period="monthly", limit_tokens=5000, limit_micros=micros("2.50"))
+        budget_reserve(user=user, amount_micros=micros("0.5"), amount_tokens=1200)
         [budget] = auth_client.get("/api/v1/auth/me/").json()["budgets"]
         assert budget["scope"] == "user" and budget["period"] == "monthly"
         assert (budget["limit_tokens"], budget["reserved_tokens"], budget["remaining_tokens"]) == (

@@ -20,6 +20,7 @@ from audit.services import audit_record
 from budgets.models import Budget
 from budgets.services import budget_set
 from conftest import PASSWORD
+from project.money import micros
 from tests.llm.factories import StandinModelFactory
 
 pytestmark = pytest.mark.django_db
@@ -125,7 +126,7 @@ class TestSecurityEvents:
 
 class TestStaffChanges:
     def test_a_budget_raised_in_the_admin_records_before_and_after(self, staff, staff_user, user):
-        budget = budget_set(user=user, period="monthly", limit_usd=Decimal("5"))
+        budget = budget_set(user=user, period="monthly", limit_micros=micros("5"))
         response = staff.post(
             f"/admin/budgets/budget/{budget.pk}/change/",
             {
@@ -143,8 +144,8 @@ class TestStaffChanges:
         entry = LogEntry.objects.get_for_object(budget).filter(action=LogEntry.Action.UPDATE).get()
         assert entry.actor_id == staff_user.pk
         assert entry.remote_addr == ADDRESS and entry.cid == "req-budget-1"
-        before, after = entry.changes["limit_usd"]
-        assert Decimal(before) == 5 and Decimal(after) == 50
+        before, after = entry.changes["limit_micros"]  # stored in micro-dollars
+        assert (int(before), int(after)) == (5_000_000, 50_000_000)
 
     def test_a_catalog_price_change_is_recorded(self, staff, staff_user):
         model = StandinModelFactory(input_price_per_mtok=Decimal("1"))

@@ -4,7 +4,6 @@ dashboard. Screenshots of each step go to the test's temporary folder."""
 
 import re
 from datetime import timedelta
-from decimal import Decimal
 
 import django_rq
 import pytest
@@ -51,7 +50,7 @@ def usage_history(user) -> None:
             model=model,
             input_tokens=tokens // 3,
             output_tokens=tokens - tokens // 3,
-            cost=Decimal(tokens) / 1000,
+            cost_micros=tokens * 1000,
             created_at=now - timedelta(days=days_ago),
         )
 

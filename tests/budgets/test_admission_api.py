@@ -6,7 +6,6 @@ import subprocess
 import sys
 import threading
 import time
-from decimal import Decimal
 
 import httpx
 import pytest
@@ -20,8 +19,9 @@ from budgets.periods import period_start
 from budgets.services import budget_set, rate_limit_set
 from jobs.models import Job
 from jobs.runner import run_job
-from llm.admission import conversation_input_estimate, worst_case_cost
+from llm.admission import conversation_input_estimate, worst_case_cost_micros
 from llm.models import Usage
+from project.money import micros
 from tests.accounts.factories import UserFactory
 from tests.budgets.test_reservations import on_postgresql
 from tests.live import asgi_server, free_port, work_until_idle
@@ -35,9 +35,9 @@ def _standin(standin):
     return standin
 
 
-def _worst_case(conversation) -> Decimal:
+def _worst_case(conversation) -> int:
     max_tokens = min(conversation.model.max_output_tokens, settings.LLM_DEFAULT_MAX_TOKENS)
-    return worst_case_cost(
+    return worst_case_cost_micros(
         model=conversation.model,
         input_tokens=conversation_input_estimate(conversation=conversation, content=CONTENT),
         max_tokens=max_tokens,
@@ -80,14 +80,14 @@ def _codes(responses) -> dict:
     return counts
 
 
-def _assert_settled_and_reconciled(budget, limit: Decimal) -> None:
+def _assert_settled_and_reconciled(budget, limit: int) -> None:
     ledger = BudgetLedger.objects.get(budget=budget, period_start=period_start(budget.period))
-    assert ledger.reserved_usd == 0 and ledger.reserved_tokens == 0
-    assert ledger.spent_usd <= limit
+    assert ledger.reserved_micros == 0 and ledger.reserved_tokens == 0
+    assert ledger.spent_micros <= limit
     usage = Usage.objects.filter(user=budget.user or budget.api_key.owner).aggregate(
-        cost=Sum("cost")
+        cost=Sum("cost_micros")
     )
-    assert ledger.spent_usd == usage["cost"]  # to the millionth, so to the cent
+    assert ledger.spent_micros == usage["cost"]  # to the millionth, so to the cent
     assert not Reservation.objects.filter(status=ReservationStatus.HELD).exists()
 
 
@@ -100,15 +100,13 @@ class TestR4:
         model = StandinModelFactory()
         conversations = [ConversationFactory(owner=user, model=model) for _ in range(100)]
         limit = 10 * _worst_case(conversations[0])
-        budget = budget_set(user=user, period="daily", limit_usd=limit)
+        budget = budget_set(user=user, period="daily", limit_micros=limit)
         with asgi_server() as base_url:
             responses = _post_all(base_url, [(str(c.pk), key) for c in conversations])
         assert _codes(responses) == {202: 10, (429, "budget_exceeded"): 90}
         refusal = next(r for r in responses if r.status_code == 429).json()["error"]
         assert refusal["details"]["budget"]["id"] == budget.pk
-        assert Decimal(refusal["details"]["budget"]["remaining_usd"]) < _worst_case(
-            conversations[0]
-        )
+        assert micros(refusal["details"]["budget"]["remaining_usd"]) < _worst_case(conversations[0])
         assert refusal["details"]["budget"]["resets_at"]
         work_until_idle(timeout=120)
         assert Usage.objects.count() == 10
@@ -121,8 +119,8 @@ class TestR4:
         conversations = [ConversationFactory(owner=user, model=model) for _ in range(100)]
         worst = _worst_case(conversations[0])
         for issued in keys:  # each key alone could pay for all 100
-            budget_set(api_key=issued.api_key, period="daily", limit_usd=100 * worst)
-        budget = budget_set(user=user, period="monthly", limit_usd=10 * worst)
+            budget_set(api_key=issued.api_key, period="daily", limit_micros=100 * worst)
+        budget = budget_set(user=user, period="monthly", limit_micros=10 * worst)
         requests = [(str(c.pk), keys[i % 2].secret) for i, c in enumerate(conversations)]
         with asgi_server() as base_url:
             responses = _post_all(base_url, requests)
@@ -138,7 +136,7 @@ class TestR4:
         model = StandinModelFactory()
         conversations = [ConversationFactory(owner=user, model=model) for _ in range(60)]
         limit = 10 * _worst_case(conversations[0])
-        budget = budget_set(user=user, period="daily", limit_usd=limit)
+        budget = budget_set(user=user, period="daily", limit_micros=limit)
         with asgi_server() as base_url:
             first = _post_all(base_url, [(str(c.pk), key) for c in conversations[:10]])
             assert _codes(first) == {202: 10}

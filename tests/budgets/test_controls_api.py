@@ -3,7 +3,6 @@ access, usage by key (the in-process API client; the concurrent tests are in
 test_admission_api.py)."""
 
 from datetime import timedelta
-from decimal import Decimal
 from io import StringIO
 
 import pytest
@@ -15,6 +14,7 @@ from accounts.services import api_key_create
 from budgets.models import BudgetLedger, Reservation
 from budgets.services import budget_set, rate_limit_set
 from llm.models import ModelAccess, Usage
+from project.money import micros
 from tests.live import work_until_idle
 from tests.llm.factories import ConversationFactory, StandinModelFactory
 
@@ -46,7 +46,7 @@ def _restrict(models, **subject) -> None:
 class TestBudgets:
     def test_a_spent_budget_refuses_with_429_and_stores_nothing(self, auth_client, user):
         conversation = ConversationFactory(owner=user)
-        budget_set(user=user, period="daily", limit_usd=Decimal("0.000010"))
+        budget_set(user=user, period="daily", limit_micros=micros("0.000010"))
         response = _post(auth_client, conversation)
         assert response.status_code == 429, response.content
         error = response.json()["error"]
@@ -61,30 +61,30 @@ class TestBudgets:
     def test_a_reply_settles_to_its_cost_and_usage_matches(self, user):
         client, key = _key_client(user)
         conversation = ConversationFactory(owner=user)
-        budget = budget_set(user=user, period="monthly", limit_usd=Decimal("5"))
+        budget = budget_set(user=user, period="monthly", limit_micros=micros("5"))
         key_budget = budget_set(api_key=key, period="lifetime", limit_tokens=100_000)
         assert _post(client, conversation).status_code == 202
         ledger = BudgetLedger.objects.get(budget=budget)
-        assert ledger.reserved_usd > 0
+        assert ledger.reserved_micros > 0
         work_until_idle()
         usage = Usage.objects.get()
         assert usage.api_key == key
         ledger.refresh_from_db()
-        assert (ledger.spent_usd, ledger.reserved_usd) == (usage.cost, 0)
+        assert (ledger.spent_micros, ledger.reserved_micros) == (usage.cost_micros, 0)
         key_ledger = BudgetLedger.objects.get(budget=key_budget)
         assert key_ledger.spent_tokens == usage.input_tokens + usage.output_tokens
         assert key_ledger.reserved_tokens == 0
         [shown] = client.get("/api/v1/auth/me/").json()["budgets"]
-        assert Decimal(shown["spent_usd"]) == usage.cost
+        assert micros(shown["spent_usd"]) == usage.cost_micros
 
     def test_a_failed_reply_releases_its_reservation(self, auth_client, user):
         model = StandinModelFactory(provider_model="standin-400")
         conversation = ConversationFactory(owner=user, model=model)
-        budget = budget_set(user=user, period="daily", limit_usd=Decimal("5"))
+        budget = budget_set(user=user, period="daily", limit_micros=micros("5"))
         assert _post(auth_client, conversation).status_code == 202
         work_until_idle()
         ledger = BudgetLedger.objects.get(budget=budget)
-        assert (ledger.spent_usd, ledger.reserved_usd) == (0, 0)
+        assert (ledger.spent_micros, ledger.reserved_micros) == (0, 0)
         assert Reservation.objects.get().status == "released"
 
     def test_a_manual_retry_reserves_again_and_fails_if_the_budget_cannot_cover_it(
@@ -92,27 +92,27 @@ class TestBudgets:
     ):
         model = StandinModelFactory(provider_model="standin-400")  # fails permanently
         conversation = ConversationFactory(owner=user, model=model)
-        budget = budget_set(user=user, period="daily", limit_usd=Decimal("5"))
+        budget = budget_set(user=user, period="daily", limit_micros=micros("5"))
         job = _post(auth_client, conversation).json()["job"]
         work_until_idle()
         assert Reservation.objects.get().status == "released"
-        budget_set(user=user, period="daily", limit_usd=Decimal("0.000001"))
+        budget_set(user=user, period="daily", limit_micros=micros("0.000001"))
         assert auth_client.post(f"/api/v1/jobs/{job['id']}/retry/").status_code == 200
         work_until_idle()
         failed = auth_client.get(f"/api/v1/jobs/{job['id']}/").json()
         assert failed["status"] == "failed"
         assert "budget cannot cover" in failed["error"]
         ledger = BudgetLedger.objects.get(budget=budget)
-        assert (ledger.reserved_usd, ledger.spent_usd) == (0, 0)
+        assert (ledger.reserved_micros, ledger.spent_micros) == (0, 0)
         assert Reservation.objects.count() == 1  # the refused retry held nothing
 
     def test_a_cancelled_reply_releases_its_reservation(self, auth_client, user):
         conversation = ConversationFactory(owner=user)
-        budget = budget_set(user=user, period="daily", limit_usd=Decimal("5"))
+        budget = budget_set(user=user, period="daily", limit_micros=micros("5"))
         job = _post(auth_client, conversation).json()["job"]
         assert auth_client.post(f"/api/v1/jobs/{job['id']}/cancel/").status_code == 200
         ledger = BudgetLedger.objects.get(budget=budget)
-        assert (ledger.spent_usd, ledger.reserved_usd) == (0, 0)
+        assert (ledger.spent_micros, ledger.reserved_micros) == (0, 0)
 
 
 class TestRateLimits:

@@ -6,7 +6,6 @@ while a call waits on its provider."""
 import itertools
 import threading
 import time
-from decimal import Decimal
 
 import httpx
 import openai
@@ -16,6 +15,7 @@ from prometheus_client import REGISTRY
 from budgets.selectors import budget_statuses
 from budgets.services import budget_set, rate_limit_set
 from llm.models import GatewayCall, ModelAccess, Usage
+from project.money import micros
 from tests.compat.conftest import faulty_model, recorded_call, recorded_calls
 from tests.llm.factories import StandinModelFactory
 
@@ -24,17 +24,18 @@ PROMPT = [{"role": "user", "content": "Tell me about Parley"}]
 
 
 def test_budget_refusal_is_a_429_and_a_settled_budget_counts_the_cost(openai_client, user):
-    budget = budget_set(user=user, period="monthly", limit_usd=Decimal("0.01"))
+    budget = budget_set(user=user, period="monthly", limit_micros=micros("0.01"))
     completion = openai_client.chat.completions.create(
         model="gpt-standin", messages=PROMPT, max_tokens=100
     )
     call = recorded_call()
     (status,) = budget_statuses(user=user)[None]
     assert status.id == budget.pk
-    assert status.spent_usd == call.cost and status.reserved_usd == 0
+    assert status.spent_micros == call.cost_micros and status.reserved_micros == 0
     assert status.spent_tokens == completion.usage.total_tokens
 
-    budget_set(user=user, period="monthly", limit_usd=call.cost)  # nothing left for another
+    # Nothing left for another call.
+    budget_set(user=user, period="monthly", limit_micros=call.cost_micros)
     with pytest.raises(openai.RateLimitError) as caught:
         openai_client.chat.completions.create(model="gpt-standin", messages=PROMPT)
     assert caught.value.body["code"] == "budget_exceeded"
@@ -122,7 +123,7 @@ def test_a_client_that_goes_away_mid_stream_is_accounted(parley, api_key):
     call = recorded_call()
     assert (call.status, call.http_status) == ("cancelled", 499)
     assert 0 < call.output_tokens < 200  # estimated from what was streamed
-    assert Usage.objects.get().cost == call.cost > 0
+    assert Usage.objects.get().cost_micros == call.cost_micros > 0
 
 
 def test_streams_waiting_on_the_provider_hold_no_database_connection(
@@ -171,13 +172,13 @@ def test_streams_waiting_on_the_provider_hold_no_database_connection(
 
 
 def test_provider_failure_releases_the_budget(openai_client, user):
-    budget_set(user=user, period="monthly", limit_usd=Decimal("1"))
+    budget_set(user=user, period="monthly", limit_micros=micros("1"))
     with pytest.raises(openai.InternalServerError):
         openai_client.chat.completions.create(
             model=faulty_model("openai", "500").slug, messages=PROMPT
         )
     (status,) = budget_statuses(user=user)[None]
-    assert status.spent_usd == 0 and status.reserved_usd == 0
+    assert status.spent_micros == 0 and status.reserved_micros == 0
 
 
 def test_staff_see_every_call_in_the_admin_read_only(openai_client, staff_user, client):
@@ -205,7 +206,7 @@ def test_calls_count_in_the_dashboard_and_the_usage_report(
     page = client.get("/admin/dashboard/")
     assert page.status_code == 200
     spender = next(s for s in page.context["spenders"] if s["email"] == user.email)
-    assert spender["cost"] == call.cost and spender["requests"] == 1
+    assert spender["cost_micros"] == call.cost_micros and spender["requests"] == 1
     report = auth_client.get("/api/v1/usage/").json()
     assert report["total"]["requests"] == 1
     assert report["total"]["output_tokens"] == call.output_tokens

@@ -8,7 +8,6 @@ import json
 import pydantic
 import pytest
 
-from llm.models import GatewayCall
 from tests.compat.conftest import FAMILIES, recorded_calls
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -329,9 +328,8 @@ def test_cache_control_reaches_anthropic_and_cached_tokens_come_back(anthropic_c
     )
     assert first.usage.cache_creation_input_tokens > 0
     assert second.usage.cache_read_input_tokens == first.usage.cache_creation_input_tokens
-    calls = GatewayCall.objects.order_by("created_at")
-    # every prompt token is counted, the cached ones included
-    assert calls.last().input_tokens == (
+    # every prompt token is counted, the cached ones included (recorded just after the reply)
+    assert recorded_calls(2)[-1].input_tokens == (
         second.usage.input_tokens + second.usage.cache_read_input_tokens
     )
 

@@ -47,7 +47,7 @@ def test_plain_message_is_translated_and_accounted(anthropic_client, standin, fa
         24,
         "alice",
     )
-    assert Usage.objects.get().cost == call.cost
+    assert Usage.objects.get().cost_micros == call.cost_micros
 
 
 @pytest.mark.parametrize("family", FAMILIES)

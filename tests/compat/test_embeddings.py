@@ -14,7 +14,8 @@ import pytest
 from budgets.selectors import budget_statuses
 from budgets.services import budget_set
 from llm.models import GatewayCall, Usage
-from llm.providers import completion_cost
+from llm.providers import completion_cost_micros
+from project.money import micros
 from tests.compat.conftest import recorded_call
 from tests.llm.factories import StandinModelFactory
 
@@ -49,15 +50,15 @@ def test_a_list_of_strings_is_embedded_priced_and_recorded(openai_client, embedd
         "embed-standin",
     )
     assert (call.input_tokens, call.output_tokens) == (tokens, 0)
-    expected = completion_cost(
+    expected = completion_cost_micros(
         input_tokens=tokens,
         output_tokens=0,
         input_price_per_mtok=Decimal("0.02"),
         output_price_per_mtok=Decimal(0),
     )
-    assert call.cost == expected
+    assert call.cost_micros == expected
     usage = Usage.objects.get()
-    assert (usage.user, usage.input_tokens, usage.cost) == (user, tokens, expected)
+    assert (usage.user, usage.input_tokens, usage.cost_micros) == (user, tokens, expected)
 
 
 def test_encodings_dimensions_and_token_arrays(openai_client, embedder):
@@ -105,13 +106,13 @@ def test_an_embedding_model_cannot_chat(openai_client, embedder):
 
 
 def test_budgets_count_and_refuse_embeddings(openai_client, embedder, user):
-    budget = budget_set(user=user, period="monthly", limit_usd=Decimal("1"))
+    budget = budget_set(user=user, period="monthly", limit_micros=micros("1"))
     openai_client.embeddings.create(model="embed-standin", input="word " * 2000)
     call = recorded_call()
     (status,) = budget_statuses(user=user)[None]
     assert status.id == budget.pk
-    assert status.spent_usd == call.cost > 0 and status.reserved_usd == 0
-    budget_set(user=user, period="monthly", limit_usd=call.cost)  # nothing left
+    assert status.spent_micros == call.cost_micros > 0 and status.reserved_micros == 0
+    budget_set(user=user, period="monthly", limit_micros=call.cost_micros)  # nothing left
     with pytest.raises(openai.RateLimitError) as caught:
         openai_client.embeddings.create(model="embed-standin", input="word " * 2000)
     assert caught.value.body["code"] == "budget_exceeded"

@@ -5,7 +5,7 @@ import openai
 import pytest
 
 from llm.models import GatewayCall, Usage
-from llm.providers import completion_cost
+from llm.providers import completion_cost_micros
 from tests.compat.conftest import FAMILIES, faulty_model, recorded_call
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -67,7 +67,7 @@ def test_plain_completion_is_translated_and_accounted(openai_client, standin, ap
     )
     assert call.input_tokens == completion.usage.prompt_tokens
     assert call.output_tokens == 24
-    assert call.cost == completion_cost(
+    assert call.cost_micros == completion_cost_micros(
         input_tokens=call.input_tokens,
         output_tokens=24,
         input_price_per_mtok=call.model.input_price_per_mtok,
@@ -76,7 +76,11 @@ def test_plain_completion_is_translated_and_accounted(openai_client, standin, ap
     assert call.client_user == "alice" and call.request_id and call.latency_ms >= 0
     assert call.prompt is None and call.reply == ""  # text is kept only when the setting says
     usage = Usage.objects.get()
-    assert (usage.user_id, usage.cost, usage.output_tokens) == (call.user_id, call.cost, 24)
+    assert (usage.user_id, usage.cost_micros, usage.output_tokens) == (
+        call.user_id,
+        call.cost_micros,
+        24,
+    )
     assert call.usage_id == usage.pk
 
 

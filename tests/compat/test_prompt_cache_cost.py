@@ -50,7 +50,7 @@ def test_anthropic_cache_writes_then_reads_are_priced(anthropic_client, cached_m
     assert second.cache_write_tokens == 0
     for usage in (first, second):
         assert usage.input_tokens > usage.cache_read_tokens + usage.cache_write_tokens
-        assert Decimal(usage.cost) == call_cost(
+        assert usage.cost_micros == call_cost(
             model,
             usage.input_tokens,
             usage.output_tokens,
@@ -58,7 +58,7 @@ def test_anthropic_cache_writes_then_reads_are_priced(anthropic_client, cached_m
             cache_write_tokens=usage.cache_write_tokens,
         )
     # Read from the cache, the long prompt costs well under a fifth of writing it.
-    assert Decimal(second.cost) * 5 < Decimal(first.cost)
+    assert second.cost_micros * 5 < first.cost_micros
 
 
 def test_openai_automatic_cache_reads_are_priced_and_reported(
@@ -74,7 +74,7 @@ def test_openai_automatic_cache_reads_are_priced_and_reported(
     first, second = (call.usage for call in recorded_calls(2))
     assert (first.cache_read_tokens, second.cache_read_tokens) == (0, cached)
     assert second.input_tokens == replies[1].usage.prompt_tokens  # cached ones included
-    assert Decimal(second.cost) < Decimal(first.cost)
+    assert second.cost_micros < first.cost_micros
     total = auth_client.get("/api/v1/usage/").json()["total"]
     assert total["cache_read_tokens"] == cached and total["cache_write_tokens"] == 0
     assert Usage.objects.count() == 2

@@ -20,11 +20,12 @@ from llm.admission import (
     conversation_input_estimate,
     reply_reference,
     reply_reservations_reconcile,
-    worst_case_cost,
+    worst_case_cost_micros,
 )
 from llm.models import Message, ModelAccess, ModelFallback
 from llm.providers.context import estimate_tokens
 from project.errors import BudgetExceeded, NotAllowed, RateLimited
+from project.money import micros
 from tests.llm.factories import ConversationFactory, StandinModelFactory
 
 
@@ -78,9 +79,7 @@ class TestAdmission:
         model = StandinModelFactory(  # $3 in, $15 out per million
             input_price_per_mtok=Decimal("3.00"), output_price_per_mtok=Decimal("15.00")
         )
-        assert worst_case_cost(model=model, input_tokens=1000, max_tokens=100) == Decimal(
-            "0.004500"
-        )
+        assert worst_case_cost_micros(model=model, input_tokens=1000, max_tokens=100) == 4500
 
     def test_worst_case_uses_the_dearest_fallback(self):
         model = StandinModelFactory(
@@ -90,13 +89,11 @@ class TestAdmission:
             input_price_per_mtok=Decimal("1.00"), output_price_per_mtok=Decimal("75.00")
         )
         ModelFallback.objects.create(model=model, fallback=dear, position=1)
-        assert worst_case_cost(model=model, input_tokens=1000, max_tokens=100) == Decimal(
-            "0.010500"
-        )
+        assert worst_case_cost_micros(model=model, input_tokens=1000, max_tokens=100) == 10_500
 
     def test_reserves_against_budgets_and_settles_to_the_actual_cost(self, user):
         model = StandinModelFactory()
-        budget = budget_set(user=user, period=BudgetPeriod.DAILY, limit_usd=Decimal("1"))
+        budget = budget_set(user=user, period=BudgetPeriod.DAILY, limit_micros=micros("1"))
         admission = admission_reserve(
             user=user,
             api_key=None,
@@ -106,38 +103,41 @@ class TestAdmission:
             reference="test:1",
         )
         reservation = admission.reservation
-        assert reservation.amount_usd == Decimal("0.004500")
+        assert reservation.amount_micros == 4500
         assert reservation.amount_tokens == 1100
         assert reservation.model == model.slug
         admission_settle(
-            reservation=reservation, input_tokens=400, output_tokens=50, cost=Decimal("0.00195")
+            reservation=reservation,
+            input_tokens=400,
+            output_tokens=50,
+            cost_micros=1950,
         )
         ledger = BudgetLedger.objects.get(budget=budget)
-        assert (ledger.spent_usd, ledger.spent_tokens, ledger.reserved_usd) == (
-            Decimal("0.00195"),
+        assert (ledger.spent_micros, ledger.spent_tokens, ledger.reserved_micros) == (
+            1950,
             450,
             0,
         )
 
     def test_release_when_nothing_was_produced(self, user):
         model = StandinModelFactory()
-        budget = budget_set(user=user, period=BudgetPeriod.DAILY, limit_usd=Decimal("1"))
+        budget = budget_set(user=user, period=BudgetPeriod.DAILY, limit_micros=micros("1"))
         admission = admission_reserve(
             user=user, api_key=None, model=model, input_tokens_estimate=10, max_tokens=10
         )
         admission_release(reservation=admission.reservation)
         assert Reservation.objects.get().status == "released"
-        assert BudgetLedger.objects.get(budget=budget).spent_usd == 0
+        assert BudgetLedger.objects.get(budget=budget).spent_micros == 0
 
     def test_a_budget_refusal_does_not_use_up_the_rate_limit(self, user):
         model = StandinModelFactory()
         rate_limit_set(user=user, requests_per_minute=1, tokens_per_minute=None)
-        budget_set(user=user, period=BudgetPeriod.DAILY, limit_usd=Decimal("0.000001"))
+        budget_set(user=user, period=BudgetPeriod.DAILY, limit_micros=micros("0.000001"))
         with pytest.raises(BudgetExceeded):
             admission_reserve(
                 user=user, api_key=None, model=model, input_tokens_estimate=100, max_tokens=100
             )
-        budget_set(user=user, period=BudgetPeriod.DAILY, limit_usd=Decimal("1"))
+        budget_set(user=user, period=BudgetPeriod.DAILY, limit_micros=micros("1"))
         admission = admission_reserve(
             user=user, api_key=None, model=model, input_tokens_estimate=100, max_tokens=100
         )
@@ -168,7 +168,7 @@ class TestAdmission:
 def test_reconcile_releases_reservations_of_vanished_or_finished_jobs(user, settings):
     settings.JOBS_ENQUEUE_GRACE = 0
     model = StandinModelFactory()
-    budget = budget_set(user=user, period=BudgetPeriod.DAILY, limit_usd=Decimal("1"))
+    budget = budget_set(user=user, period=BudgetPeriod.DAILY, limit_micros=micros("1"))
 
     def reserve(reference: str) -> Reservation:
         return admission_reserve(
@@ -193,4 +193,4 @@ def test_reconcile_releases_reservations_of_vanished_or_finished_jobs(user, sett
     assert report.steps["llm.reply_reservations"] == 2
     statuses = dict(Reservation.objects.values_list("pk", "status"))
     assert statuses == {vanished.pk: "released", failed.pk: "released", running.pk: "held"}
-    assert BudgetLedger.objects.get(budget=budget).reserved_usd == running.amount_usd
+    assert BudgetLedger.objects.get(budget=budget).reserved_micros == running.amount_micros

@@ -5,8 +5,8 @@ from decimal import Decimal
 
 import pytest
 
-from llm.admission import worst_case_cost
-from llm.providers import completion_cost
+from llm.admission import worst_case_cost_micros
+from llm.providers import completion_cost_micros
 from llm.seed_catalog import DEFAULT_CATALOG
 from tests.llm.factories import StandinModelFactory
 
@@ -20,28 +20,34 @@ SONNET = {
 
 def test_cached_tokens_are_priced_at_the_cache_prices():
     # 10,000 prompt tokens: 8,000 read from the cache, 1,500 written to it, 500 plain.
-    cost = completion_cost(
+    cost = completion_cost_micros(
         input_tokens=10_000,
         output_tokens=200,
         cache_read_tokens=8_000,
         cache_write_tokens=1_500,
         **SONNET,
     )
-    assert cost == Decimal("0.001500") + Decimal("0.002400") + Decimal("0.005625") + Decimal(
-        "0.003000"
-    )
-    uncached = completion_cost(input_tokens=10_000, output_tokens=200, **SONNET)
-    assert uncached == Decimal("0.033000")
+    # In micro-dollars: 500 plain, 8,000 read, 1,500 written, 200 out.
+    assert cost == 1_500 + 2_400 + 5_625 + 3_000
+    uncached = completion_cost_micros(input_tokens=10_000, output_tokens=200, **SONNET)
+    assert uncached == 33_000
     # A long prompt read from the cache costs a tenth as much as a fresh one.
-    read = completion_cost(
+    read = completion_cost_micros(
         input_tokens=100_000, output_tokens=0, cache_read_tokens=100_000, **SONNET
     )
-    fresh = completion_cost(input_tokens=100_000, output_tokens=0, **SONNET)
-    assert fresh == 10 * read == Decimal("0.300000")
+    fresh = completion_cost_micros(input_tokens=100_000, output_tokens=0, **SONNET)
+    assert fresh == 10 * read == 300_000
+
+
+def test_a_fraction_of_a_micro_dollar_is_rounded_up():
+    cost = completion_cost_micros(
+        input_tokens=3, output_tokens=0, cache_read_tokens=3, **SONNET
+    )  # 3 tokens at $0.30/Mtok: 0.9 micro-dollars
+    assert cost == 1
 
 
 def test_without_cache_prices_cached_tokens_cost_the_input_price():
-    cost = completion_cost(
+    cost = completion_cost_micros(
         input_tokens=1_000,
         output_tokens=0,
         cache_read_tokens=600,
@@ -49,17 +55,17 @@ def test_without_cache_prices_cached_tokens_cost_the_input_price():
         input_price_per_mtok=Decimal("2"),
         output_price_per_mtok=Decimal("8"),
     )
-    assert cost == Decimal("0.002000")
+    assert cost == 2_000
 
 
 @pytest.mark.django_db
 def test_the_worst_case_reserved_covers_a_prompt_written_to_the_cache():
     model = StandinModelFactory(slug="cachey", provider="anthropic", **SONNET)
-    worst = worst_case_cost(model=model, input_tokens=10_000, max_tokens=0)
-    all_written = completion_cost(
+    worst = worst_case_cost_micros(model=model, input_tokens=10_000, max_tokens=0)
+    all_written = completion_cost_micros(
         input_tokens=10_000, output_tokens=0, cache_write_tokens=10_000, **SONNET
     )
-    assert worst == all_written == Decimal("0.037500")
+    assert worst == all_written == 37_500
 
 
 def test_the_seeded_catalog_has_cache_prices():

@@ -2,7 +2,6 @@
 
 import io
 from datetime import timedelta
-from decimal import Decimal
 
 import pytest
 from django.core.management import CommandError, call_command
@@ -76,7 +75,7 @@ class TestPurge:
             model=model,
             input_tokens=10,
             output_tokens=5,
-            cost=Decimal("0.01"),
+            cost_micros=10_000,
         )
         Usage.objects.create(
             user=user,
@@ -84,7 +83,7 @@ class TestPurge:
             message=message,
             input_tokens=10,
             output_tokens=5,
-            cost=Decimal("0.01"),
+            cost_micros=10_000,
             created_at=timezone.now(),
         )
         Conversation.objects.filter(pk=conversation.pk).update(

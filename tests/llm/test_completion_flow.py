@@ -5,7 +5,6 @@ Server-Sent Events read by a real HTTP client from the app served by uvicorn."""
 import json
 import threading
 import time
-from decimal import Decimal
 
 import httpx
 import pytest
@@ -15,7 +14,8 @@ from django.core.management import call_command
 
 from jobs.models import Job
 from llm.models import Message, Usage
-from llm.providers import completion_cost, estimate_tokens
+from llm.providers import completion_cost_micros, estimate_tokens
+from project.money import usd
 from tests.live import asgi_server, work_until_idle
 from tests.llm.factories import StandinModelFactory
 
@@ -69,20 +69,20 @@ def test_whole_flow(auth_client, provider):
     assert reply["content"].startswith('You said: "What is Parley?". (Following a system prompt')
     assert reply["finish_reason"] == "stop"
     assert reply["output_tokens"] == 24 and reply["input_tokens"] > 0
-    expected = completion_cost(
+    expected = completion_cost_micros(
         input_tokens=reply["input_tokens"],
         output_tokens=reply["output_tokens"],
         input_price_per_mtok=entry.input_price_per_mtok,
         output_price_per_mtok=entry.output_price_per_mtok,
     )
-    assert reply["cost"] == str(expected)
+    assert reply["cost"] == str(usd(expected))
     assert reply["latency_ms"] is not None and reply["time_to_first_token_ms"] is not None
     assert auth_client.get(f"/api/v1/jobs/{posted['job']['id']}/").json()["status"] == "completed"
 
     usage = auth_client.get("/api/v1/usage/").json()["total"]
     assert usage["requests"] == 1
     assert usage["output_tokens"] == 24
-    assert Decimal(usage["cost"]) == expected
+    assert usage["cost"] == str(usd(expected))
 
     # The next turn carries the conversation so far.
     second = send(auth_client, conversation, "And who runs it?")
@@ -183,10 +183,10 @@ def test_cancel_a_reply_being_written_keeps_the_partial_text(auth_client):
     usage = Usage.objects.get()
     assert usage.message_id == reply.pk and usage.input_tokens > 0
     assert 0 < usage.output_tokens <= estimate_tokens(reply.content)
-    assert (reply.input_tokens, reply.output_tokens, reply.cost) == (
+    assert (reply.input_tokens, reply.output_tokens, reply.cost_micros) == (
         usage.input_tokens,
         usage.output_tokens,
-        usage.cost,
+        usage.cost_micros,
     )
 
 

@@ -2,7 +2,6 @@
 number of queries as data grows."""
 
 from datetime import date, timedelta
-from decimal import Decimal
 
 import pytest
 from django.utils import timezone
@@ -10,6 +9,7 @@ from django.utils import timezone
 from jobs.models import Job
 from llm.models import Message, Usage
 from llm.selectors import usage_by_day
+from project.money import micros
 from tests.accounts.factories import UserFactory
 from tests.llm.factories import ConversationFactory, StandinModelFactory
 from tests.queries import queries_for_get
@@ -27,7 +27,7 @@ def make_data(users: int) -> None:
             model=model,
             input_tokens=100,
             output_tokens=50,
-            cost=Decimal("1.25"),
+            cost_micros=micros("1.25"),
             created_at=now,
         )
         Job.objects.create(
@@ -54,7 +54,7 @@ def test_shows_spend_jobs_latency_spenders_and_queues(client, staff_user):
         model=model,
         input_tokens=1000,
         output_tokens=234,
-        cost=Decimal("12.345"),
+        cost_micros=micros("12.345"),
         created_at=now,
     )
     conversation = ConversationFactory(owner=spender, model=model)
@@ -117,13 +117,13 @@ def test_daily_usage_fills_missing_days(user):
             model=model,
             input_tokens=tokens,
             output_tokens=0,
-            cost=Decimal("0.10"),
+            cost_micros=micros("0.10"),
             created_at=timezone.make_aware(timezone.datetime(day.year, day.month, day.day, 12)),
         )
     days = usage_by_day(days=4, today=today)
-    assert [(d.day.day, d.tokens, str(d.cost)) for d in days] == [
-        (17, 0, "0.000000"),
-        (18, 7, "0.100000"),
-        (19, 0, "0.000000"),
-        (20, 15, "0.200000"),
+    assert [(d.day.day, d.tokens, d.cost_micros) for d in days] == [
+        (17, 0, 0),
+        (18, 7, 100_000),
+        (19, 0, 0),
+        (20, 15, 200_000),
     ]

@@ -9,7 +9,8 @@ import pytest
 
 from jobs.models import Job
 from llm.models import LLMModel, ModelFallback, Usage
-from llm.providers import completion_cost
+from llm.providers import completion_cost_micros
+from project.money import usd
 from tests.live import work_until_idle
 from tests.llm.factories import StandinModelFactory
 
@@ -84,15 +85,15 @@ def test_transient_failures_fall_back_in_order(auth_client, standin):
     reply = reply_of(auth_client, conversation, posted)
     assert reply["status"] == "completed" and reply["content"].startswith("You said:")
     assert reply["model"] == "fb-good"  # the model that answered
-    expected = completion_cost(
+    expected = completion_cost_micros(
         input_tokens=reply["input_tokens"],
         output_tokens=reply["output_tokens"],
         input_price_per_mtok=good.input_price_per_mtok,
         output_price_per_mtok=good.output_price_per_mtok,
     )
-    assert reply["cost"] == str(expected)
+    assert reply["cost"] == str(usd(expected))
     usage = Usage.objects.get()
-    assert usage.model == good and usage.cost == expected
+    assert usage.model == good and usage.cost_micros == expected
     job = auth_client.get(f"/api/v1/jobs/{posted['job']['id']}/").json()
     assert job["status"] == "completed" and job["attempts"] == 5
     # The conversation keeps the model it asked for; the next reply starts from it again.

@@ -15,13 +15,14 @@ from llm.providers import (
     ProviderError,
     ProviderTimeout,
     TransientProviderError,
-    completion_cost,
+    completion_cost_micros,
     estimate_tokens,
     get_provider,
     trim_messages,
 )
 from llm.providers.canonical import Tool
 from llm.standin.behaviour import prompt_tokens
+from project.money import micros, usd
 
 FAKE_KEY = "sk-parley-test-key-9f8e7d6c5b4a"
 PROVIDERS = ["openai", "anthropic"]
@@ -236,27 +237,50 @@ class TestContextTrimming:
         assert estimate_tokens("日本語のテキスト") >= 8
 
 
-def test_cost_arithmetic_is_decimal():
-    cost = completion_cost(
+def test_cost_is_integer_micro_dollars_rounded_up():
+    cost = completion_cost_micros(
         input_tokens=1234,
         output_tokens=567,
         input_price_per_mtok=Decimal("3"),
         output_price_per_mtok=Decimal("15"),
     )
-    assert cost == Decimal("0.012207")
-    assert isinstance(cost, Decimal)
-    assert completion_cost(
-        input_tokens=1,
-        output_tokens=0,
-        input_price_per_mtok=Decimal("0.5"),
-        output_price_per_mtok=Decimal(0),
-    ) == Decimal("0.000001")  # 0.0000005 rounds half up
-    assert completion_cost(
-        input_tokens=0,
-        output_tokens=0,
-        input_price_per_mtok=Decimal(1),
-        output_price_per_mtok=Decimal(1),
-    ) == Decimal("0.000000")
+    assert cost == 12_207  # $0.012207 exactly
+    assert isinstance(cost, int)
+    # A fraction of a micro-dollar is charged as a whole one: never under-charged.
+    assert (
+        completion_cost_micros(
+            input_tokens=1,
+            output_tokens=0,
+            input_price_per_mtok=Decimal("0.0001"),
+            output_price_per_mtok=Decimal(0),
+        )
+        == 1
+    )
+    assert (
+        completion_cost_micros(
+            input_tokens=1433,
+            output_tokens=0,
+            input_price_per_mtok=Decimal("0.15"),
+            output_price_per_mtok=Decimal("0.60"),
+        )
+        == 215
+    )  # 214.95 micro-dollars, rounded up
+    assert (
+        completion_cost_micros(
+            input_tokens=0,
+            output_tokens=0,
+            input_price_per_mtok=Decimal(1),
+            output_price_per_mtok=Decimal(1),
+        )
+        == 0
+    )
+
+
+def test_dollars_and_micro_dollars_convert_exactly():
+    assert micros("0.000215") == 215 and usd(215) == Decimal("0.000215")
+    assert micros(Decimal("12345678.123456")) == 12_345_678_123_456
+    assert usd(micros("0.1") + micros("0.2")) == Decimal("0.3")  # no float on the way
+    assert str(usd(1)) == "0.000001"
 
 
 @pytest.mark.django_db

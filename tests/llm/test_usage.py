@@ -4,13 +4,13 @@ import csv
 import io
 import json
 from datetime import UTC, datetime
-from decimal import Decimal
 
 import pytest
 from django.core.management import CommandError, call_command
 from django.utils import timezone
 
 from llm.models import Usage
+from project.money import micros
 from tests.llm.factories import StandinModelFactory
 
 pytestmark = pytest.mark.django_db
@@ -39,7 +39,7 @@ def usage_rows(user, other_user):
             output_tokens=tokens_out,
             cache_read_tokens=read,
             cache_write_tokens=written,
-            cost=Decimal(cost),
+            cost_micros=micros(cost),
             created_at=when,
         )
 
@@ -105,7 +105,7 @@ def test_defaults_to_this_month(auth_client, user):
         model=model,
         input_tokens=1,
         output_tokens=2,
-        cost=Decimal("0.5"),
+        cost_micros=micros("0.5"),
         created_at=timezone.now(),
     )
     body = auth_client.get("/api/v1/usage/").json()

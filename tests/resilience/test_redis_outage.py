@@ -70,3 +70,9 @@ def test_v1_calls_are_served_while_redis_is_down(redis_server, standin, user):
                 model="gpt-standin", messages=[{"role": "user", "content": "Hi"}], stream=True
             )
             assert "".join(c.choices[0].delta.content or "" for c in stream if c.choices)
+            # A stored response is stored, but its reply cannot be followed: a 503 (retry).
+            with pytest.raises(openai.InternalServerError) as caught:
+                client.responses.create(model="gpt-standin", input="Hi")
+            assert caught.value.status_code == 503
+            assert caught.value.body["code"] == "service_unavailable"
+            assert caught.value.response.headers["retry-after"]

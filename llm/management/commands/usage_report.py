@@ -5,6 +5,7 @@ from datetime import date
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from llm.selectors import usage_totals
+from project.money import usd
 
 # Cached tokens are part of the input tokens (read from / written to the prompt cache).
 COLUMNS = [
@@ -33,7 +34,13 @@ class Command(BaseCommand):
     ) -> None:
         if until < since:
             raise CommandError("--until is before --since.")
-        rows = usage_totals(since=since, until=until, group_by=group_by)
+        rows = [
+            {
+                **{k: v for k, v in row.items() if k != "cost_micros"},
+                "cost": usd(row["cost_micros"]),
+            }
+            for row in usage_totals(since=since, until=until, group_by=group_by)
+        ]
         key = group_by
         if format == "json":
             payload = [{**row, "cost": str(row["cost"])} for row in rows]
