@@ -21,9 +21,10 @@ from llm.compat.gateway import Call, call_failed, call_open, record_after_respon
 from llm.compat.http import json_response, request_body
 from llm.compat.openai_chat import error_response
 from llm.lifecycle import GATEWAY, call_admit
-from llm.models import GatewayEndpoint, LLMModel, ModelKind, Provider
+from llm.models import GatewayEndpoint, ModelKind, Provider
 from llm.providers import CompletionResult, ProviderError, estimate_tokens
 from llm.providers.endpoints import aembed
+from llm.selectors import model_by_slug
 from project import errors as domain
 
 MAX_INPUTS = 2048  # OpenAI's limit per request
@@ -91,7 +92,7 @@ def input_tokens_estimate(inputs: list) -> list[int]:
 def embeddings_resolve(call: Call) -> None:
     """Find the embedding model and admit the call, or raise the 4xx that says why."""
     request = call.request
-    model = LLMModel.objects.filter(slug=request.model).first()
+    model = model_by_slug(slug=request.model)
     target = provider_target(model) if model is not None and model.enabled else None
     if target is None:
         reason = f" ({unavailable_reason(model)})" if model is not None else ""

@@ -3,6 +3,7 @@ embedding models, priced and budgeted and recorded like any call; and
 ``/v1/messages/count_tokens`` with the official Anthropic SDK for both model families."""
 
 import base64
+import io
 import struct
 from decimal import Decimal
 
@@ -10,6 +11,7 @@ import anthropic
 import httpx
 import openai
 import pytest
+from django.core.management import call_command
 
 from budgets.selectors import budget_statuses
 from budgets.services import budget_set
@@ -165,3 +167,9 @@ def test_count_tokens_refusals(anthropic_client):
         anthropic_client.messages.count_tokens(model="claude-9", messages=MESSAGES)
     with pytest.raises(anthropic.BadRequestError):
         anthropic_client.messages.count_tokens(model="claude-standin", messages=[])
+
+
+def test_check_providers_embeds_with_an_embedding_model(embedder):
+    out = io.StringIO()
+    call_command("check_providers", "--model", "embed-standin", stdout=out)
+    assert "embed-standin" in out.getvalue() and "(embedding)" in out.getvalue()
