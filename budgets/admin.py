@@ -54,7 +54,7 @@ class BudgetForm(forms.ModelForm):
 
     class Meta:
         model = Budget
-        fields = ["user", "api_key", "period", "limit_usd", "limit_tokens"]
+        fields = ["user", "api_key", "team", "period", "limit_usd", "limit_tokens"]
 
     def __init__(self, *args, **kwargs) -> None:
         super().__init__(*args, **kwargs)
@@ -73,6 +73,7 @@ class BudgetAdmin(admin.ModelAdmin):
         "__str__",
         "user",
         "api_key",
+        "team",
         "period",
         "limit_usd",
         "limit_tokens",
@@ -80,8 +81,14 @@ class BudgetAdmin(admin.ModelAdmin):
         "remaining_this_period",
     ]
     list_filter = ["period"]
-    search_fields = ["user__email", "api_key__name", "api_key__prefix", "api_key__owner__email"]
-    raw_id_fields = ["user", "api_key"]
+    search_fields = [
+        "user__email",
+        "api_key__name",
+        "api_key__prefix",
+        "api_key__owner__email",
+        "team__slug",
+    ]
+    raw_id_fields = ["user", "api_key", "team"]
     inlines = [BudgetLedgerInline]
     form = BudgetForm
 
@@ -138,10 +145,17 @@ class BudgetAdmin(admin.ModelAdmin):
 
 @admin.register(RateLimit)
 class RateLimitAdmin(admin.ModelAdmin):
-    list_display = ["__str__", "user", "api_key", "requests_per_minute", "tokens_per_minute"]
-    search_fields = ["user__email", "api_key__name", "api_key__prefix"]
-    raw_id_fields = ["user", "api_key"]
-    list_select_related = ["user", "api_key"]
+    list_display = [
+        "__str__",
+        "user",
+        "api_key",
+        "team",
+        "requests_per_minute",
+        "tokens_per_minute",
+    ]
+    search_fields = ["user__email", "api_key__name", "api_key__prefix", "team__slug"]
+    raw_id_fields = ["user", "api_key", "team"]
+    list_select_related = ["user", "api_key", "team"]
 
 
 @admin.register(Reservation)

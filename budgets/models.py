@@ -1,4 +1,5 @@
-"""Spend controls: budgets (USD and/or tokens per period, on a user or an API key), their
+"""Spend controls: budgets (USD and/or tokens per period, on a user, an API key, a team or a
+member within a team), their
 per-period ledger rows, the reservations held against them, and per-minute rate limits."""
 
 import uuid
@@ -12,16 +13,20 @@ from project.money import usd
 
 
 def _one_subject(prefix: str) -> models.CheckConstraint:
+    """Exactly one of user, API key, team."""
     return models.CheckConstraint(
-        condition=(Q(user__isnull=False) & Q(api_key__isnull=True))
-        | (Q(user__isnull=True) & Q(api_key__isnull=False)),
-        name=f"{prefix}_user_xor_api_key",
+        condition=(Q(user__isnull=False) & Q(api_key__isnull=True) & Q(team__isnull=True))
+        | (Q(user__isnull=True) & Q(api_key__isnull=False) & Q(team__isnull=True))
+        | (Q(user__isnull=True) & Q(api_key__isnull=True) & Q(team__isnull=False)),
+        name=f"{prefix}_one_subject",
     )
 
 
 class Budget(models.Model):
-    """A cap on spend for a user or for one API key. A key's spend counts toward its own
-    budgets and its owner's. Edit limits freely: the ledger keeps what was spent."""
+    """A cap on spend for a user, one API key, a team, or one member within a team (user and
+    team both set: the member's calls charged to that team). A call counts toward its user's,
+    its key's, its team's and its member-in-team budgets. Edit limits freely: the ledger keeps
+    what was spent."""
 
     user = models.ForeignKey(
         settings.AUTH_USER_MODEL,
@@ -36,6 +41,9 @@ class Budget(models.Model):
         null=True,
         blank=True,
         related_name="budgets",
+    )
+    team = models.ForeignKey(
+        "teams.Team", on_delete=models.CASCADE, null=True, blank=True, related_name="budgets"
     )
     period = models.CharField(max_length=16, choices=BudgetPeriod.choices)
     limit_micros = models.BigIntegerField(
@@ -52,7 +60,12 @@ class Budget(models.Model):
     class Meta:
         ordering = ["id"]
         constraints = [
-            _one_subject("budgets_budget"),
+            models.CheckConstraint(
+                condition=(Q(user__isnull=False) & Q(api_key__isnull=True))
+                | (Q(user__isnull=True) & Q(api_key__isnull=False) & Q(team__isnull=True))
+                | (Q(user__isnull=True) & Q(api_key__isnull=True) & Q(team__isnull=False)),
+                name="budgets_budget_one_subject",
+            ),
             models.CheckConstraint(
                 condition=Q(limit_micros__isnull=False) | Q(limit_tokens__isnull=False),
                 name="budgets_budget_has_a_limit",
@@ -67,8 +80,18 @@ class Budget(models.Model):
             ),
             models.UniqueConstraint(
                 fields=["user", "period"],
-                condition=Q(user__isnull=False),
+                condition=Q(user__isnull=False, team__isnull=True),
                 name="budgets_budget_one_per_user_period",
+            ),
+            models.UniqueConstraint(
+                fields=["team", "period"],
+                condition=Q(team__isnull=False, user__isnull=True),
+                name="budgets_budget_one_per_team_period",
+            ),
+            models.UniqueConstraint(
+                fields=["team", "user", "period"],
+                condition=Q(team__isnull=False, user__isnull=False),
+                name="budgets_budget_one_per_member_period",
             ),
             models.UniqueConstraint(
                 fields=["api_key", "period"],
@@ -83,12 +106,22 @@ class Budget(models.Model):
             limits.append(f"${usd(self.limit_micros)}")
         if self.limit_tokens is not None:
             limits.append(f"{self.limit_tokens} tokens")
-        subject = f"key {self.api_key_id}" if self.api_key_id else f"user {self.user_id}"
+        subject = {
+            "api_key": f"key {self.api_key_id}",
+            "team": f"team {self.team_id}",
+            "team_member": f"user {self.user_id} in team {self.team_id}",
+            "user": f"user {self.user_id}",
+        }[self.scope]
         return f"{subject}: {' / '.join(limits)} {self.get_period_display().split(' (')[0].lower()}"
 
     @property
     def scope(self) -> str:
-        return "api_key" if self.api_key_id else "user"
+        """``user``, ``api_key``, ``team`` or ``team_member``."""
+        if self.api_key_id:
+            return "api_key"
+        if self.team_id:
+            return "team_member" if self.user_id else "team"
+        return "user"
 
 
 class BudgetLedger(models.Model):
@@ -137,6 +170,9 @@ class Reservation(models.Model):
     user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="+")
     api_key = models.ForeignKey(
         "accounts.ApiKey", on_delete=models.SET_NULL, null=True, blank=True, related_name="+"
+    )
+    team = models.ForeignKey(
+        "teams.Team", on_delete=models.SET_NULL, null=True, blank=True, related_name="+"
     )
     reference = models.CharField(
         max_length=100,
@@ -200,8 +236,9 @@ class ReservationHold(models.Model):
 
 
 class RateLimit(models.Model):
-    """Requests and tokens per minute for one user or one API key, counted in Redis over a
-    sliding minute shared by every process. Empty means the setting's default applies."""
+    """Requests and tokens per minute for one user, one API key or one team (all its calls
+    together), counted in Redis over a sliding minute shared by every process. Empty means the
+    setting's default applies (a team has no default)."""
 
     user = models.OneToOneField(
         settings.AUTH_USER_MODEL,
@@ -217,6 +254,9 @@ class RateLimit(models.Model):
         blank=True,
         related_name="rate_limit",
     )
+    team = models.OneToOneField(
+        "teams.Team", on_delete=models.CASCADE, null=True, blank=True, related_name="rate_limit"
+    )
     requests_per_minute = models.PositiveIntegerField(null=True, blank=True)
     tokens_per_minute = models.PositiveBigIntegerField(null=True, blank=True)
 
@@ -224,7 +264,10 @@ class RateLimit(models.Model):
         constraints = [_one_subject("budgets_ratelimit")]
 
     def __str__(self) -> str:
-        subject = f"key {self.api_key_id}" if self.api_key_id else f"user {self.user_id}"
+        if self.team_id:
+            subject = f"team {self.team_id}"
+        else:
+            subject = f"key {self.api_key_id}" if self.api_key_id else f"user {self.user_id}"
         return (
             f"{subject}: {self.requests_per_minute or '-'} rpm, {self.tokens_per_minute or '-'} tpm"
         )

@@ -23,6 +23,7 @@ from accounts.models import ApiKey, User
 from budgets.selectors import rate_limits_applicable
 from project.errors import RateLimited
 from project.redis import redis_client
+from teams.models import Team
 
 logger = logging.getLogger("parley.budgets")
 WINDOW_SECONDS = 60
@@ -108,7 +109,7 @@ return 1
 
 @dataclass(frozen=True, slots=True)
 class SubjectLimits:
-    key: str  # "user:<id>" or "key:<id>"
+    key: str  # "user:<id>", "key:<id>" or "team:<id>"
     requests_per_minute: int  # 0: no limit
     tokens_per_minute: int
 
@@ -149,12 +150,17 @@ def duration(seconds: float) -> str:
     return f"{minutes}m{seconds}s" if minutes else f"{seconds}s"
 
 
-def limits_for(*, user: User, api_key: ApiKey | None) -> tuple[SubjectLimits, ...]:
-    """The user's and the key's limits: a RateLimit row set by staff, else the settings."""
+def limits_for(
+    *, user: User, api_key: ApiKey | None, team: Team | None = None
+) -> tuple[SubjectLimits, ...]:
+    """The user's, the key's and the team's limits: a RateLimit row set by staff, else the
+    settings (a team has no default: only a row limits it)."""
     rows = {
-        ("key" if row.api_key_id else "user"): row
+        ("team" if row.team_id else "key" if row.api_key_id else "user"): row
         for row in rate_limits_applicable(
-            user_id=user.pk, api_key_id=api_key.pk if api_key else None
+            user_id=user.pk,
+            api_key_id=api_key.pk if api_key else None,
+            team_id=team.pk if team else None,
         )
     }
     subjects = []
@@ -165,6 +171,7 @@ def limits_for(*, user: User, api_key: ApiKey | None) -> tuple[SubjectLimits, ..
             if api_key
             else []
         ),
+        *([("team", team.pk, 0, 0)] if team else []),
     ]:
         row = rows.get(kind)
         if row is not None:
@@ -179,11 +186,14 @@ def _keys(subjects: tuple[SubjectLimits, ...]) -> list[str]:
     return [f"parley:rl:{s.key}:{dim}" for s in subjects for dim in ("r", "t")]
 
 
-def ratelimit_acquire(*, user: User, api_key: ApiKey | None, tokens: int) -> RateLimitStatus:
-    """Count one request of ``tokens`` against the user's and the key's per-minute limits, or
+def ratelimit_acquire(
+    *, user: User, api_key: ApiKey | None, tokens: int, team: Team | None = None
+) -> RateLimitStatus:
+    """Count one request of ``tokens`` against the user's, the key's and the team's per-minute
+    limits, or
     raise ``RateLimited`` (nothing counted) with how long to wait. One Redis round trip; none
     at all when no limit applies."""
-    subjects = limits_for(user=user, api_key=api_key)
+    subjects = limits_for(user=user, api_key=api_key, team=team)
     if not subjects:
         return RateLimitStatus()
     args = [tokens, WINDOW_SECONDS]

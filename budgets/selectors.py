@@ -18,26 +18,37 @@ _budgets: HotCache[tuple[Budget, ...]] = HotCache(BUDGETS)
 _rate_limits: HotCache[tuple[RateLimit, ...]] = HotCache(LIMITS)
 
 
-def budgets_applicable(*, user_id: int, api_key_id: int | None) -> list[Budget]:
-    """The user's budgets and, for a request made with an API key, that key's too."""
+def budgets_applicable(
+    *, user_id: int, api_key_id: int | None, team_id: int | None = None
+) -> list[Budget]:
+    """The budgets a call counts toward: the user's; for a request made with an API key, that
+    key's; for a call charged to a team, the team's and the user's within that team. One
+    query, or none while cached."""
 
     def load() -> tuple[Budget, ...]:
-        subject = Q(user_id=user_id)
+        subject = Q(user_id=user_id, team_id__isnull=True)
         if api_key_id is not None:
             subject |= Q(api_key_id=api_key_id)
+        if team_id is not None:
+            subject |= Q(team_id=team_id, user_id__isnull=True)
+            subject |= Q(team_id=team_id, user_id=user_id)
         return tuple(Budget.objects.filter(subject))
 
-    return [fresh(budget) for budget in _budgets.get((user_id, api_key_id), load)]
+    return [fresh(budget) for budget in _budgets.get((user_id, api_key_id, team_id), load)]
 
 
-def rate_limits_applicable(*, user_id: int, api_key_id: int | None) -> list[RateLimit]:
+def rate_limits_applicable(
+    *, user_id: int, api_key_id: int | None, team_id: int | None = None
+) -> list[RateLimit]:
     def load() -> tuple[RateLimit, ...]:
         subject = Q(user_id=user_id)
         if api_key_id is not None:
             subject |= Q(api_key_id=api_key_id)
+        if team_id is not None:
+            subject |= Q(team_id=team_id)
         return tuple(RateLimit.objects.filter(subject))
 
-    return [fresh(limit) for limit in _rate_limits.get((user_id, api_key_id), load)]
+    return [fresh(limit) for limit in _rate_limits.get((user_id, api_key_id, team_id), load)]
 
 
 def _status(budget: Budget, ledger: BudgetLedger | None, start: datetime) -> BudgetStatus:
@@ -84,7 +95,7 @@ def budget_statuses_of(budgets: list[Budget], *, now: datetime | None = None) ->
 def budget_statuses(*, user, api_key_ids=()) -> dict[int | None, list[BudgetStatus]]:
     """``user``'s own budgets under ``None`` and each listed key's under its id, in two
     queries however many keys (registered as accounts' budget reader)."""
-    subject = Q(user_id=user.pk)
+    subject = Q(user_id=user.pk, team_id__isnull=True)
     if api_key_ids:
         subject |= Q(api_key_id__in=list(api_key_ids), api_key__owner_id=user.pk)
     budgets = list(Budget.objects.filter(subject).order_by("api_key_id", "period"))
@@ -96,7 +107,7 @@ def budget_statuses(*, user, api_key_ids=()) -> dict[int | None, list[BudgetStat
 
 
 def budget_list() -> QuerySet[Budget]:
-    return Budget.objects.select_related("user", "api_key", "api_key__owner")
+    return Budget.objects.select_related("user", "api_key", "api_key__owner", "team")
 
 
 def reservations_held(*, reference_prefix: str, created_before: datetime) -> QuerySet[Reservation]:

@@ -31,6 +31,7 @@ from budgets.periods import BudgetPeriod, period_end, period_start
 from budgets.selectors import budgets_applicable
 from project.errors import BudgetExceeded, InvalidInput
 from project.money import micros, usd
+from teams.models import Team
 
 # Every amount of money here is integer micro-dollars (project.money): ledger arithmetic in
 # SQL stays exact on SQLite too, where DECIMAL columns are added as floats.
@@ -47,22 +48,40 @@ def _limits_check(*, period: str, limit_micros: int | None, limit_tokens: int | 
         raise InvalidInput("limit_tokens may not be negative.", code="invalid_limit")
 
 
+def _subject_check(*, user_id, api_key_id, team_id) -> None:
+    # user, api_key, team, or user + team (a member's budget within the team)
+    if sum(x is not None for x in (user_id, api_key_id, team_id)) != 1 and not (
+        user_id is not None and team_id is not None and api_key_id is None
+    ):
+        raise InvalidInput(
+            "A budget belongs to a user, an API key, a team, or a member within a team.",
+            code="invalid_subject",
+        )
+
+
 def budget_set(
     *,
     user: User | None = None,
     api_key: ApiKey | None = None,
+    team: Team | None = None,
     period: str,
     limit_micros: int | None = None,
     limit_tokens: int | None = None,
 ) -> Budget:
-    """Create or change the ``period`` budget of a user or of an API key (exactly one). What
-    was already spent this period keeps counting against the new limit."""
-    if (user is None) == (api_key is None):
-        raise InvalidInput("A budget belongs to a user or to an API key.", code="invalid_subject")
+    """Create or change the ``period`` budget of a user, an API key, a team, or a member
+    within a team (``user`` and ``team``). What was already spent this period keeps counting
+    against the new limit. (A member's budget must stay within the team's: set it through
+    ``teams.services.member_budget_set``.)"""
+    _subject_check(
+        user_id=user.pk if user else None,
+        api_key_id=api_key.pk if api_key else None,
+        team_id=team.pk if team else None,
+    )
     _limits_check(period=period, limit_micros=limit_micros, limit_tokens=limit_tokens)
     budget, _ = Budget.objects.update_or_create(
         user=user,
         api_key=api_key,
+        team=team,
         period=period,
         defaults={"limit_micros": limit_micros, "limit_tokens": limit_tokens},
     )
@@ -74,8 +93,7 @@ def budget_save(*, budget: Budget) -> Budget:
     _limits_check(
         period=budget.period, limit_micros=budget.limit_micros, limit_tokens=budget.limit_tokens
     )
-    if (budget.user_id is None) == (budget.api_key_id is None):
-        raise InvalidInput("A budget belongs to a user or to an API key.", code="invalid_subject")
+    _subject_check(user_id=budget.user_id, api_key_id=budget.api_key_id, team_id=budget.team_id)
     budget.save()
     return budget
 
@@ -109,15 +127,19 @@ def rate_limit_set(
     *,
     user: User | None = None,
     api_key: ApiKey | None = None,
+    team: Team | None = None,
     requests_per_minute: int | None,
     tokens_per_minute: int | None,
 ) -> RateLimit:
-    """Set (or clear, with both None) the per-minute limits of a user or an API key."""
-    if (user is None) == (api_key is None):
-        raise InvalidInput("A rate limit belongs to a user or an API key.", code="invalid_subject")
+    """Set (or clear, with both None) the per-minute limits of a user, an API key or a team."""
+    if sum(x is not None for x in (user, api_key, team)) != 1:
+        raise InvalidInput(
+            "A rate limit belongs to a user, an API key or a team.", code="invalid_subject"
+        )
     limit, _ = RateLimit.objects.update_or_create(
         user=user,
         api_key=api_key,
+        team=team,
         defaults={
             "requests_per_minute": requests_per_minute,
             "tokens_per_minute": tokens_per_minute,
@@ -128,8 +150,12 @@ def rate_limit_set(
 
 def _describe(budget: Budget) -> str:
     period = {"daily": "daily", "monthly": "monthly", "lifetime": "lifetime"}[budget.period]
-    owner = "This API key's" if budget.scope == "api_key" else "Your"
-    return f"{owner} {period} budget"
+    return {
+        "api_key": f"This API key's {period} budget",
+        "team": f"The team's {period} budget",
+        "team_member": f"Your {period} budget in this team",
+        "user": f"Your {period} budget",
+    }[budget.scope]
 
 
 def _refusal(
@@ -217,13 +243,15 @@ def budget_reserve(
     *,
     user: User,
     api_key: ApiKey | None = None,
+    team: Team | None = None,
     amount_micros: int,
     amount_tokens: int,
     model: str = "",
     reference: str = "",
 ) -> Reservation:
-    """Hold ``amount_micros`` (micro-dollars) and ``amount_tokens`` (a request's worst case) against every budget
-    of ``user`` and of ``api_key``, all or nothing, atomically across processes.
+    """Hold ``amount_micros`` (micro-dollars) and ``amount_tokens`` (a request's worst case)
+    against every budget of ``user``, of ``api_key``, of ``team`` (the team the call is charged
+    to) and of the user within that team, all or nothing, atomically across processes.
 
     Raises ``BudgetExceeded`` (nothing held, nothing stored) naming the first budget that
     cannot cover it, its remaining amount and when it resets. Inside the caller's transaction
@@ -232,12 +260,17 @@ def budget_reserve(
     reservation = Reservation(
         user=user,
         api_key=api_key,
+        team=team,
         reference=reference,
         model=model[:64],
         amount_micros=amount_micros,
         amount_tokens=amount_tokens,
     )
-    budgets = budgets_applicable(user_id=user.pk, api_key_id=api_key.pk if api_key else None)
+    budgets = budgets_applicable(
+        user_id=user.pk,
+        api_key_id=api_key.pk if api_key else None,
+        team_id=team.pk if team else None,
+    )
     if not budgets:
         return reservation
     now = timezone.now()

@@ -14,6 +14,7 @@ from rq.job import JobStatus as RQStatus
 from rq.queue import Queue as RQQueue
 
 from project.redis import redis_client
+from project.tracing import trace_carrier
 
 logger = logging.getLogger("parley.jobs")
 
@@ -47,6 +48,11 @@ def rq_enqueue(job_id, queue: str, *, delay: float = 0) -> bool:
         "result_ttl": RESULT_TTL,
         "failure_ttl": FAILURE_TTL,
     }
+    # The trace context of whoever queues the job (the POST's span) rides in its arguments,
+    # so the worker's job span joins the same trace (project.tracing.job_span).
+    carrier = trace_carrier()
+    if carrier:
+        options["trace_context"] = carrier
     try:
         if delay > 0:
             rq_queue.enqueue_in(timedelta(seconds=delay), RUNNER, str(job_id), **options)

@@ -37,6 +37,7 @@ from jobs.models import Job, JobStatus
 from jobs.services import job_schedule_retry, job_transition
 from project.errors import InvalidTransition
 from project.logging import bind_request_id, unbind_request_id
+from project.tracing import job_span
 
 logger = logging.getLogger("parley.jobs")
 
@@ -222,15 +223,30 @@ def _claim(job_id: str) -> Job | None:
     return job
 
 
-def run_job(job_id: str) -> str | None:
+def run_job(job_id: str, trace_context: dict[str, str] | None = None) -> str | None:
     """The RQ entry point. Outcomes are written to the job row, never raised to RQ; the
-    returned status (or ``HANDED_BACK``) is only what RQ's dashboard shows as the result."""
+    returned status (or ``HANDED_BACK``) is only what RQ's dashboard shows as the result.
+    ``trace_context`` is the W3C trace context of whoever queued it (tracing on)."""
+    with job_span(job_id=str(job_id), carrier=trace_context) as span:
+        return _run_job(job_id, span)
+
+
+def _run_job(job_id: str, span) -> str | None:
     token = bind_request_id(f"job-{job_id}")
     close_old_connections()
     try:
         job = _claim(job_id)
         if job is None:
             return None
+        if span.is_recording():
+            span.update_name(f"job {job.kind}")
+            span.set_attributes(
+                {
+                    "parley.job.kind": job.kind,
+                    "parley.job.attempt": job.attempts,
+                    "messaging.destination.name": job.queue,
+                }
+            )
         kind = registry.kind_of(job.kind)
         if kind is None:
             job_transition(

@@ -290,13 +290,14 @@ class UsageAdmin(admin.ModelAdmin):
 
 @admin.register(ModelAccess)
 class ModelAccessAdmin(admin.ModelAdmin):
-    """Restrict a user or one API key to the chosen models (none chosen: no model at all)."""
+    """Restrict a user, one API key or a team to the chosen models (none chosen: no model at
+    all)."""
 
-    list_display = ["__str__", "user", "api_key", "models_allowed"]
-    search_fields = ["user__email", "api_key__name", "api_key__prefix"]
-    raw_id_fields = ["user", "api_key"]
+    list_display = ["__str__", "user", "api_key", "team", "models_allowed"]
+    search_fields = ["user__email", "api_key__name", "api_key__prefix", "team__slug"]
+    raw_id_fields = ["user", "api_key", "team"]
     filter_horizontal = ["allowed_models"]
-    list_select_related = ["user", "api_key"]
+    list_select_related = ["user", "api_key", "team"]
 
     def get_queryset(self, request: HttpRequest) -> QuerySet[ModelAccess]:
         return super().get_queryset(request).prefetch_related("allowed_models")

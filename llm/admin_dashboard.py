@@ -20,6 +20,7 @@ from llm.selectors import (
     DayUsage,
     reply_latency_by_model,
     usage_by_day,
+    usage_by_team,
     usage_top_spenders,
 )
 from project.money import usd
@@ -82,6 +83,7 @@ def dashboard_view(request: HttpRequest) -> HttpResponse:
         "latency": reply_latency_by_model(since=now - timedelta(days=7)),
         "latency_limit": LATENCY_SAMPLE_LIMIT,
         "spenders": usage_top_spenders(since=month_start(now)),
+        "teams": usage_by_team(since=month_start(now)),
         "queues": queues,
         "budgets": budgets_most_used(limit=10, now=now),
     }

@@ -31,8 +31,10 @@ from llm.models import Conversation, LLMModel, Message, MessageStatus, ModelFall
 from llm.providers.context import PER_MESSAGE_OVERHEAD, REPLY_PRIMING, estimate_tokens
 from llm.providers.pricing import completion_cost_micros
 from llm.selectors import CATALOG
-from project.errors import BudgetExceeded
+from project.errors import BudgetExceeded, NotAllowed
 from project.hotcache import HotCache
+from teams.models import Team
+from teams.selectors import team_is_member
 
 
 @dataclass(frozen=True, slots=True)
@@ -96,13 +98,15 @@ def admission_reserve(
     max_tokens: int,
     reference: str = "",
     check_access: bool = True,
+    team: Team | None = None,
 ) -> Admission:
-    """Admit one provider call for ``user`` (and ``api_key`` when the request used one).
+    """Admit one provider call for ``user`` (and ``api_key`` when the request used one),
+    charged to ``team`` (``teams.selectors.team_for_call`` chose it; None: no team).
 
-    Checks that the user and the key may use ``model``, counts the request and its worst-case
-    tokens (``input_tokens_estimate + max_tokens``) against their per-minute limits, and holds
-    its worst-case cost against every budget of the user and the key, atomically across
-    processes. Raises ``NotAllowed`` / ``RateLimited`` / ``BudgetExceeded`` with nothing held.
+    Checks that the user, the key and the team may use ``model``, counts the request and its
+    worst-case tokens (``input_tokens_estimate + max_tokens``) against their per-minute
+    limits, and holds its worst-case cost against every budget of the user, the key, the team
+    and the user within the team, atomically across processes. Raises ``NotAllowed`` / ``RateLimited`` / ``BudgetExceeded`` with nothing held.
 
     The caller MUST end every admitted call with ``admission_settle`` (actual tokens and cost;
     zero if nothing was produced) or ``admission_release``. ``reference`` names what the
@@ -113,13 +117,14 @@ def admission_reserve(
 
     Callers go through ``llm.lifecycle.call_admit``."""
     if check_access:
-        model_access_check(model=model, user=user, api_key=api_key)
+        model_access_check(model=model, user=user, api_key=api_key, team=team)
     tokens = input_tokens_estimate + max_tokens
-    rate_limit = ratelimit_acquire(user=user, api_key=api_key, tokens=tokens)
+    rate_limit = ratelimit_acquire(user=user, api_key=api_key, team=team, tokens=tokens)
     try:
         reservation = budget_reserve(
             user=user,
             api_key=api_key,
+            team=team,
             amount_micros=worst_case_cost_micros(
                 model=model, input_tokens=input_tokens_estimate, max_tokens=max_tokens
             ),
@@ -214,12 +219,27 @@ def reply_reservation_ensure(*, job: Job, message: Message, max_tokens: int) -> 
         return
     conversation = message.conversation
     api_key_id = job.payload.get("api_key_id")
-    if not budgets_applicable(user_id=conversation.owner_id, api_key_id=api_key_id):
+    team_id = job.payload.get("team_id")
+    team = Team.objects.filter(pk=team_id).first() if team_id else None
+    if (
+        team is not None
+        and conversation.owner_id != team.service_user_id
+        and not team_is_member(team_id=team.pk, user_id=conversation.owner_id)
+    ):
+        # Removed from the team since the reply was first asked for: it cannot charge it now.
+        raise NotAllowed(
+            f"You are no longer a member of team '{team.slug}', which this reply is charged to.",
+            code="team_membership_ended",
+        )
+    if not budgets_applicable(
+        user_id=conversation.owner_id, api_key_id=api_key_id, team_id=team_id
+    ):
         return
     estimate = conversation_input_estimate(conversation=conversation, content="")
     budget_reserve(
         user=conversation.owner,
         api_key=ApiKey.objects.filter(pk=api_key_id).first() if api_key_id else None,
+        team=team,
         amount_micros=worst_case_cost_micros(
             model=message.model, input_tokens=estimate, max_tokens=max_tokens
         ),

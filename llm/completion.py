@@ -37,7 +37,7 @@ from llm.selectors import message_path
 from llm.services import message_transition, reply_fall_back
 from llm.titles import conversation_title_request
 from project.db import connection_give_back
-from project.errors import BudgetExceeded, InvalidTransition
+from project.errors import BudgetExceeded, InvalidTransition, NotAllowed
 
 logger = logging.getLogger("parley.llm")
 
@@ -62,7 +62,7 @@ def _reservation_ensure(message: Message, job: Job, max_tokens: int) -> None:
     POST, but a manual retry of a failed reply (settled then) reserves again here."""
     try:
         reply_reservation_ensure(job=job, message=message, max_tokens=max_tokens)
-    except BudgetExceeded as exc:
+    except (BudgetExceeded, NotAllowed) as exc:
         raise PermanentJobError(exc.message) from exc
 
 
@@ -178,7 +178,7 @@ def _store_result(message: Message, result: CompletionResult, job: Job) -> None:
     (the terminal hook ends the reply and its hold)."""
     try:
         with transaction.atomic():
-            _record_completed(message, result)
+            _record_completed(message, result, team_id=job.payload.get("team_id"))
             call_account(
                 Spent(
                     policy=REPLY,
@@ -188,6 +188,7 @@ def _store_result(message: Message, result: CompletionResult, job: Job) -> None:
                     input_tokens=result.input_tokens,
                     output_tokens=result.output_tokens,
                     api_key_id=job.payload.get("api_key_id"),
+                    team_id=job.payload.get("team_id"),
                     reference=reply_reference(job.pk),
                     message=message,
                     record=_call_record(job, message),
@@ -216,6 +217,7 @@ def _call_record(job: Job, message: Message) -> GatewayCall | None:
     return GatewayCall(
         user_id=conversation.owner_id,
         api_key_id=job.payload.get("api_key_id"),
+        team_id=job.payload.get("team_id"),
         model=message.model,
         model_requested=call.get("model_requested", "")[:128],
         endpoint=call.get("endpoint", ""),
@@ -251,7 +253,9 @@ def _tell_readers(message: Message, event: str, data: dict) -> None:
         )
 
 
-def _record_completed(message: Message, result: CompletionResult) -> None:
+def _record_completed(
+    message: Message, result: CompletionResult, *, team_id: int | None = None
+) -> None:
     message_transition(
         message=message,
         to=MessageStatus.COMPLETED,
@@ -266,7 +270,7 @@ def _record_completed(message: Message, result: CompletionResult) -> None:
         error="",
     )
     # In the same transaction: the title job exists only if the reply was stored.
-    conversation_title_request(conversation=message.conversation)
+    conversation_title_request(conversation=message.conversation, team_id=team_id)
 
 
 def _transition_unless_moved_on(message: Message, to: str, **fields) -> bool:
@@ -362,6 +366,7 @@ def _account_unfinished(job: Job, message: Message, *, cancelled: bool) -> None:
             input_tokens=input_tokens,
             output_tokens=output_tokens,
             api_key_id=job.payload.get("api_key_id"),
+            team_id=job.payload.get("team_id"),
             reference=reply_reference(job.pk),
             message=message,
             record=_call_record(job, message),

@@ -53,6 +53,7 @@ from llm.providers import (
 )
 from llm.providers.context import PER_MESSAGE_OVERHEAD, REPLY_PRIMING, estimate_message_tokens
 from llm.selectors import model_fallback_ids
+from teams.models import Team
 
 logger = logging.getLogger("parley.llm")
 
@@ -131,9 +132,11 @@ def call_admit(
     input_tokens_estimate: int,
     max_tokens: int,
     reference: str,
+    team: Team | None = None,
 ) -> Admission:
-    """Admit one call (raises ``NotAllowed`` / ``RateLimited`` / ``BudgetExceeded`` with nothing
-    held). End it with ``call_account``."""
+    """Admit one call charged to ``team`` (None: no team; ``teams.selectors.team_for_call``
+    chooses it) — raises ``NotAllowed`` / ``RateLimited`` / ``BudgetExceeded`` with nothing
+    held. End it with ``call_account``."""
     return admission_reserve(
         user=user,
         api_key=api_key,
@@ -142,6 +145,7 @@ def call_admit(
         max_tokens=max_tokens,
         reference=reference,
         check_access=policy.check_access,
+        team=team,
     )
 
 
@@ -253,6 +257,7 @@ class Spent:
     cache_read_tokens: int = 0  # of input_tokens, read from the provider's prompt cache
     cache_write_tokens: int = 0  # of input_tokens, written to it
     api_key_id: int | None = None
+    team_id: int | None = None  # the team the call was charged to
     reservation: Reservation | None = None
     reference: str = ""
     message: Message | None = None  # a reply's usage is counted once per message
@@ -368,9 +373,13 @@ def _usage_write(spent: Spent, cost_micros: int) -> Usage | None:
     api_key_id = spent.api_key_id
     if api_key_id is not None and not ApiKey.objects.filter(pk=api_key_id).exists():
         api_key_id = None  # deleted by staff meanwhile: the usage still counts for the user
+    team_id = spent.team_id
+    if team_id is not None and not Team.objects.filter(pk=team_id).exists():
+        team_id = None  # the team was deleted meanwhile
     fields = {
         "user": spent.user,
         "api_key_id": api_key_id,
+        "team_id": team_id,
         "model": spent.model,
         "input_tokens": spent.input_tokens,
         "output_tokens": spent.output_tokens,

@@ -306,6 +306,14 @@ class Usage(models.Model):
         related_name="+",
         help_text="The API key the request was made with; empty for a JWT (or a deleted key).",
     )
+    team = models.ForeignKey(
+        "teams.Team",
+        on_delete=models.SET_NULL,
+        null=True,
+        blank=True,
+        related_name="+",
+        help_text="The team the call was charged to; empty when none.",
+    )
     input_tokens = models.PositiveIntegerField(help_text="Every prompt token, cached included.")
     output_tokens = models.PositiveIntegerField()
     cache_read_tokens = models.PositiveIntegerField(
@@ -320,7 +328,10 @@ class Usage(models.Model):
     class Meta:
         ordering = ["-created_at"]
         verbose_name_plural = "usage"
-        indexes = [models.Index(fields=["user", "created_at"], name="llm_usage_user_created")]
+        indexes = [
+            models.Index(fields=["user", "created_at"], name="llm_usage_user_created"),
+            models.Index(fields=["team", "created_at"], name="llm_usage_team_created"),
+        ]
         constraints = [
             models.CheckConstraint(
                 condition=Q(cost_micros__gte=0), name="llm_usage_cost_not_negative"
@@ -363,6 +374,9 @@ class GatewayCall(models.Model):
     )
     api_key = models.ForeignKey(
         "accounts.ApiKey", on_delete=models.SET_NULL, null=True, blank=True, related_name="+"
+    )
+    team = models.ForeignKey(
+        "teams.Team", on_delete=models.SET_NULL, null=True, blank=True, related_name="+"
     )
     model = models.ForeignKey(
         LLMModel, on_delete=models.PROTECT, null=True, blank=True, related_name="+"
@@ -420,9 +434,9 @@ class GatewayCall(models.Model):
 
 
 class ModelAccess(models.Model):
-    """Restricts a user or one API key to a set of catalog models. Without a row every usable
-    model is allowed; with one, only its ``allowed_models`` (none at all if empty). A request made
-    with a key must pass both the key's and its owner's restriction."""
+    """Restricts a user, one API key or a team to a set of catalog models. Without a row every
+    usable model is allowed; with one, only its ``allowed_models`` (none at all if empty). A
+    request must pass its user's, its key's and the team it is charged to's restriction."""
 
     user = models.OneToOneField(
         settings.AUTH_USER_MODEL,
@@ -438,17 +452,27 @@ class ModelAccess(models.Model):
         blank=True,
         related_name="model_access",
     )
+    team = models.OneToOneField(
+        "teams.Team",
+        on_delete=models.CASCADE,
+        null=True,
+        blank=True,
+        related_name="model_access",
+    )
     allowed_models = models.ManyToManyField(LLMModel, blank=True, related_name="+")
 
     class Meta:
         verbose_name = "model access restriction"
         constraints = [
             models.CheckConstraint(
-                condition=(Q(user__isnull=False) & Q(api_key__isnull=True))
-                | (Q(user__isnull=True) & Q(api_key__isnull=False)),
-                name="llm_model_access_user_xor_api_key",
+                condition=(Q(user__isnull=False) & Q(api_key__isnull=True) & Q(team__isnull=True))
+                | (Q(user__isnull=True) & Q(api_key__isnull=False) & Q(team__isnull=True))
+                | (Q(user__isnull=True) & Q(api_key__isnull=True) & Q(team__isnull=False)),
+                name="llm_model_access_one_subject",
             ),
         ]
 
     def __str__(self) -> str:
+        if self.team_id:
+            return f"team {self.team_id}"
         return f"key {self.api_key_id}" if self.api_key_id else f"user {self.user_id}"

@@ -347,13 +347,16 @@ def message_list_all(*, conversation: Conversation) -> list[Message]:
 
 @dataclass(frozen=True, slots=True)
 class UsageReport:
-    user: int
+    user: int | None
     since: date
     until: date
     total: dict
     by_day: list[dict]
     by_model: list[dict]
     by_api_key: list[dict]
+    by_team: list[dict]
+    by_user: list[dict]
+    team: int | None = None
 
 
 USAGE_SUMS = {
@@ -375,10 +378,18 @@ def _usage_between(since: date, until: date) -> QuerySet[Usage]:
     return Usage.objects.filter(created_at__gte=start, created_at__lt=end)
 
 
-def usage_report(*, user_id: int, since: date, until: date) -> UsageReport:
-    """Tokens, cost and requests between two UTC dates (both included), by day and by model.
-    Counts completed replies, including those whose conversations were since purged."""
-    rows = _usage_between(since, until).filter(user_id=user_id)
+def usage_report(
+    *, user_id: int | None = None, team_id: int | None = None, since: date, until: date
+) -> UsageReport:
+    """Tokens, cost and requests between two UTC dates (both included) of one user (all their
+    calls, whatever team) or of one team (every member's calls charged to it), by day, model,
+    API key, team and user. Counts completed replies, including those whose conversations
+    were since purged. Six queries."""
+    rows = _usage_between(since, until)
+    if user_id is not None:
+        rows = rows.filter(user_id=user_id)
+    if team_id is not None:
+        rows = rows.filter(team_id=team_id)
     by_day = (
         rows.annotate(date=TruncDate("created_at", tzinfo=UTC))
         .values("date")
@@ -388,8 +399,13 @@ def usage_report(*, user_id: int, since: date, until: date) -> UsageReport:
     by_key = rows.values(
         "api_key_id", api_key_name=F("api_key__name"), api_key_prefix=F("api_key__prefix")
     ).annotate(**USAGE_SUMS)
+    by_team = rows.values("team_id", team_slug=F("team__slug"), team_name=F("team__name")).annotate(
+        **USAGE_SUMS
+    )
+    by_user = rows.values("user_id", email=F("user__email")).annotate(**USAGE_SUMS)
     return UsageReport(
         user=user_id,
+        team=team_id,
         since=since,
         until=until,
         total=rows.aggregate(**USAGE_SUMS),
@@ -401,19 +417,26 @@ def usage_report(*, user_id: int, since: date, until: date) -> UsageReport:
             {"api_key": row.pop("api_key_id"), **row}
             for row in by_key.order_by(F("api_key_id").asc(nulls_first=True))
         ],
+        by_team=[
+            {"team": row.pop("team_id"), **row}
+            for row in by_team.order_by(F("team_id").asc(nulls_first=True))
+        ],
+        by_user=[{"user": row.pop("user_id"), **row} for row in by_user.order_by("email")],
     )
 
 
 def usage_totals(*, since: date, until: date, group_by: str) -> list[dict]:
     """Everyone's usage between two UTC dates grouped by ``user`` (email), ``model`` (slug),
-    ``day`` or ``api_key`` (``<prefix> (<name>)``, "-" for JWT requests), for operators'
-    reports; cost in micro-dollars (``cost_micros``)."""
+    ``day``, ``api_key`` (``<prefix> (<name>)``, "-" for JWT requests) or ``team`` (slug, "-"
+    for calls charged to no team), for operators' reports; cost in micro-dollars
+    (``cost_micros``)."""
     rows = _usage_between(since, until)
     group = {
         "user": F("user__email"),
         "model": F("model__slug"),
         "day": TruncDate("created_at", tzinfo=UTC),
         "api_key": F("api_key_id"),
+        "team": F("team__slug"),
     }[group_by]
     grouped = list(rows.values(group_key=group).annotate(**USAGE_SUMS).order_by("group_key"))
     if group_by == "api_key":
@@ -421,6 +444,9 @@ def usage_totals(*, since: date, until: date, group_by: str) -> list[dict]:
         for row in grouped:
             key = keys.get(row["group_key"])
             row["group_key"] = f"{key.prefix} ({key.name})" if key else "-"
+    if group_by == "team":
+        for row in grouped:
+            row["group_key"] = row["group_key"] or "-"
     return [{group_by: row.pop("group_key"), **row} for row in grouped]
 
 
@@ -480,6 +506,27 @@ def usage_top_spenders(*, since: datetime, limit: int = 10) -> list[dict]:
     return [
         {
             "email": row["email"],
+            "tokens": row["input_tokens"] + row["output_tokens"],
+            "cost_micros": row["cost_micros"],
+            "requests": row["requests"],
+        }
+        for row in rows
+    ]
+
+
+def usage_by_team(*, since: datetime) -> list[dict]:
+    """Spend per team since ``since`` (calls charged to no team in one "-" row), most first:
+    team slug and name, tokens, cost_micros, requests. One query."""
+    rows = (
+        Usage.objects.filter(created_at__gte=since)
+        .values(slug=F("team__slug"), name=F("team__name"))
+        .annotate(**USAGE_SUMS)
+        .order_by("-cost_micros", "slug")
+    )
+    return [
+        {
+            "slug": row["slug"] or "-",
+            "name": row["name"] or "(no team)",
             "tokens": row["input_tokens"] + row["output_tokens"],
             "cost_micros": row["cost_micros"],
             "requests": row["requests"],

@@ -47,6 +47,7 @@ from project.errors import (
     InvalidInput,
     InvalidTransition,
 )
+from teams.models import Team
 
 COMPLETION_JOB_KIND = "llm.completion"
 COMPLETION_QUEUE = "completions"
@@ -88,11 +89,12 @@ def conversation_create(
     system_prompt: str = "",
     params: dict[str, Any] | None = None,
     api_key: ApiKey | None = None,
+    team: Team | None = None,
 ) -> Conversation:
     """A new conversation on a model that can be called now (else 400 saying why) and that
     the owner (and the request's API key) may use (else 403 ``model_not_allowed``)."""
     model = model_get_available(slug=model_slug)
-    model_access_check(model=model, user=owner, api_key=api_key)
+    model_access_check(model=model, user=owner, api_key=api_key, team=team)
     return Conversation.objects.create(
         owner=owner,
         model=model,
@@ -113,6 +115,7 @@ def conversation_update(
     current_leaf: str | uuid.UUID | None = None,
     save: bool = True,
     api_key: ApiKey | None = None,
+    team: Team | None = None,
 ) -> Conversation:
     """Change what was given; switching model re-checks that it can be called. With
     ``save=False`` only the rules run (``InvalidInput`` when one fails) and nothing is stored.
@@ -127,7 +130,9 @@ def conversation_update(
         )
     if model_slug is not None and model_slug != conversation.model.slug:
         conversation.model = model_get_available(slug=model_slug)
-        model_access_check(model=conversation.model, user=conversation.owner, api_key=api_key)
+        model_access_check(
+            model=conversation.model, user=conversation.owner, api_key=api_key, team=team
+        )
     if params is not None:
         current = {"temperature": conversation.temperature, "max_tokens": conversation.max_tokens}
         merged = current | params
@@ -238,6 +243,7 @@ def _create_turn(
     model: LLMModel | None = None,
     params: dict[str, Any] | None = None,
     api_key: ApiKey | None = None,
+    team: Team | None = None,
     call: dict | None = None,
 ) -> PostedMessage:
     """Store a turn and its queued reply's job, in the caller's transaction, and make the
@@ -282,6 +288,8 @@ def _create_turn(
         payload["params"] = params
     if api_key is not None:
         payload["api_key_id"] = api_key.pk  # the worker records usage per key
+    if team is not None:
+        payload["team_id"] = team.pk  # and per team, and re-reserves against it on retry
     if call:
         payload["call"] = call  # recorded as a /v1/ call when the reply ends
     job, created = job_create(
@@ -306,6 +314,7 @@ def _create_turn(
         ),
         max_tokens=reply_max_tokens(conversation=conversation, model=reply_model, params=params),
         reference=reply_reference(job.pk),  # the worker settles it when the reply ends
+        team=team,
     )
     rows = []
     if answer is None:
@@ -352,6 +361,7 @@ def _queue_turn(
     fingerprint: str,
     idempotency_key: str | None,
     api_key: ApiKey | None,
+    team: Team | None = None,
     content: str | None = None,
     model: LLMModel | None = None,
     **turn: Any,
@@ -372,6 +382,7 @@ def _queue_turn(
             content=content,
             model=model,
             api_key=api_key,
+            team=team,
             **turn,
         )
 
@@ -382,6 +393,7 @@ def message_post(
     content: str,
     idempotency_key: str | None = None,
     api_key: ApiKey | None = None,
+    team: Team | None = None,
     call: dict | None = None,
 ) -> PostedMessage:
     """Store the user's message (after the conversation's current leaf), a queued assistant
@@ -400,6 +412,7 @@ def message_post(
         fingerprint=_request_fingerprint(conversation, content),
         idempotency_key=idempotency_key,
         api_key=api_key,
+        team=team,
         content=content,
         call=call,
     )
@@ -421,6 +434,7 @@ def message_regenerate(
     params: dict[str, Any] | None = None,
     idempotency_key: str | None = None,
     api_key: ApiKey | None = None,
+    team: Team | None = None,
 ) -> PostedMessage:
     """Queue a new reply to the user message ``reply`` answered, beside ``reply`` (which is
     kept), and make it the current leaf. ``model_slug`` and ``params`` apply to the new reply
@@ -438,6 +452,7 @@ def message_regenerate(
         fingerprint=fingerprint,
         idempotency_key=idempotency_key,
         api_key=api_key,
+        team=team,
         model=model,
         answer=Message.objects.get(pk=reply.parent_id),
         params=_reply_params(params, model),
@@ -450,6 +465,7 @@ def message_edit(
     content: str,
     idempotency_key: str | None = None,
     api_key: ApiKey | None = None,
+    team: Team | None = None,
 ) -> PostedMessage:
     """Store ``content`` as a new user message beside ``message`` (same parent; the original
     and its branch are kept), queue its reply and make that the current leaf. Every rule of
@@ -463,6 +479,7 @@ def message_edit(
         fingerprint=fingerprint,
         idempotency_key=idempotency_key,
         api_key=api_key,
+        team=team,
         content=content,
         replaces=message,
     )

@@ -29,6 +29,7 @@ from llm.providers import ChatMessage, ChatRequest, ProviderError
 from llm.selectors import message_branch
 from project.db import connection_give_back
 from project.errors import BudgetExceeded, IdempotencyKeyReused, NotAllowed, RateLimited
+from teams.models import Team
 
 logger = logging.getLogger("parley.llm")
 
@@ -42,17 +43,20 @@ TITLE_INSTRUCTIONS = (
 )
 
 
-def conversation_title_request(*, conversation: Conversation) -> Job | None:
+def conversation_title_request(
+    *, conversation: Conversation, team_id: int | None = None
+) -> Job | None:
     """Queue the title of an untitled conversation, once (call it in the transaction that
-    stores a completed reply). None when titles are off, the conversation has a title, or
-    its title was already requested."""
+    stores a completed reply), charged to ``team_id`` (the reply's team). None when titles are
+    off, the conversation has a title, or its title was already requested."""
     if not settings.LLM_TITLE_MODEL or conversation.title:
         return None
     try:
         job, created = job_create(
             kind=TITLE_JOB_KIND,
             owner=conversation.owner,
-            payload={"conversation_id": str(conversation.pk)},
+            payload={"conversation_id": str(conversation.pk)}
+            | ({"team_id": team_id} if team_id else {}),
             queue=TITLE_QUEUE,
             # Unique per owner in the database: a conversation's title job exists at most once.
             idempotency_key=f"llm.title:{conversation.pk}",
@@ -102,6 +106,15 @@ def title_run(job: Job) -> None:
         temperature=0.2,
     )
     reference = reply_reference(job.pk)  # reconcile ends the hold if this job vanishes
+    # The reply's team pays for its title, unless its owner has left the team since.
+    team = (
+        Team.objects.filter(
+            pk=job.payload.get("team_id"), memberships__user_id=conversation.owner_id
+        ).first()
+        or Team.objects.filter(
+            pk=job.payload.get("team_id"), service_user_id=conversation.owner_id
+        ).first()
+    )
     try:
         admitted = call_admit(
             TITLE,
@@ -111,6 +124,7 @@ def title_run(job: Job) -> None:
             input_tokens_estimate=lifecycle.prompt_estimate(request),
             max_tokens=request.max_tokens,
             reference=reference,
+            team=team,
         )
     except RateLimited as exc:
         raise TransientJobError(exc.message, retry_after=exc.retry_after) from exc
@@ -122,6 +136,7 @@ def title_run(job: Job) -> None:
         model=model,
         outcome="completed",
         reservation=admitted.reservation,
+        team_id=team.pk if team else None,
     )
     provider = lifecycle.model_provider(model)
     connection_give_back()  # no connection held while the provider answers

@@ -9,6 +9,7 @@ api_v1 = [
     path("auth/", include("accounts.api.urls")),
     path("", include("llm.api.urls")),
     path("", include("jobs.api.urls")),
+    path("teams/", include("teams.api.urls")),
 ]
 
 urlpatterns = [

@@ -56,6 +56,12 @@ def test_compose_config_validates():
             services[role]["depends_on"]["migrate"]["condition"] == "service_completed_successfully"
         )
         assert services[role]["environment"]["DATABASE_URL"].startswith("postgres://")
+    # Only the web role serves HTTP: the others must not inherit the image's /healthz check.
+    # (`disable: true` is written back by compose as `test: [NONE]`.)
+    assert "healthcheck" not in services["web"]
+    for role in ("migrate", "worker", "scheduler", "maintenance"):
+        check = services[role]["healthcheck"]
+        assert check.get("disable") is True or check.get("test") == ["NONE"], role
         assert services[role]["environment"]["REDIS_URL"].startswith("redis://redis")
 
 
@@ -81,3 +87,15 @@ def test_entrypoint_knows_every_role():
         assert role in script
     dockerfile = (ROOT / "docker" / "Dockerfile").read_text()
     assert "USER parley" in dockerfile and "HEALTHCHECK" in dockerfile and "AS build" in dockerfile
+
+
+def test_the_image_is_built_as_it_runs():
+    """Defects found by building it (scripts/image-check): metrics set up before
+    collectstatic, a health check that ignored PORT, the whole repository copied in."""
+    dockerfile = (ROOT / "docker" / "Dockerfile").read_text()
+    collect = dockerfile.index("collectstatic")
+    assert dockerfile.index("ENV PROMETHEUS_MULTIPROC_DIR") > collect
+    healthcheck = dockerfile[dockerfile.index("HEALTHCHECK") :]
+    assert "${PORT:-8000}" in healthcheck.split("ENTRYPOINT")[0]
+    ignored = (ROOT / ".dockerignore").read_text().split()
+    assert {"*.md", "tests", "bench", ".git", ".venv"} <= set(ignored)

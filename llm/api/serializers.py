@@ -213,14 +213,30 @@ class UsageByApiKeySerializer(UsageRowSerializer):
     api_key_prefix = serializers.CharField(allow_null=True)
 
 
-class UsageReportSerializer(serializers.Serializer):
+class UsageByTeamSerializer(UsageRowSerializer):
+    team = serializers.IntegerField(
+        allow_null=True, help_text="The team's id; null for calls charged to no team."
+    )
+    team_slug = serializers.CharField(allow_null=True)
+    team_name = serializers.CharField(allow_null=True)
+
+
+class UsageByUserSerializer(UsageRowSerializer):
     user = serializers.IntegerField()
+    email = serializers.EmailField()
+
+
+class UsageReportSerializer(serializers.Serializer):
+    user = serializers.IntegerField(allow_null=True, help_text="Null for a team's report.")
+    team = serializers.IntegerField(allow_null=True, help_text="Set for a team's report.")
     since = serializers.DateField()
     until = serializers.DateField()
     total = UsageRowSerializer()
     by_day = UsageByDaySerializer(many=True)
     by_model = UsageByModelSerializer(many=True)
     by_api_key = UsageByApiKeySerializer(many=True)
+    by_team = UsageByTeamSerializer(many=True)
+    by_user = UsageByUserSerializer(many=True)
 
 
 class UsageQuerySerializer(serializers.Serializer):
@@ -232,6 +248,12 @@ class UsageQuerySerializer(serializers.Serializer):
     )
     user = serializers.IntegerField(
         required=False, min_value=1, max_value=2**63 - 1, help_text="Staff only: another user's id."
+    )
+    team = serializers.CharField(
+        required=False,
+        max_length=64,
+        help_text="A team's id or slug: that team's usage (every member's calls charged to it). "
+        "Team admins of that team and staff only.",
     )
 
     def validate(self, attrs: dict) -> dict:

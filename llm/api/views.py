@@ -21,6 +21,8 @@ from llm.api import serializers
 from llm.exports import ExportFile, conversation_export
 from llm.models import Conversation, Message
 from project.errors import InvalidInput
+from teams.api.context import TEAM_HEADER_PARAMETER, request_team
+from teams.selectors import team_for_usage
 
 MAX_USAGE_RANGE_DAYS = 366
 IDEMPOTENCY_KEY_MAX = 255
@@ -45,7 +47,10 @@ class LLMModelViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets
 
     def list(self, request, *args, **kwargs):
         usable = models_allowed(
-            selectors.model_list_available(), user=request.user, api_key=request_api_key(request)
+            selectors.model_list_available(),
+            user=request.user,
+            api_key=request_api_key(request),
+            team=request_team(request),
         )
         page = self.paginate_queryset(usable)
         return self.get_paginated_response(self.get_serializer(page, many=True).data)
@@ -55,7 +60,10 @@ class LLMModelViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets
         if model is None:
             raise Http404
         model_access_check(
-            model=model, user=self.request.user, api_key=request_api_key(self.request)
+            model=model,
+            user=self.request.user,
+            api_key=request_api_key(self.request),
+            team=request_team(self.request),
         )
         return model
 
@@ -165,6 +173,7 @@ class ConversationViewSet(
             owner=request.user,
             model_slug=fields.pop("model"),
             api_key=request_api_key(request),
+            team=request_team(request),
             **fields,
         )
         return Response(self.get_serializer(conversation).data, status=status.HTTP_201_CREATED)
@@ -177,7 +186,10 @@ class ConversationViewSet(
         if "model" in fields:
             fields["model_slug"] = fields.pop("model")
         conversation = services.conversation_update(
-            conversation=conversation, api_key=request_api_key(request), **fields
+            conversation=conversation,
+            api_key=request_api_key(request),
+            team=request_team(request),
+            **fields,
         )
         return Response(self.get_serializer(conversation).data)
 
@@ -296,7 +308,7 @@ class MessageViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.
         "(409 while a reply is being written, `Idempotency-Key`).",
         request=serializers.RegenerateSerializer,
         responses={202: serializers.PostedMessageSerializer},
-        parameters=[IDEMPOTENCY_KEY_HEADER],
+        parameters=[IDEMPOTENCY_KEY_HEADER, TEAM_HEADER_PARAMETER],
         extensions={"x-error-statuses": ["403", "409", "422", "429"]},
     )
     def regenerate(self, request: Request, conversation_pk: str, pk: str) -> Response:
@@ -309,6 +321,7 @@ class MessageViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.
             params=data.validated_data.get("params"),
             idempotency_key=self._idempotency_key(request),
             api_key=request_api_key(request),
+            team=request_team(request),
         )
         return self._accepted(posted)
 
@@ -320,7 +333,7 @@ class MessageViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.
         "202 like posting a message, with the same rules.",
         request=serializers.MessageCreateSerializer,
         responses={202: serializers.PostedMessageSerializer},
-        parameters=[IDEMPOTENCY_KEY_HEADER],
+        parameters=[IDEMPOTENCY_KEY_HEADER, TEAM_HEADER_PARAMETER],
         extensions={"x-error-statuses": ["403", "409", "422", "429"]},
     )
     def edit(self, request: Request, conversation_pk: str, pk: str) -> Response:
@@ -332,6 +345,7 @@ class MessageViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.
             content=data.validated_data["content"],
             idempotency_key=self._idempotency_key(request),
             api_key=request_api_key(request),
+            team=request_team(request),
         )
         return self._accepted(posted)
 
@@ -345,7 +359,7 @@ class MessageViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.
         "with a different body is a 422.",
         request=serializers.MessageCreateSerializer,
         responses={202: serializers.PostedMessageSerializer},
-        parameters=[IDEMPOTENCY_KEY_HEADER],
+        parameters=[IDEMPOTENCY_KEY_HEADER, TEAM_HEADER_PARAMETER],
         extensions={"x-error-statuses": ["403", "409", "422", "429"]},
     )
     def create(self, request: Request, conversation_pk: str) -> Response:
@@ -357,6 +371,7 @@ class MessageViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.
             content=data.validated_data["content"],
             idempotency_key=self._idempotency_key(request),
             api_key=request_api_key(request),
+            team=request_team(request),
         )
         return self._accepted(posted)
 
@@ -364,10 +379,11 @@ class MessageViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.
 class UsageView(APIView):
     @extend_schema(
         tags=["usage"],
-        summary="Tokens and cost by day, by model and by API key",
+        summary="Tokens and cost by day, model, API key, team and user",
         description="Completed replies between `since` and `until` (UTC dates, both included; at "
         f"most {MAX_USAGE_RANGE_DAYS} days). Cost is USD as a decimal string. Staff may pass "
-        "`user` to see anyone's.",
+        "`user` to see anyone's. `team` (id or slug) gives a team's usage, every member's calls "
+        "charged to it, to its team admins and staff (another team: 404).",
         parameters=[serializers.UsageQuerySerializer],
         responses={200: serializers.UsageReportSerializer},
     )
@@ -383,6 +399,10 @@ class UsageView(APIView):
             raise InvalidInput(
                 f"At most {MAX_USAGE_RANGE_DAYS} days at once.", code="range_too_long"
             )
+        if "team" in query.validated_data:
+            team_id = team_for_usage(user=request.user, team=query.validated_data["team"]).pk
+            report = selectors.usage_report(team_id=team_id, since=since, until=until)
+            return Response(serializers.UsageReportSerializer(report).data)
         user_id = query.validated_data.get("user", request.user.pk)
         if user_id != request.user.pk and not request.user.is_staff:
             raise PermissionDenied("Only staff can see another user's usage.")

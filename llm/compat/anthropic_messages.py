@@ -68,6 +68,7 @@ TRANSLATED = {
     "tool_choice",
     "thinking",
     "output_format",
+    "output_config",
     "service_tier",
 }
 HINTS = ("service_tier",)
@@ -279,14 +280,27 @@ def _thinking(value: object) -> int | None:
     return budget
 
 
-def _output_format(value: object) -> ResponseFormat | None:
-    """Anthropic's structured output (``output_format: {type: json_schema, schema}``)."""
+def _output_format(value: object, param: str) -> ResponseFormat | None:
+    """Anthropic's structured output (``output_config.format``, or the beta's
+    ``output_format``: ``{type: json_schema, schema}``)."""
     if value is None:
         return None
     if not isinstance(value, dict) or value.get("type") != "json_schema":
-        raise invalid("Must be {type: json_schema, schema: {...}}.", param="output_format")
-    schema = json_schema_object(value.get("schema"), "output_format.schema")
+        raise invalid("Must be {type: json_schema, schema: {...}}.", param=param)
+    schema = json_schema_object(value.get("schema"), f"{param}.schema")
     return ResponseFormat(type="json_schema", name="response", schema=schema)
+
+
+def _output_config(body: dict) -> tuple[ResponseFormat | None, dict]:
+    """Structured output from ``output_config.format`` (or ``output_format``), and what of
+    ``output_config`` only an Anthropic model takes (``effort``)."""
+    config = body.get("output_config")
+    if config is None:
+        return _output_format(body.get("output_format"), "output_format"), {}
+    if not isinstance(config, dict):
+        raise invalid("Must be an object.", param="output_config")
+    native = {key: value for key, value in config.items() if key != "format"}
+    return _output_format(config.get("format"), "output_config.format"), native
 
 
 def messages_request_parse(body: dict) -> GatewayRequest:
@@ -329,13 +343,14 @@ def messages_request_parse(body: dict) -> GatewayRequest:
         raise invalid("Must be a string.", param="metadata.user_id")
     tools, native_tools = _tools(body)
     tool_choice, parallel = _tool_choice(body.get("tool_choice"))
+    response_format, native_config = _output_config(body)
     options = {
         "top_k": integer(body, "top_k", low=1, high=1_000_000),
         "tools": tools,
         "tool_choice": tool_choice,
         "parallel_tool_calls": parallel,
         "thinking_budget": _thinking(body.get("thinking")),
-        "response_format": _output_format(body.get("output_format")),
+        "response_format": response_format,
         "system_cache": system_cache,
         "param_names": {"stop": "stop_sequences"},
     }
@@ -344,6 +359,9 @@ def messages_request_parse(body: dict) -> GatewayRequest:
     if native_tools:
         passthrough["tools"] = body["tools"]
         native = native or "tools"
+    if native_config:  # effort: an Anthropic model's own control
+        passthrough["output_config"] = native_config
+        native = native or f"output_config.{next(iter(native_config))}"
     if native:
         passthrough = {"messages": raw, **passthrough}
         if "system" in body:

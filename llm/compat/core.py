@@ -285,7 +285,8 @@ def openai_tool_choice(value: Any, param: str = "tool_choice") -> ToolChoice | N
     if value in ("auto", "none", "required"):
         return ToolChoice(mode=value)
     if isinstance(value, dict) and value.get("type") == "function":
-        name = value.get("name") or (value.get("function") or {}).get("name")
+        function = value.get("function")
+        name = value.get("name") or (function.get("name") if isinstance(function, dict) else None)
         if isinstance(name, str) and name:
             return ToolChoice(mode="tool", name=name)
     raise invalid(

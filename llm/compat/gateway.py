@@ -50,6 +50,8 @@ from llm.providers import (
 from llm.selectors import model_by_slug
 from project import errors as domain
 from project.db import connection_give_back
+from teams.models import Team
+from teams.selectors import TEAM_HEADER, team_for_call
 
 logger = logging.getLogger("parley.llm.compat")
 # Tasks that account for streams whose client went away: kept referenced until they finish.
@@ -68,6 +70,7 @@ class Call:
     id: uuid.UUID = field(default_factory=uuid.uuid4)
     user: User | None = None
     api_key: ApiKey | None = None
+    team: Team | None = None  # the team the call is charged to
     request: GatewayRequest | None = None
     model: LLMModel | None = None
     target: ProviderTarget | None = None
@@ -171,6 +174,7 @@ def _resolve(call: Call) -> None:
             input_tokens_estimate=prompt_size,
             max_tokens=max_tokens,
             reference=f"gateway:{call.id}",
+            team=call.team,
         )
     except domain.DomainError as exc:
         raise domain_refusal(exc) from None
@@ -187,6 +191,14 @@ def _open(
         call.user, call.api_key = caller_authenticate(http_request, x_api_key=x_api_key)
         http_request.user = call.user  # for the access log line
         try:
+            try:
+                call.team = team_for_call(
+                    user=call.user,
+                    api_key=call.api_key,
+                    requested=http_request.headers.get(TEAM_HEADER),
+                )
+            except domain.DomainError as exc:
+                raise domain_refusal(exc) from None
             call.request = parse()
             resolve(call)
         except GatewayError as error:
@@ -248,6 +260,7 @@ def _record(
         id=call.id,
         user=call.user,
         api_key=call.api_key,
+        team=call.team,
         model=call.model,
         model_requested=(request.model if request else "")[:128],
         endpoint=call.endpoint,
@@ -286,6 +299,7 @@ def _record(
             cache_read_tokens=cache_read,
             cache_write_tokens=cache_write,
             api_key_id=call.api_key.pk if call.api_key else None,
+            team_id=call.team.pk if call.team else None,
             reservation=call.admitted.reservation if call.admitted is not None else None,
             record=record,
             latency_ms=result.latency_ms if result else None,

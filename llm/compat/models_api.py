@@ -11,6 +11,9 @@ from llm.compat.edge import error_response
 from llm.compat.http import json_response
 from llm.models import LLMModel
 from llm.selectors import model_list_available
+from project.api.errors import status_for
+from project.errors import DomainError
+from teams.selectors import TEAM_HEADER, team_for_call
 
 
 def _openai_model(model: LLMModel) -> dict:
@@ -34,7 +37,12 @@ def _anthropic_model(model: LLMModel) -> dict:
 def _available(request: HttpRequest) -> list[LLMModel]:
     """Callable models the caller (and the key they used) may use."""
     user, api_key = caller_authenticate(request, x_api_key=True)
-    return models_allowed(model_list_available(), user=user, api_key=api_key)
+    try:
+        team = team_for_call(user=user, api_key=api_key, requested=request.headers.get(TEAM_HEADER))
+    except DomainError as exc:
+        kind = "not_found" if status_for(exc) == 404 else "permission"
+        raise GatewayError(status_for(exc), kind, exc.message, code=exc.code) from None
+    return models_allowed(model_list_available(), user=user, api_key=api_key, team=team)
 
 
 def model_list(request: HttpRequest) -> HttpResponse:

@@ -81,7 +81,7 @@ TRANSLATED = {
     "safety_identifier",
 }
 # Fields that change nothing in the reply: forwarded to OpenAI-format providers only.
-HINTS = ("service_tier", "prompt_cache_key", "safety_identifier", "user")
+HINTS = ("service_tier", "prompt_cache_key", "safety_identifier")
 ERROR_TYPES = {
     "invalid_request": "invalid_request_error",
     "not_found": "invalid_request_error",

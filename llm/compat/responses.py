@@ -63,6 +63,8 @@ from llm.selectors import model_get_available
 from llm.services import conversation_create, conversation_delete, message_post
 from project import errors as domain
 from project.db import connection_give_back
+from teams.models import Team
+from teams.selectors import TEAM_HEADER, team_for_call
 
 TRANSLATED = {
     "model",
@@ -291,7 +293,7 @@ def _include(body: dict) -> bool:
     if not isinstance(include, list):
         raise invalid("'include' must be a list.", param="include")
     for value in include:
-        if value not in INCLUDE_VALUES:
+        if not isinstance(value, str) or value not in INCLUDE_VALUES:
             raise invalid(f"'include' has an unknown value: {str(value)[:80]!r}.", "include")
     return "message.output_text.logprobs" in include
 
@@ -740,9 +742,12 @@ def _stored_create(http_request: HttpRequest, raw: bytes) -> tuple[Message, Resp
         user, api_key = caller_authenticate(http_request)
         parsed = responses_request_parse(parse_json_object(raw))
         try:
+            team = team_for_call(
+                user=user, api_key=api_key, requested=http_request.headers.get(TEAM_HEADER)
+            )
             with transaction.atomic():  # a refused reply leaves no new conversation behind
                 return _stored_post(
-                    user, api_key, parsed, request_id=getattr(http_request, "id", "")
+                    user, api_key, parsed, request_id=getattr(http_request, "id", ""), team=team
                 )
         except domain.DomainError as exc:
             raise domain_refusal(exc) from None
@@ -751,7 +756,7 @@ def _stored_create(http_request: HttpRequest, raw: bytes) -> tuple[Message, Resp
 
 
 def _stored_post(
-    user, api_key, parsed: ResponsesRequest, *, request_id: str = ""
+    user, api_key, parsed: ResponsesRequest, *, request_id: str = "", team: Team | None = None
 ) -> tuple[Message, ResponseShape]:
     """The new user turn and its queued reply, in a new conversation or after the previous
     response of the chain (the job is enqueued when the caller's transaction commits)."""
@@ -773,11 +778,14 @@ def _stored_post(
             title=request.messages[-1].content[:80],
             system_prompt=parsed.instructions,
             params={k: v for k, v in params.items() if v is not None},
+            api_key=api_key,
+            team=team,
         )
     posted = message_post(
         conversation=conversation,
         content=request.messages[-1].content,
         api_key=api_key,
+        team=team,
         # Recorded as a /v1/ call when the reply ends, like an unstored one (llm.lifecycle).
         call={
             "endpoint": GatewayEndpoint.RESPONSES,

@@ -302,6 +302,7 @@ def read_event(event: dict, reply: ReplyAccumulator) -> str | None:
     elif kind == "message_start":
         message = event.get("message") or {}
         reply.response_id = message.get("id", "")
+        reply.response_model = message.get("model", "")
         _read_usage(message.get("usage") or {}, reply)
     elif kind == "message_delta":
         delta = event.get("delta") or {}
@@ -323,6 +324,7 @@ def _finish(reply: ReplyAccumulator, stop_reason: str | None) -> str | None:
 def read_response(body: dict, reply: ReplyAccumulator) -> None:
     """Apply a whole Messages response body to ``reply``."""
     reply.response_id = body.get("id", "")
+    reply.response_model = body.get("model", "")
     _read_usage(body.get("usage") or {}, reply)
     for index, block in enumerate(body.get("content") or ()):
         kind = block.get("type")

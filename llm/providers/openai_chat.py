@@ -176,6 +176,7 @@ def read_event(event: dict, reply: ReplyAccumulator) -> str | None:
     and logprobs are queued on ``reply.events`` (choice 0 only: a stream is one choice)."""
     if not reply.response_id:
         reply.response_id = event.get("id") or ""
+        reply.response_model = event.get("model") or ""
     if usage := event.get("usage"):
         _read_usage(usage, reply)
     text = None
@@ -201,6 +202,7 @@ def read_response(body: dict, reply: ReplyAccumulator) -> None:
     """Apply a whole ``chat.completion`` to ``reply`` (choices after the first as
     ``more_choices``)."""
     reply.response_id = body.get("id") or ""
+    reply.response_model = body.get("model") or ""
     if usage := body.get("usage"):
         _read_usage(usage, reply)
     for position, choice in enumerate(body.get("choices") or ()):

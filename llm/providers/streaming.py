@@ -25,6 +25,7 @@ from llm.providers.base import (
 )
 from llm.providers.canonical import Choice, StreamEvent, ThinkingPart, ToolCall
 from llm.providers.context import estimate_message_tokens, estimate_tokens
+from project.tracing import provider_call_result, provider_call_span
 
 
 @dataclass(frozen=True, slots=True)
@@ -58,6 +59,7 @@ class ReplyAccumulator:
         "reasoning_tokens",
         "request",
         "response_id",
+        "response_model",
         "started",
         "stop_sequence",
         "structured",
@@ -73,6 +75,7 @@ class ReplyAccumulator:
         # By the stream's index: {"text", "signature", "redacted"}.
         self.thinking: dict[int, dict] = {}
         self.response_id = ""
+        self.response_model = ""  # the model the provider says answered (for traces)
         self.finish_reason: str | None = None
         self.stop_sequence: str | None = None
         self.input_tokens: int | None = None
@@ -203,56 +206,79 @@ class StreamingChatProvider:
         except httpx2.TransportError:
             raise connection_error(reply.response_id) from None
 
+    def _span(self, request: ChatRequest, *, current: bool = True):
+        """The call's GenAI span (project.tracing); a no-op span when tracing is off."""
+        return provider_call_span(
+            system=self.name,
+            request_model=request.model,
+            max_tokens=request.max_tokens,
+            temperature=request.temperature,
+            top_p=request.top_p,
+            messages=request.messages,
+            current=current,
+        )
+
+    def _finish(self, span, reply: ReplyAccumulator, request: ChatRequest) -> CompletionResult:
+        result = reply.result(request)
+        provider_call_result(span, result, response_model=reply.response_model)
+        return result
+
     def complete(
         self, request: ChatRequest, on_delta: DeltaCallback | None = None
     ) -> CompletionResult:
         reply = ReplyAccumulator(request)
-        with self._translated_errors(reply):
-            stream = self._client.post(
-                self.path,
-                body=self._body(request),
-                cast_to=object,
-                stream=True,
-                stream_cls=self.sdk.stream[object],
-            )
-            with stream:
-                for event in stream:
-                    text = self.read_event(event, reply)
-                    reply.events.clear()  # a caller of ``complete`` takes text only
-                    if text and on_delta is not None:
-                        on_delta(text)
-        return reply.result(request)
+        with self._span(request) as span:
+            with self._translated_errors(reply):
+                stream = self._client.post(
+                    self.path,
+                    body=self._body(request),
+                    cast_to=object,
+                    stream=True,
+                    stream_cls=self.sdk.stream[object],
+                )
+                with stream:
+                    for event in stream:
+                        text = self.read_event(event, reply)
+                        reply.events.clear()  # a caller of ``complete`` takes text only
+                        if text and on_delta is not None:
+                            on_delta(text)
+            return self._finish(span, reply, request)
 
     async def astream(self, request: ChatRequest) -> AsyncIterator[StreamEvent]:
         reply = ReplyAccumulator(request)
-        with self._translated_errors(reply):
-            stream = await self._client.post(
-                self.path,
-                body=self._body(request),
-                cast_to=object,
-                stream=True,
-                stream_cls=self.sdk.async_stream[object],
-            )
-            async with stream:
-                async for event in stream:
-                    text = self.read_event(event, reply)
-                    if text:
-                        yield text
-                    if reply.events:
-                        for item in reply.take_events():
-                            yield item
-        yield reply.result(request)
+        with self._span(request, current=False) as span:
+            with self._translated_errors(reply):
+                stream = await self._client.post(
+                    self.path,
+                    body=self._body(request),
+                    cast_to=object,
+                    stream=True,
+                    stream_cls=self.sdk.async_stream[object],
+                )
+                async with stream:
+                    async for event in stream:
+                        text = self.read_event(event, reply)
+                        if text:
+                            yield text
+                        if reply.events:
+                            for item in reply.take_events():
+                                yield item
+            result = self._finish(span, reply, request)
+        yield result
 
     async def acomplete(self, request: ChatRequest) -> CompletionResult:
         """The whole reply in one non-streamed response (for callers that want no deltas:
         one JSON body costs less to read than a stream of events)."""
         reply = ReplyAccumulator(request)
-        with self._translated_errors(reply):
-            body = await self._client.post(
-                self.path, body=self._body(request, stream=False), cast_to=object
-            )
-        reply.first_token_at = time.perf_counter()
-        if not isinstance(body, dict):
-            raise TransientProviderError("The provider answered with something other than JSON.")
-        self.read_response(body, reply)
-        return reply.result(request)
+        with self._span(request, current=False) as span:
+            with self._translated_errors(reply):
+                body = await self._client.post(
+                    self.path, body=self._body(request, stream=False), cast_to=object
+                )
+            reply.first_token_at = time.perf_counter()
+            if not isinstance(body, dict):
+                raise TransientProviderError(
+                    "The provider answered with something other than JSON."
+                )
+            self.read_response(body, reply)
+            return self._finish(span, reply, request)

@@ -23,6 +23,8 @@ ALLOWED_HOSTS = env.list("ALLOWED_HOSTS", default=["localhost", "127.0.0.1", "[:
 CSRF_TRUSTED_ORIGINS = env.list("CSRF_TRUSTED_ORIGINS", default=[])
 
 INSTALLED_APPS = [
+    # First: sets up OpenTelemetry (when OTEL_* asks for it) before anything loads middleware.
+    "project.apps.ProjectConfig",
     "django.contrib.admin",
     "django.contrib.auth",
     "django.contrib.contenttypes",
@@ -41,6 +43,7 @@ INSTALLED_APPS = [
     "jobs",
     "llm",
     "budgets",
+    "teams",
     "auditlog",
     "audit",
 ]
@@ -252,7 +255,7 @@ SPECTACULAR_SETTINGS = {
         "project.api.schema.add_error_responses",
         "project.api.schema.document_empty_query_values",
     ],
-    "ENUM_NAME_OVERRIDES": {},
+    "ENUM_NAME_OVERRIDES": {"TeamRoleEnum": "teams.models.TeamRole"},
 }
 
 # --- CORS -----------------------------------------------------------------------------------
@@ -297,6 +300,12 @@ LANGUAGE_CODE = "en-us"
 TIME_ZONE = "UTC"
 USE_I18N = True
 USE_TZ = True
+
+# --- Tracing (project/tracing.py): off unless the standard OTEL_* variables turn it on --------
+# Prompt and reply text on provider-call spans (gen_ai.input/output.messages): off by default.
+OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT = env.bool(
+    "OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT", default=False
+)
 
 # --- Audit log (audit app + django-auditlog) ---------------------------------------------------
 # Field-level history of what staff and team admins change, from any path (admin forms,

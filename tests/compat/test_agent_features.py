@@ -5,6 +5,7 @@ and not: what agent frameworks and structured-output libraries need, across fami
 import base64
 import json
 
+import anthropic
 import pydantic
 import pytest
 
@@ -278,6 +279,30 @@ def test_anthropic_sdk_structured_output_for_each_family(anthropic_client, famil
     Weather.model_validate_json(text)
 
 
+@pytest.mark.parametrize("family", FAMILIES)
+def test_anthropic_sdk_parse_with_output_config_for_each_family(anthropic_client, family):
+    parsed = anthropic_client.messages.parse(
+        model=SLUG[family], max_tokens=300, messages=QUESTION, output_format=Weather
+    )
+    assert isinstance(parsed.parsed_output, Weather)
+    assert parsed.stop_reason == "end_turn"
+
+
+def test_anthropic_output_config_effort_is_an_anthropic_control(anthropic_client, standin):
+    anthropic_client.messages.create(
+        model="claude-standin",
+        max_tokens=50,
+        messages=QUESTION,
+        output_config={"effort": "low"},
+    )
+    assert standin.last_request.body["output_config"] == {"effort": "low"}
+    with pytest.raises(anthropic.BadRequestError) as caught:
+        anthropic_client.messages.create(
+            model="gpt-standin", max_tokens=50, messages=QUESTION, output_config={"effort": "low"}
+        )
+    assert "output_config.effort" in caught.value.body["error"]["message"]
+
+
 def test_anthropic_sdk_stop_sequence_for_an_openai_model(anthropic_client):
     message = anthropic_client.messages.create(
         model="gpt-standin", messages=QUESTION, max_tokens=100, stop_sequences=["Paris"]
@@ -328,8 +353,8 @@ def test_cache_control_reaches_anthropic_and_cached_tokens_come_back(anthropic_c
     )
     assert first.usage.cache_creation_input_tokens > 0
     assert second.usage.cache_read_input_tokens == first.usage.cache_creation_input_tokens
-    # every prompt token is counted, the cached ones included (recorded just after the reply)
-    assert recorded_calls(2)[-1].input_tokens == (
+    # every prompt token is counted, the cached ones included
+    assert recorded_calls(2)[1].input_tokens == (
         second.usage.input_tokens + second.usage.cache_read_input_tokens
     )
 

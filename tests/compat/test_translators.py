@@ -6,6 +6,8 @@ import asyncio
 import json
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from llm.compat import anthropic_messages as messages_api
 from llm.compat import openai_chat as chat_api
@@ -952,3 +954,180 @@ def test_cache_control_from_an_openai_client_reaches_anthropic_only():
     assert to_anthropic["messages"][0]["content"][0]["cache_control"] == {"type": "ephemeral"}
     to_openai = openai_wire.request_body(request)
     assert "cache_control" not in json.dumps(to_openai)
+
+
+@pytest.mark.parametrize(
+    ("parse", "body", "param"),
+    [
+        (
+            chat_api.chat_request_parse,
+            {"tool_choice": {"type": "function", "function": "x"}},
+            "tool_choice",
+        ),
+        (
+            chat_api.chat_request_parse,
+            {"tools": [{"type": "function", "function": "x"}]},
+            "tools[0].function",
+        ),
+        (
+            chat_api.chat_request_parse,
+            {"response_format": {"type": "json_schema", "json_schema": []}},
+            "response_format",
+        ),
+        (
+            chat_api.chat_request_parse,
+            {
+                "messages": [
+                    {
+                        "role": "user",
+                        "content": [{"type": "image_url", "image_url": {"url": "ftp://x"}}],
+                    }
+                ]
+            },
+            "messages[0].content[0].image_url",
+        ),
+        (messages_api.messages_request_parse, {"tool_choice": "any"}, "tool_choice"),
+        (messages_api.messages_request_parse, {"thinking": {"type": "enabled"}}, "thinking"),
+        (
+            messages_api.messages_request_parse,
+            {
+                "messages": [
+                    {"role": "user", "content": [{"type": "tool_use", "name": "x", "input": []}]}
+                ]
+            },
+            "messages.0.content.0",
+        ),
+        (responses_api.responses_request_parse, {"include": [{"a": 1}]}, "include"),
+        (
+            responses_api.responses_request_parse,
+            {"input": [{"type": "function_call", "name": "x"}]},
+            "input[0]",
+        ),
+    ],
+)
+def test_malformed_fields_are_400s_naming_them_never_500s(parse, body, param):
+    base = {"model": "m", "max_tokens": 10, "messages": [{"role": "user", "content": "Hi"}]}
+    if parse is responses_api.responses_request_parse:
+        base = {"model": "m", "input": "hi"}
+    with pytest.raises(GatewayError) as caught:
+        parse({**base, **body})
+    assert (caught.value.status, caught.value.param) == (400, param)
+
+
+# --- Any JSON in any field: a translation or a 400, never an exception (a 500) ---------------
+
+JSON = st.recursive(
+    st.none() | st.booleans() | st.integers(-5, 5) | st.floats(-3, 3) | st.text(max_size=5),
+    lambda inner: (
+        st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=5), inner, max_size=3)
+    ),
+    max_leaves=8,
+)
+CHAT_FIELDS = [
+    "messages",
+    "tools",
+    "tool_choice",
+    "response_format",
+    "n",
+    "logprobs",
+    "stop",
+    "seed",
+    "parallel_tool_calls",
+]
+MESSAGES_FIELDS = [
+    "messages",
+    "system",
+    "tools",
+    "tool_choice",
+    "thinking",
+    "output_format",
+    "output_config",
+    "top_k",
+]
+RESPONSES_FIELDS = ["input", "tools", "tool_choice", "text", "include", "reasoning", "truncation"]
+PART_TYPES = st.sampled_from(
+    [
+        "text",
+        "image_url",
+        "image",
+        "tool_use",
+        "tool_result",
+        "input_text",
+        "input_image",
+        "function_call",
+        "function_call_output",
+        "message",
+        "thinking",
+        "function",
+    ]
+)
+# Fields shaped like the real ones, with any values inside: deeper than plain random JSON.
+SHAPED = st.fixed_dictionaries(
+    {"type": PART_TYPES},
+    optional={
+        k: JSON
+        for k in (
+            "text",
+            "image_url",
+            "source",
+            "input",
+            "content",
+            "name",
+            "id",
+            "call_id",
+            "arguments",
+            "output",
+            "role",
+            "function",
+            "tool_use_id",
+        )
+    },
+)
+
+
+MESSAGE = st.fixed_dictionaries(
+    {
+        "role": st.sampled_from(["user", "assistant", "system", "developer", "tool"]),
+        "content": JSON | st.lists(SHAPED, max_size=3),
+    },
+    optional={"tool_calls": st.lists(JSON | SHAPED, max_size=2), "tool_call_id": JSON},
+)
+VALUES = JSON | SHAPED | st.lists(SHAPED, max_size=3) | st.lists(MESSAGE, min_size=1, max_size=3)
+
+
+def translations_or_400s(parse, base: dict, fields: list[str]):
+    @settings(max_examples=300, deadline=None, suppress_health_check=list(HealthCheck))
+    @given(field=st.sampled_from(fields), value=VALUES)
+    def check(field, value):
+        try:
+            parsed = parse({**base, field: value})
+        except GatewayError as error:
+            assert error.status == 400
+            return
+        request = getattr(parsed, "call", parsed)
+        for wire in (openai_wire, anthropic_wire):
+            try:
+                wire.request_body(canonical(request))
+            except UnsupportedFeature:
+                pass
+
+    check()
+
+
+def test_any_chat_completions_field_is_translated_or_refused():
+    translations_or_400s(
+        chat_api.chat_request_parse,
+        {"model": "m", "messages": [{"role": "user", "content": "Hi"}]},
+        CHAT_FIELDS,
+    )
+
+
+def test_any_messages_field_is_translated_or_refused():
+    base = {"model": "m", "max_tokens": 10, "messages": [{"role": "user", "content": "Hi"}]}
+    translations_or_400s(messages_api.messages_request_parse, base, MESSAGES_FIELDS)
+
+
+def test_any_responses_field_is_translated_or_refused():
+    translations_or_400s(
+        responses_api.responses_request_parse, {"model": "m", "input": "hi"}, RESPONSES_FIELDS
+    )

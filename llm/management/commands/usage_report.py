@@ -25,7 +25,7 @@ class Command(BaseCommand):
         parser.add_argument("--since", type=date.fromisoformat, required=True, metavar="YYYY-MM-DD")
         parser.add_argument("--until", type=date.fromisoformat, required=True, metavar="YYYY-MM-DD")
         parser.add_argument(
-            "--group-by", choices=["user", "model", "day", "api_key"], default="user"
+            "--group-by", choices=["user", "model", "day", "api_key", "team"], default="user"
         )
         parser.add_argument("--format", choices=["table", "csv", "json"], default="table")
 
