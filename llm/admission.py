@@ -8,6 +8,7 @@ budget (429 ``budget_exceeded``). When the call ends, settle the reservation to 
 import math
 from dataclasses import dataclass
 from datetime import timedelta
+from decimal import Decimal
 
 from django.conf import settings
 from django.db import DatabaseError, transaction
@@ -62,12 +63,20 @@ def worst_case_cost_micros(*, model: LLMModel, input_tokens: int, max_tokens: in
         model.pk,
         lambda: LLMModel.objects.filter(
             Q(pk=model.pk) | Q(pk__in=ModelFallback.objects.filter(model=model).values("fallback"))
-        ).aggregate(input=Max("input_price_per_mtok"), output=Max("output_price_per_mtok")),
+        ).aggregate(
+            input=Max("input_price_per_mtok"),
+            output=Max("output_price_per_mtok"),
+            cache_write=Max("cache_write_price_per_mtok"),
+        ),
+    )
+    # Writing the prompt cache can cost more than plain input (Anthropic: 1.25x).
+    input_price = max(
+        prices["input"] or model.input_price_per_mtok, prices["cache_write"] or Decimal(0)
     )
     return completion_cost_micros(
         input_tokens=input_tokens,
         output_tokens=max_tokens,
-        input_price_per_mtok=prices["input"] or model.input_price_per_mtok,
+        input_price_per_mtok=input_price,
         output_price_per_mtok=prices["output"] or model.output_price_per_mtok,
     )
 

@@ -216,9 +216,18 @@ def attempt_failed(model: LLMModel, error: ProviderError) -> None:
 # --- Account, settle or release ---------------------------------------------------------------
 
 
-def call_cost(model: LLMModel, input_tokens: int, output_tokens: int) -> int:
+def call_cost(
+    model: LLMModel,
+    input_tokens: int,
+    output_tokens: int,
+    *,
+    cache_read_tokens: int = 0,
+    cache_write_tokens: int = 0,
+) -> int:
     """What ``model`` charges for the tokens, in micro-dollars: the one pricing of a call
-    (``completion_cost_micros``: integer arithmetic, a fraction of a micro-dollar rounded up)."""
+    (``completion_cost_micros``: integer arithmetic, a fraction of a micro-dollar rounded up).
+    Cached input tokens (part of ``input_tokens``) are priced at the model's cache-read and
+    cache-write prices."""
     if not (input_tokens or output_tokens):
         return 0
     return completion_cost_micros(
@@ -226,6 +235,10 @@ def call_cost(model: LLMModel, input_tokens: int, output_tokens: int) -> int:
         output_tokens=output_tokens,
         input_price_per_mtok=model.input_price_per_mtok,
         output_price_per_mtok=model.output_price_per_mtok,
+        cache_read_tokens=cache_read_tokens,
+        cache_write_tokens=cache_write_tokens,
+        cache_read_price_per_mtok=model.cache_read_price_per_mtok,
+        cache_write_price_per_mtok=model.cache_write_price_per_mtok,
     )
 
 
@@ -242,6 +255,8 @@ class Spent:
     outcome: str
     input_tokens: int = 0
     output_tokens: int = 0
+    cache_read_tokens: int = 0  # of input_tokens, read from the provider's prompt cache
+    cache_write_tokens: int = 0  # of input_tokens, written to it
     api_key_id: int | None = None
     team_id: int | None = None  # the team the call was charged to
     reservation: Reservation | None = None
@@ -266,7 +281,17 @@ def call_account(spent: Spent, *, strict: bool = False) -> int:
     (the client already has its answer). ``strict``: raise instead, so that the caller's own
     transaction (a reply being stored) rolls back and its job fails; the job's terminal hook
     then ends the hold."""
-    cost = call_cost(spent.model, spent.input_tokens, spent.output_tokens) if spent.model else 0
+    cost = (
+        call_cost(
+            spent.model,
+            spent.input_tokens,
+            spent.output_tokens,
+            cache_read_tokens=spent.cache_read_tokens,
+            cache_write_tokens=spent.cache_write_tokens,
+        )
+        if spent.model
+        else 0
+    )
     try:
         with transaction.atomic():
             usage = _usage_write(spent, cost)
@@ -359,6 +384,8 @@ def _usage_write(spent: Spent, cost_micros: int) -> Usage | None:
         "model": spent.model,
         "input_tokens": spent.input_tokens,
         "output_tokens": spent.output_tokens,
+        "cache_read_tokens": spent.cache_read_tokens,
+        "cache_write_tokens": spent.cache_write_tokens,
         "cost_micros": cost_micros,
         "created_at": timezone.now(),
     }

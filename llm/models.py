@@ -16,12 +16,18 @@ class Provider(models.TextChoices):
     OPENAI_COMPATIBLE = "openai_compatible", "OpenAI-compatible endpoint"
 
 
+class ModelKind(models.TextChoices):
+    CHAT = "chat", "Chat"  # conversations, /v1/chat/completions, /v1/messages, /v1/responses
+    EMBEDDING = "embedding", "Embedding"  # /v1/embeddings only
+
+
 class LLMModel(models.Model):
     """One entry of the model catalog that staff edit in the admin and clients pick by slug."""
 
     slug = models.SlugField(max_length=64, unique=True, help_text="What clients send as `model`.")
     display_name = models.CharField(max_length=100)
     provider = models.CharField(max_length=32, choices=Provider.choices)
+    kind = models.CharField(max_length=16, choices=ModelKind.choices, default=ModelKind.CHAT)
     provider_model = models.CharField(
         max_length=128, help_text="The provider's own model name, e.g. gpt-4.1-mini."
     )
@@ -54,6 +60,22 @@ class LLMModel(models.Model):
         default=Decimal(0),
         help_text="USD per million output tokens.",
     )
+    cache_read_price_per_mtok = models.DecimalField(
+        max_digits=10,
+        decimal_places=4,
+        null=True,
+        blank=True,
+        help_text="USD per million input tokens read from the provider's prompt cache. "
+        "Empty means the input price.",
+    )
+    cache_write_price_per_mtok = models.DecimalField(
+        max_digits=10,
+        decimal_places=4,
+        null=True,
+        blank=True,
+        help_text="USD per million input tokens written to the provider's prompt cache "
+        "(Anthropic charges more for them). Empty means the input price.",
+    )
     enabled = models.BooleanField(default=True)
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
@@ -74,6 +96,19 @@ class LLMModel(models.Model):
             models.CheckConstraint(
                 condition=Q(input_price_per_mtok__gte=0) & Q(output_price_per_mtok__gte=0),
                 name="llm_model_prices_not_negative",
+            ),
+            models.CheckConstraint(
+                condition=(
+                    Q(cache_read_price_per_mtok__isnull=True) | Q(cache_read_price_per_mtok__gte=0)
+                )
+                & (
+                    Q(cache_write_price_per_mtok__isnull=True)
+                    | Q(cache_write_price_per_mtok__gte=0)
+                ),
+                name="llm_model_cache_prices_not_negative",
+            ),
+            models.CheckConstraint(
+                condition=Q(kind__in=[k.value for k in ModelKind]), name="llm_model_kind_valid"
             ),
             models.CheckConstraint(
                 condition=~Q(provider="openai_compatible") | ~Q(base_url="") | Q(is_standin=True),
@@ -279,8 +314,14 @@ class Usage(models.Model):
         related_name="+",
         help_text="The team the call was charged to; empty when none.",
     )
-    input_tokens = models.PositiveIntegerField()
+    input_tokens = models.PositiveIntegerField(help_text="Every prompt token, cached included.")
     output_tokens = models.PositiveIntegerField()
+    cache_read_tokens = models.PositiveIntegerField(
+        default=0, help_text="Of the input tokens, those read from the provider's prompt cache."
+    )
+    cache_write_tokens = models.PositiveIntegerField(
+        default=0, help_text="Of the input tokens, those written to the provider's prompt cache."
+    )
     cost_micros = models.BigIntegerField(help_text="USD 1e-6 (exact sums on every database).")
     created_at = models.DateTimeField(db_index=True)
 
@@ -295,6 +336,12 @@ class Usage(models.Model):
             models.CheckConstraint(
                 condition=Q(cost_micros__gte=0), name="llm_usage_cost_not_negative"
             ),
+            models.CheckConstraint(
+                condition=Q(
+                    input_tokens__gte=models.F("cache_read_tokens") + models.F("cache_write_tokens")
+                ),
+                name="llm_usage_cached_within_input",
+            ),
         ]
 
     def __str__(self) -> str:
@@ -305,6 +352,7 @@ class GatewayEndpoint(models.TextChoices):
     CHAT_COMPLETIONS = "chat.completions", "/v1/chat/completions"
     MESSAGES = "messages", "/v1/messages"
     RESPONSES = "responses", "/v1/responses"
+    EMBEDDINGS = "embeddings", "/v1/embeddings"
 
 
 class GatewayCallStatus(models.TextChoices):

@@ -25,6 +25,7 @@ from llm.models import (
     MessageRole,
     MessageStatus,
     ModelFallback,
+    ModelKind,
     Usage,
 )
 from project.errors import InvalidInput
@@ -69,6 +70,9 @@ def model_get_available(*, slug: str) -> LLMModel:
             details={"model": [f"Unknown model '{slug}'."]},
         )
     model_check_callable(model=model)
+    if model.kind != ModelKind.CHAT:
+        message = f"'{slug}' is an embedding model; it cannot write replies."
+        raise InvalidInput(message, code="model_not_chat", details={"model": [message]})
     return model
 
 
@@ -358,6 +362,8 @@ class UsageReport:
 USAGE_SUMS = {
     "input_tokens": Coalesce(Sum("input_tokens"), 0),
     "output_tokens": Coalesce(Sum("output_tokens"), 0),
+    "cache_read_tokens": Coalesce(Sum("cache_read_tokens"), 0),
+    "cache_write_tokens": Coalesce(Sum("cache_write_tokens"), 0),
     # Integer micro-dollars: exact sums on every database.
     "cost_micros": Coalesce(Sum("cost_micros"), 0),
     "requests": Count("id"),

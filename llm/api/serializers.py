@@ -22,11 +22,14 @@ class LLMModelSerializer(serializers.ModelSerializer):
         fields = [
             "slug",
             "provider",
+            "kind",
             "display_name",
             "context_window",
             "max_output_tokens",
             "input_price_per_mtok",
             "output_price_per_mtok",
+            "cache_read_price_per_mtok",
+            "cache_write_price_per_mtok",
             "is_standin",
         ]
         read_only_fields = fields
@@ -182,8 +185,14 @@ class PostedMessageSerializer(serializers.Serializer):
 
 
 class UsageRowSerializer(serializers.Serializer):
-    input_tokens = serializers.IntegerField()
+    input_tokens = serializers.IntegerField(help_text="Every prompt token, cached included.")
     output_tokens = serializers.IntegerField()
+    cache_read_tokens = serializers.IntegerField(
+        help_text="Of the input tokens, those read from the provider's prompt cache."
+    )
+    cache_write_tokens = serializers.IntegerField(
+        help_text="Of the input tokens, those written to the provider's prompt cache."
+    )
     cost = UsdFromMicrosField(source="cost_micros")
     requests = serializers.IntegerField()
 

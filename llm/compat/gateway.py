@@ -39,7 +39,7 @@ from llm.compat.core import (
 )
 from llm.compat.metrics import GATEWAY_CALLS
 from llm.lifecycle import GATEWAY, Spent, call_account, call_admit, estimated_usage
-from llm.models import GatewayCall, GatewayCallStatus, LLMModel
+from llm.models import GatewayCall, GatewayCallStatus, LLMModel, ModelKind
 from llm.providers import (
     ChatRequest,
     CompletionResult,
@@ -107,6 +107,12 @@ def _resolve(call: Call) -> None:
             code="model_not_found",
         )
     call.model, call.target = model, target
+    if model.kind != ModelKind.CHAT:
+        raise invalid(
+            f"'{model.slug}' is an embedding model: use it with /v1/embeddings.",
+            param="model",
+            code="model_not_chat",
+        )
     provider_format = call.provider_format
     if request.passthrough and provider_format != request.wire_format:
         param = request.passthrough_param or next(iter(request.passthrough))
@@ -179,6 +185,7 @@ def _open(
     call: Call,
     parse: Callable[[], GatewayRequest],
     x_api_key: bool,
+    resolve: Callable[[Call], None],
 ) -> Call:
     try:
         call.user, call.api_key = caller_authenticate(http_request, x_api_key=x_api_key)
@@ -193,7 +200,7 @@ def _open(
             except domain.DomainError as exc:
                 raise domain_refusal(exc) from None
             call.request = parse()
-            _resolve(call)
+            resolve(call)
         except GatewayError as error:
             _record(call, error=error)
             raise
@@ -208,12 +215,16 @@ async def call_open(
     endpoint: str,
     parse: Callable[[], GatewayRequest],
     x_api_key: bool = False,
+    resolve: Callable[[Call], None] | None = None,
 ) -> Call:
     """Authenticate, parse (``parse`` raises ``GatewayError``), resolve and admit a call, in
-    one trip to a thread that returns its database connection before coming back."""
+    one trip to a thread that returns its database connection before coming back. ``resolve``
+    (default: a chat call's) finds the model and admits the call, or raises ``GatewayError``."""
     call = Call(endpoint=endpoint, request_id=getattr(http_request, "id", ""))
     # Any pooled thread will do: the hop takes its own connection and gives it back.
-    return await sync_to_async(_open, thread_sensitive=False)(http_request, call, parse, x_api_key)
+    return await sync_to_async(_open, thread_sensitive=False)(
+        http_request, call, parse, x_api_key, resolve or _resolve
+    )
 
 
 def _record(
@@ -227,9 +238,11 @@ def _record(
     """Account the call through the lifecycle (``llm.lifecycle.call_account``): its record,
     its Usage row when tokens were spent, its admission settled or released, the metrics."""
     request = call.request
-    input_tokens = output_tokens = 0
+    input_tokens = output_tokens = cache_read = cache_write = 0
     if result is not None:
         input_tokens, output_tokens = result.input_tokens, result.output_tokens
+        # Of the input tokens, those the provider's prompt cache served or stored.
+        cache_read, cache_write = result.cache_read_tokens, result.cache_write_tokens
     elif cancelled or partial_text:
         # The provider billed what it streamed; its usage report never came: estimated, as
         # for a cancelled reply (llm.lifecycle.estimated_usage).
@@ -283,6 +296,8 @@ def _record(
             outcome=outcome,
             input_tokens=input_tokens,
             output_tokens=output_tokens,
+            cache_read_tokens=cache_read,
+            cache_write_tokens=cache_write,
             api_key_id=call.api_key.pk if call.api_key else None,
             team_id=call.team.pk if call.team else None,
             reservation=call.admitted.reservation if call.admitted is not None else None,
@@ -462,6 +477,13 @@ async def _account_abandoned(call: Call, events, outcome: dict) -> None:
         await events.aclose()
     finally:
         await call_finish(call, **outcome)
+
+
+async def call_failed(call: Call, exc: ProviderError) -> GatewayError:
+    """Record a provider's failure of ``call``; the error to answer the client with."""
+    error = _provider_failure(call, exc)
+    await call_finish(call, error=error)
+    return error
 
 
 def _provider_failure(call: Call, exc: ProviderError) -> GatewayError:

@@ -6,7 +6,14 @@ accepted on every path (``/v1/models/`` is ``/v1/models``); any other path under
 
 from django.urls import re_path
 
-from llm.compat import anthropic_messages, models_api, openai_chat, responses
+from llm.compat import (
+    anthropic_messages,
+    count_tokens,
+    embeddings,
+    models_api,
+    openai_chat,
+    responses,
+)
 from llm.compat.edge import endpoint, unknown_path
 
 ID = r"(?P<{}>[^/]+)"
@@ -24,6 +31,12 @@ urlpatterns = [
         name="compat-chat-completions",
     ),
     re_path(r"^messages/?$", endpoint(anthropic_messages.messages, "POST"), name="compat-messages"),
+    re_path(
+        r"^messages/count_tokens/?$",
+        endpoint(count_tokens.count_tokens, "POST"),
+        name="compat-count-tokens",
+    ),
+    re_path(r"^embeddings/?$", endpoint(embeddings.embeddings, "POST"), name="compat-embeddings"),
     re_path(r"^responses/?$", endpoint(responses.responses, "POST"), name="compat-responses"),
     re_path(
         rf"^responses/{ID.format('response_id')}/?$",

@@ -43,8 +43,8 @@ def anthropic_error(response: httpx.Response, status: int) -> dict:
 
 
 def test_unknown_paths_are_404_in_the_api_shape(client):
-    error = openai_error(client.post("/v1/embeddings", json={"input": "x"}), 404)
-    assert error["message"] == "Invalid URL (POST /v1/embeddings)."
+    error = openai_error(client.post("/v1/audio/speech", json={"input": "x"}), 404)
+    assert error["message"] == "Invalid URL (POST /v1/audio/speech)."
     assert error["type"] == "invalid_request_error"
     openai_error(client.get("/v1/"), 404)
     openai_error(client.get("/v1/models/a/b"), 404)

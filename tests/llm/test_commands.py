@@ -56,7 +56,8 @@ class TestSeedModels:
         count = LLMModel.objects.count()
         assert LLMModel.objects.filter(provider="anthropic", is_standin=False).exists()
         assert LLMModel.objects.filter(provider="openai", is_standin=False).exists()
-        assert LLMModel.objects.filter(is_standin=True).count() == 2
+        assert LLMModel.objects.filter(is_standin=True, kind="chat").count() == 2
+        assert LLMModel.objects.filter(is_standin=True, kind="embedding").count() == 1
         LLMModel.objects.filter(slug="gpt-4o").update(input_price_per_mtok="9.99")
         call_command("seed_models")
         assert LLMModel.objects.count() == count

@@ -25,18 +25,20 @@ def usage_rows(user, other_user):
     gpt = StandinModelFactory(slug="m-gpt")
     claude = StandinModelFactory(slug="m-claude", provider="anthropic")
     rows = [
-        (user, gpt, 100, 50, "0.001050", day(2, 0)),
-        (user, gpt, 200, 20, "0.000900", day(2, 23)),
-        (user, claude, 1000, 500, "0.010500", day(3)),
-        (other_user, gpt, 7, 7, "0.000123", day(3)),
-        (user, claude, 5, 5, "0.000050", day(20)),  # outside the range asked below
+        (user, gpt, 100, 50, "0.001050", day(2, 0), 0, 0),
+        (user, gpt, 200, 20, "0.000900", day(2, 23), 128, 0),
+        (user, claude, 1000, 500, "0.010500", day(3), 600, 300),  # prompt cache read, written
+        (other_user, gpt, 7, 7, "0.000123", day(3), 0, 0),
+        (user, claude, 5, 5, "0.000050", day(20), 0, 0),  # outside the range asked below
     ]
-    for owner, model, tokens_in, tokens_out, cost, when in rows:
+    for owner, model, tokens_in, tokens_out, cost, when, read, written in rows:
         Usage.objects.create(
             user=owner,
             model=model,
             input_tokens=tokens_in,
             output_tokens=tokens_out,
+            cache_read_tokens=read,
+            cache_write_tokens=written,
             cost_micros=micros(cost),
             created_at=when,
         )
@@ -47,6 +49,8 @@ def test_usage_by_day_and_model(auth_client, usage_rows):
     assert body["total"] == {
         "input_tokens": 1300,
         "output_tokens": 570,
+        "cache_read_tokens": 728,
+        "cache_write_tokens": 300,
         "cost": "0.012450",
         "requests": 3,
     }
@@ -55,6 +59,8 @@ def test_usage_by_day_and_model(auth_client, usage_rows):
             "date": "2026-11-02",
             "input_tokens": 300,
             "output_tokens": 70,
+            "cache_read_tokens": 128,
+            "cache_write_tokens": 0,
             "cost": "0.001950",
             "requests": 2,
         },
@@ -62,6 +68,8 @@ def test_usage_by_day_and_model(auth_client, usage_rows):
             "date": "2026-11-03",
             "input_tokens": 1000,
             "output_tokens": 500,
+            "cache_read_tokens": 600,
+            "cache_write_tokens": 300,
             "cost": "0.010500",
             "requests": 1,
         },
@@ -120,6 +128,8 @@ class TestUsageReportCommand:
                 "user": other_user.email,
                 "input_tokens": 7,
                 "output_tokens": 7,
+                "cache_read_tokens": 0,
+                "cache_write_tokens": 0,
                 "cost": "0.000123",
                 "requests": 1,
             },
@@ -127,6 +137,8 @@ class TestUsageReportCommand:
                 "user": user.email,
                 "input_tokens": 1300,
                 "output_tokens": 570,
+                "cache_read_tokens": 728,
+                "cache_write_tokens": 300,
                 "cost": "0.012450",
                 "requests": 3,
             },
@@ -138,6 +150,10 @@ class TestUsageReportCommand:
         assert {r["model"]: r["cost"] for r in rows} == {
             "m-claude": "0.010500",
             "m-gpt": "0.002073",
+        }
+        assert {r["model"]: r["cache_read_tokens"] for r in rows} == {
+            "m-claude": "600",
+            "m-gpt": "128",
         }
 
     def test_table_by_day_has_a_total(self, usage_rows):

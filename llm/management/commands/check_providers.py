@@ -1,11 +1,13 @@
+import asyncio
 import time
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from llm.catalog import provider_target
 from llm.lifecycle import provider_for
-from llm.models import LLMModel
+from llm.models import LLMModel, ModelKind
 from llm.providers import ChatMessage, ChatRequest, ProviderError
+from llm.providers.endpoints import aembed
 
 
 class Command(BaseCommand):
@@ -33,6 +35,9 @@ class Command(BaseCommand):
                 if model:
                     failures += 1
                 continue
+            if entry.kind == ModelKind.EMBEDDING:
+                failures += self._check_embedding(entry.slug, target, timeout)
+                continue
             # A diagnostic: straight to the provider, no admission or accounting.
             provider = provider_for(target, timeout=timeout)
             request = ChatRequest(
@@ -55,3 +60,19 @@ class Command(BaseCommand):
             )
         if failures:
             raise CommandError(f"{failures} model(s) failed the check.")
+
+    def _check_embedding(self, slug: str, target, timeout: float) -> int:
+        """Embed one word; 1 when it failed."""
+        body = {"model": target.model, "input": "ok"}
+        started = time.perf_counter()
+        try:
+            asyncio.run(
+                aembed(api_key=target.api_key, base_url=target.base_url, timeout=timeout, body=body)
+            )
+        except ProviderError as exc:
+            kind = "transient" if exc.transient else "permanent"
+            self.stdout.write(self.style.ERROR(f"{slug:<24} FAILED ({kind}): {exc}"))
+            return 1
+        elapsed = (time.perf_counter() - started) * 1000
+        self.stdout.write(self.style.SUCCESS(f"{slug:<24} ok in {elapsed:.0f} ms") + " (embedding)")
+        return 0

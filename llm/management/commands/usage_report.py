@@ -7,7 +7,15 @@ from django.core.management.base import BaseCommand, CommandError, CommandParser
 from llm.selectors import usage_totals
 from project.money import usd
 
-COLUMNS = ["input_tokens", "output_tokens", "cost", "requests"]
+# Cached tokens are part of the input tokens (read from / written to the prompt cache).
+COLUMNS = [
+    "input_tokens",
+    "output_tokens",
+    "cost",
+    "requests",
+    "cache_read_tokens",
+    "cache_write_tokens",
+]
 
 
 class Command(BaseCommand):

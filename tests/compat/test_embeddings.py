@@ -1,0 +1,175 @@
+"""``/v1/embeddings`` with the official OpenAI SDK against a live Parley: the catalog's
+embedding models, priced and budgeted and recorded like any call; and
+``/v1/messages/count_tokens`` with the official Anthropic SDK for both model families."""
+
+import base64
+import io
+import struct
+from decimal import Decimal
+
+import anthropic
+import httpx
+import openai
+import pytest
+from django.core.management import call_command
+
+from budgets.selectors import budget_statuses
+from budgets.services import budget_set
+from llm.models import GatewayCall, Usage
+from llm.providers import completion_cost_micros
+from project.money import micros
+from tests.compat.conftest import recorded_call
+from tests.llm.factories import StandinModelFactory
+
+
+@pytest.fixture
+def embedder(catalog):
+    return StandinModelFactory(
+        slug="embed-standin",
+        kind="embedding",
+        provider_model="standin-embed",
+        context_window=8_192,
+        max_output_tokens=1,
+        input_price_per_mtok=Decimal("0.02"),
+        output_price_per_mtok=Decimal(0),
+    )
+
+
+def test_a_list_of_strings_is_embedded_priced_and_recorded(openai_client, embedder, user):
+    result = openai_client.embeddings.create(
+        model="embed-standin", input=["hello world", "goodbye", "hello world"]
+    )
+    assert [item.index for item in result.data] == [0, 1, 2]
+    vectors = [item.embedding for item in result.data]
+    assert len(vectors[0]) == 1536 and vectors[0] == vectors[2] != vectors[1]
+    assert result.model == "embed-standin"
+    tokens = result.usage.prompt_tokens
+    assert tokens == result.usage.total_tokens > 0
+    call = recorded_call()
+    assert (call.endpoint, call.status, call.model.slug) == (
+        "embeddings",
+        "completed",
+        "embed-standin",
+    )
+    assert (call.input_tokens, call.output_tokens) == (tokens, 0)
+    expected = completion_cost_micros(
+        input_tokens=tokens,
+        output_tokens=0,
+        input_price_per_mtok=Decimal("0.02"),
+        output_price_per_mtok=Decimal(0),
+    )
+    assert call.cost_micros == expected
+    usage = Usage.objects.get()
+    assert (usage.user, usage.input_tokens, usage.cost_micros) == (user, tokens, expected)
+
+
+def test_encodings_dimensions_and_token_arrays(openai_client, embedder):
+    as_base64 = openai_client.embeddings.create(
+        model="embed-standin", input="hello", encoding_format="base64", dimensions=16
+    )
+    packed = as_base64.data[0].embedding
+    decoded = struct.unpack("<16f", base64.b64decode(packed))
+    as_floats = openai_client.embeddings.create(
+        model="embed-standin", input="hello", encoding_format="float", dimensions=16
+    )
+    assert as_floats.data[0].embedding == pytest.approx(decoded, abs=1e-6)
+    tokens = openai_client.embeddings.create(model="embed-standin", input=[[1, 2, 3], [4, 5]])
+    assert tokens.usage.prompt_tokens == 5 and len(tokens.data) == 2
+
+
+@pytest.mark.parametrize(
+    ("body", "param"),
+    [
+        ({"input": ""}, "input"),
+        ({"input": []}, "input"),
+        ({"input": ["a", 3]}, "input"),
+        ({"input": "a", "encoding_format": "hex"}, "encoding_format"),
+        ({"input": "a", "dimensions": 0}, "dimensions"),
+        ({"input": "a", "model": "gpt-standin"}, "model"),
+    ],
+)
+def test_bad_requests_are_400s_naming_the_field(parley, api_key, embedder, body, param):
+    response = httpx.post(
+        f"{parley}/v1/embeddings",
+        json={"model": "embed-standin", **body},
+        headers={"Authorization": f"Bearer {api_key.secret}"},
+    )
+    assert response.status_code == 400
+    assert response.json()["error"]["param"] == param
+    assert Usage.objects.count() == 0
+
+
+def test_an_embedding_model_cannot_chat(openai_client, embedder):
+    with pytest.raises(openai.BadRequestError) as caught:
+        openai_client.chat.completions.create(
+            model="embed-standin", messages=[{"role": "user", "content": "hi"}]
+        )
+    assert caught.value.body["code"] == "model_not_chat"
+
+
+def test_budgets_count_and_refuse_embeddings(openai_client, embedder, user):
+    budget = budget_set(user=user, period="monthly", limit_micros=micros("1"))
+    openai_client.embeddings.create(model="embed-standin", input="word " * 2000)
+    call = recorded_call()
+    (status,) = budget_statuses(user=user)[None]
+    assert status.id == budget.pk
+    assert status.spent_micros == call.cost_micros > 0 and status.reserved_micros == 0
+    budget_set(user=user, period="monthly", limit_micros=call.cost_micros)  # nothing left
+    with pytest.raises(openai.RateLimitError) as caught:
+        openai_client.embeddings.create(model="embed-standin", input="word " * 2000)
+    assert caught.value.body["code"] == "budget_exceeded"
+    assert GatewayCall.objects.filter(status="refused").count() == 1
+
+
+def test_a_provider_fault_is_the_sdks_error(openai_client, catalog):
+    StandinModelFactory(
+        slug="embed-429", kind="embedding", provider_model="standin-embed-429", max_output_tokens=1
+    )
+    with pytest.raises(openai.RateLimitError):
+        openai_client.embeddings.create(model="embed-429", input="hello")
+    assert recorded_call().status == "failed"
+
+
+MESSAGES = [{"role": "user", "content": "How many tokens is this question?"}]
+
+
+@pytest.mark.parametrize("slug", ["claude-standin", "gpt-standin"])
+def test_count_tokens_for_both_families(anthropic_client, slug):
+    counted = anthropic_client.messages.count_tokens(
+        model=slug, messages=MESSAGES, system="Be brief."
+    )
+    longer = anthropic_client.messages.count_tokens(
+        model=slug, messages=[{"role": "user", "content": "word " * 400}], system="Be brief."
+    )
+    assert 0 < counted.input_tokens < longer.input_tokens
+    assert GatewayCall.objects.count() == 0  # counting spends nothing
+
+
+def test_count_tokens_of_an_anthropic_model_is_the_providers(anthropic_client, standin):
+    tools = [{"name": "lookup", "input_schema": {"type": "object", "properties": {}}}]
+    counted = anthropic_client.messages.count_tokens(
+        model="claude-standin", messages=MESSAGES, tools=tools
+    )
+    assert standin.last_request.path == "/v1/messages/count_tokens"
+    assert standin.last_request.body["tools"] == tools
+    sent = anthropic_client.messages.create(
+        model="claude-standin",
+        messages=MESSAGES,
+        max_tokens=20,
+        tools=tools,
+        tool_choice={"type": "none"},
+    )
+    assert counted.input_tokens == sent.usage.input_tokens
+
+
+def test_count_tokens_refusals(anthropic_client):
+    with pytest.raises(anthropic.NotFoundError):
+        anthropic_client.messages.count_tokens(model="claude-9", messages=MESSAGES)
+    with pytest.raises(anthropic.BadRequestError):
+        anthropic_client.messages.count_tokens(model="claude-standin", messages=[])
+
+
+def test_check_providers_embeds_with_an_embedding_model(embedder):
+    out = io.StringIO()
+    call_command("check_providers", "--model", "embed-standin", stdout=out)
+    assert "embed-standin" in out.getvalue() and "(embedding)" in out.getvalue()
