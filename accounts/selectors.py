@@ -16,6 +16,11 @@ _keys_by_prefix: HotCache[ApiKey | None] = HotCache(AUTH)
 _users_by_id: HotCache[User | None] = HotCache(AUTH)
 
 
+def user_by_email(*, email: str) -> User | None:
+    """The active account with this email (any letter case), else None."""
+    return User.objects.with_email(email.strip()).filter(is_active=True).first()
+
+
 def api_key_list(*, owner: User) -> QuerySet[ApiKey]:
     return ApiKey.objects.filter(owner=owner)
 

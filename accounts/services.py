@@ -54,6 +54,24 @@ def user_create(*, email: str, password: str, name: str = "", is_staff: bool = F
     return user
 
 
+def user_get_or_create_signed_on(*, email: str, name: str = "") -> tuple[User, bool]:
+    """The user an identity provider vouched for, created on their first sign-in with no
+    usable password (they sign in through the provider). Returns ``(user, created)``; two
+    first sign-ins at once make one account."""
+    user = User.objects.with_email(email).first()
+    if user is not None:
+        return user, False
+    user = User(email=email.lower(), name=name[:150])
+    user.set_unusable_password()
+    try:
+        with transaction.atomic():
+            user.save()
+            audit_record(action="user.created", target=user, data={"via": "oidc"})
+    except IntegrityError:  # the same person's other first sign-in won
+        return User.objects.with_email(email).get(), False
+    return user, True
+
+
 def user_signed_in(*, user: User, method: str) -> None:
     """Record a successful sign-in that Django's ``user_logged_in`` signal does not announce
     (the JWT token endpoint; SSO). ``method``: ``jwt``, ``oidc``..."""
@@ -132,6 +150,26 @@ def user_deactivate(*, user: User) -> int:
     return revoked
 
 
+@transaction.atomic
+def user_access_end(*, user: User) -> int:
+    """Offboarding short of deactivation (the identity provider no longer lets ``user`` in):
+    their personal API keys are revoked, every session ends (JWT refresh tokens, and signed-in
+    browsers, whose session hash follows the password) and password sign-in goes, so only a
+    new single sign-on that the provider allows brings them back; their open streams end within
+    a second or two (``access_revoked``). Safe to call twice. Returns how many API keys were
+    revoked."""
+    revoked_ids = list(
+        ApiKey.objects.select_for_update()
+        .filter(owner=user, revoked_at__isnull=True)
+        .values_list("pk", flat=True)
+    )
+    revoked = ApiKey.objects.filter(pk__in=revoked_ids).update(revoked_at=timezone.now())
+    user_password_disable(user=user)
+    audit_record(action="user.access_ended", target=user, data={"api_keys_revoked": revoked_ids})
+    access_revoked(user_id=user.pk, api_key_ids=revoked_ids)
+    return revoked
+
+
 def user_activate(*, user: User) -> None:
     """Let ``user`` sign in again, with new sessions and keys (old ones stay revoked)."""
     was_active = user.is_active
@@ -198,19 +236,21 @@ def api_key_revoke(*, api_key: ApiKey) -> ApiKey:
 
 # When this process last recorded each key's use: the key itself may come from a cache that
 # holds an older ``last_used_at`` (project.hotcache), and must not cost a write per request.
-_touched: dict[int, datetime] = {}
+# Keyed by the random prefix, not the id: an id can come back (a test database flushed with
+# its sequences reset) and would inherit another key's "recently used".
+_touched: dict[str, datetime] = {}
 
 
 def api_key_touch(*, api_key: ApiKey) -> None:
     """Record use at most once per API_KEY_LAST_USED_RESOLUTION, not one write per request."""
     now = timezone.now()
     stale_before = now - settings.API_KEY_LAST_USED_RESOLUTION
-    last = max(filter(None, (api_key.last_used_at, _touched.get(api_key.pk))), default=None)
+    last = max(filter(None, (api_key.last_used_at, _touched.get(api_key.prefix))), default=None)
     if last is not None and last >= stale_before:
         return
     ApiKey.objects.filter(
         Q(last_used_at__isnull=True) | Q(last_used_at__lt=stale_before), pk=api_key.pk
     ).update(last_used_at=now)
-    api_key.last_used_at = _touched[api_key.pk] = now
+    api_key.last_used_at = _touched[api_key.prefix] = now
     if len(_touched) > 100_000:
         _touched.clear()

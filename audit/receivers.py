@@ -9,7 +9,9 @@ from audit.services import audit_record
 
 
 def _signed_in(sender, request, user, **kwargs: Any) -> None:
-    audit_record(action="auth.sign_in", target=user, actor=user, data={"method": "session"})
+    # The single sign-on callback marks its request (sso.views); other logins are passwords.
+    method = getattr(request, "sign_in_method", "session")
+    audit_record(action="auth.sign_in", target=user, actor=user, data={"method": method})
 
 
 def _sign_in_failed(sender, credentials: dict, request=None, **kwargs: Any) -> None:

@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from datetime import timedelta
 
 from django.conf import settings
+from django.db import DatabaseError, transaction
 from django.db.models import Count, Func, IntegerField, Max, Q, Sum
 from django.db.models.functions import Coalesce
 from django.utils import timezone
@@ -20,13 +21,14 @@ from budgets.ratelimits import RateLimitStatus, ratelimit_acquire, ratelimit_ref
 from budgets.selectors import budgets_applicable, reservations_held
 from budgets.services import (
     budget_reserve,
+    reservation_close_anyway,
     reservation_release,
     reservation_settle,
     reservation_settle_reference,
 )
 from jobs.models import TERMINAL_STATUSES, Job
 from llm.access import model_access_check
-from llm.models import Conversation, LLMModel, Message, MessageStatus, ModelFallback
+from llm.models import Conversation, LLMModel, Message, ModelFallback, Usage
 from llm.providers.context import PER_MESSAGE_OVERHEAD, REPLY_PRIMING, estimate_tokens
 from llm.providers.pricing import completion_cost_micros
 from llm.selectors import CATALOG
@@ -187,18 +189,29 @@ def reply_reference(job_id) -> str:
 
 
 def reply_reservation_settle(*, job_id, message: Message | None) -> None:
-    """Settle the reservation of the reply ``message`` written by job ``job_id``: its stored
-    cost and tokens when it completed, nothing otherwise (failed, cancelled, or gone — a
-    cancelled reply's partial text has no usage from the provider, and Usage counts none
-    either, so budgets and usage stay equal). Safe to call twice."""
-    completed = message is not None and message.status == MessageStatus.COMPLETED
-    reservation_settle_reference(
-        reference=reply_reference(job_id),
-        actual_micros=(message.cost_micros or 0) if completed else 0,
-        actual_tokens=((message.input_tokens or 0) + (message.output_tokens or 0))
-        if completed
-        else 0,
-    )
+    """Settle the reservation of the reply ``message`` written by job ``job_id`` to what its
+    Usage row counts (a completed reply's cost, a cancelled or failed one's estimate), or
+    release it when there is none — so budgets and usage stay equal. A settle the database
+    refuses still ends the hold (``reservation_close_anyway``). Safe to call twice."""
+    usage = Usage.objects.filter(message=message).first() if message is not None else None
+    actual_micros = usage.cost_micros if usage is not None else 0
+    actual_tokens = usage.input_tokens + usage.output_tokens if usage is not None else 0
+    try:
+        with transaction.atomic():
+            reservation_settle_reference(
+                reference=reply_reference(job_id),
+                actual_micros=actual_micros,
+                actual_tokens=actual_tokens,
+            )
+    except DatabaseError:
+        held = Reservation.objects.filter(
+            reference=reply_reference(job_id), status=ReservationStatus.HELD
+        ).first()
+        if held is None:
+            raise
+        reservation_close_anyway(
+            reservation=held, actual_micros=actual_micros, actual_tokens=actual_tokens
+        )
 
 
 def reply_reservation_ensure(*, job: Job, message: Message, max_tokens: int) -> None:
@@ -206,11 +219,16 @@ def reply_reservation_ensure(*, job: Job, message: Message, max_tokens: int) -> 
     reserved at POST; a manual retry of a failed or cancelled reply (released then) reserves
     again here, against the budgets as they are now. Raises ``BudgetExceeded``."""
     reference = reply_reference(job.pk)
-    if Reservation.objects.filter(reference=reference, status=ReservationStatus.HELD).exists():
-        return
     conversation = message.conversation
     api_key_id = job.payload.get("api_key_id")
     team_id = job.payload.get("team_id")
+    # Cached (project.hotcache): with no team and no budget, no reservation query at all.
+    if team_id is None and not budgets_applicable(
+        user_id=conversation.owner_id, api_key_id=api_key_id, team_id=None
+    ):
+        return
+    if Reservation.objects.filter(reference=reference, status=ReservationStatus.HELD).exists():
+        return
     team = Team.objects.filter(pk=team_id).first() if team_id else None
     if (
         team is not None

@@ -5,8 +5,9 @@ comes next (embeddings, tools):
 
 1. *admit* — ``call_admit``: model access, per-minute rate limits, the worst case reserved
    against every budget (``llm.admission``);
-2. *call* — ``provider_for`` builds the one provider client; ``call_attempts`` lists the
-   models to try (the requested one, then its fallbacks) as the caller's ``CallPolicy`` says;
+2. *call* — ``provider_for`` builds the one provider client; ``retry_wait`` and
+   ``fallback_targets`` say what to try after a transient failure, as the caller's
+   ``CallPolicy`` says (``attempt_failed`` counts each failed attempt);
 3. *account* — ``call_account``: one price (``call_cost``), the one writer of ``Usage`` rows,
    the ``GatewayCall`` record when the caller keeps one, the metrics;
 4. *settle or release* — in the same transaction as the usage, so budgets and the usage report
@@ -363,6 +364,11 @@ def _usage_write(spent: Spent, cost_micros: int) -> Usage | None:
         "created_at": timezone.now(),
     }
     if spent.message is not None:
+        if spent.record is None:  # nobody needs the row back: one INSERT, no SELECT/savepoints
+            Usage.objects.bulk_create(
+                [Usage(message=spent.message, **fields)], ignore_conflicts=True
+            )
+            return None
         usage, _ = Usage.objects.get_or_create(message=spent.message, defaults=fields)
         return usage
     return Usage.objects.create(**fields)

@@ -1,5 +1,11 @@
 """ASGI entry point: the server Parley runs under, so Server-Sent Events streams are cheap
-async tasks instead of blocked threads."""
+async tasks instead of blocked threads.
+
+``/v1/`` (the compatible API: every SDK call, the hot path) has its own Django handler whose
+middleware chain leaves out the browser machinery and runs natively async
+(``project.v1_middleware``): with the full chain, the sync-only static-files
+middleware alone put every call in a worker thread around the async view, and each
+``MiddlewareMixin`` hook cost a thread hop. Everything else gets the full chain."""
 
 import os
 
@@ -8,6 +14,32 @@ from django.core.asgi import get_asgi_application
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "project.settings.production")
 django_application = get_asgi_application()
 
-from project.middleware import BodyLimitASGIMiddleware  # noqa: E402  needs settings loaded
+from django.conf import settings  # noqa: E402  needs settings loaded
+from django.core.handlers.asgi import ASGIHandler  # noqa: E402
 
-application = BodyLimitASGIMiddleware(django_application)
+from project.middleware import BodyLimitASGIMiddleware  # noqa: E402
+from project.v1_middleware import v1_middleware  # noqa: E402
+
+
+class V1Handler(ASGIHandler):
+    def load_middleware(self, is_async: bool = False) -> None:
+        # Django builds the chain from settings.MIDDLEWARE; swapped only while this one
+        # handler is built, once at start-up, before any request.
+        full = settings.MIDDLEWARE
+        settings.MIDDLEWARE = v1_middleware(full)
+        try:
+            super().load_middleware(is_async)
+        finally:
+            settings.MIDDLEWARE = full
+
+
+v1_application = V1Handler()
+
+
+async def _dispatch(scope, receive, send) -> None:
+    if scope["type"] == "http" and scope["path"].startswith("/v1/"):
+        return await v1_application(scope, receive, send)
+    return await django_application(scope, receive, send)
+
+
+application = BodyLimitASGIMiddleware(_dispatch)

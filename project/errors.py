@@ -39,6 +39,13 @@ class NotAllowed(DomainError):
     default_code = "not_allowed"
 
 
+class SignInRefused(NotAllowed):
+    """The identity provider's answer does not let this person in (an invalid ID token, an
+    email domain or groups that are not allowed). The message says which, for the person."""
+
+    default_code = "sign_in_refused"
+
+
 class NotFound(DomainError):
     """The object does not exist, or belongs to someone else (the two look the same)."""
 

@@ -111,6 +111,12 @@ def capture_content() -> bool:
     return settings.OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT
 
 
+def current_context() -> Any:
+    """The active trace context, to parent a span started later (a stream read after the
+    request's own span has ended)."""
+    return otel_context.get_current()
+
+
 # --- the job: context carried from the request that queued it ------------------------------
 
 
@@ -152,10 +158,12 @@ def provider_call_span(
     top_p: float | None = None,
     messages: Any = None,
     current: bool = True,
+    parent: Any = None,
 ) -> Iterator[Span]:
     """A CLIENT span named ``chat <model>`` around one provider call. ``current=False`` for
     async generators, where a context attached before a ``yield`` cannot be detached after
-    it; the span is then only a child of the caller's span."""
+    it; the span is then only a child of the caller's span (``parent``: a context captured
+    earlier, see ``current_context``)."""
     attributes: dict[str, Any] = {
         "gen_ai.operation.name": "chat",
         "gen_ai.system": system,
@@ -169,7 +177,9 @@ def provider_call_span(
     ):
         if value is not None:
             attributes[key] = value
-    span = tracer.start_span(f"chat {request_model}", kind=SpanKind.CLIENT, attributes=attributes)
+    span = tracer.start_span(
+        f"chat {request_model}", context=parent, kind=SpanKind.CLIENT, attributes=attributes
+    )
     if messages is not None and span.is_recording() and capture_content():
         span.set_attribute("gen_ai.input.messages", str(messages))
     token = otel_context.attach(trace.set_span_in_context(span)) if current else None

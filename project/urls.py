@@ -22,6 +22,8 @@ urlpatterns = [
     path("api/schema/", SpectacularAPIView.as_view(), name="schema"),
     path("api/docs/", SpectacularSwaggerView.as_view(url_name="schema"), name="swagger-ui"),
     path("api/redoc/", SpectacularRedocView.as_view(url_name="schema"), name="redoc"),
+    path("account/", include("selfservice.urls")),
+    path("sso/", include("sso.urls")),
     path("admin/dashboard/", include("llm.admin_dashboard")),
     path("admin/", admin.site.urls),
 ]

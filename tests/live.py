@@ -4,7 +4,7 @@ import contextlib
 import socket
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 import uvicorn
 
@@ -138,3 +138,59 @@ def private_redis(directory, settings) -> Iterator[PrivateRedis]:
         yield server
     finally:
         server.stop()
+
+
+# A process a test starts is ready when it says so (it listens, it registered in Redis) or it
+# has failed (it exited). How long that takes depends on the machine: Django's imports took
+# over a minute on two cores kept busy by other work. So a test waits for one of the two, and
+# its own time limits for behaviour start only once the process is ready. This ceiling exists
+# only so that a process that hangs at start-up cannot stall the run for ever.
+STARTUP_HANG_GUARD = 600.0
+
+
+def wait_until_ready(
+    process, ready: Callable[[], bool], *, what: str, output: Callable[[], str] | None = None
+) -> None:
+    """Return once ``ready()`` is true; raise if ``process`` exits first (or hangs)."""
+    deadline = time.monotonic() + STARTUP_HANG_GUARD
+    while True:
+        # Not listening yet, or not registered in Redis yet: ask again.
+        with contextlib.suppress(Exception):
+            if ready():
+                return
+        code = process.poll()
+        if code is not None or time.monotonic() > deadline:
+            detail = f"\n{output()[-4000:]}" if output is not None else ""
+            state = f"exited with {code}" if code is not None else "hung at start-up"
+            raise RuntimeError(f"{what} {state}{detail}")
+        time.sleep(0.05)
+
+
+def http_answers(url: str) -> bool:
+    """Whether a server answers ``url`` (any status): listening is not enough for a server
+    such as gunicorn, whose master accepts connections before its worker has loaded Django."""
+    import httpx
+
+    httpx.get(url, timeout=5)
+    return True
+
+
+def rq_worker_registered(pid: int) -> bool:
+    """Whether the RQ worker running as ``pid`` has registered itself in Redis (it then
+    listens on its queues)."""
+    import redis
+    from django.conf import settings
+    from rq import Worker
+
+    with redis.Redis.from_url(settings.REDIS_URL) as connection:
+        return any(worker.pid == pid for worker in Worker.all(connection=connection))
+
+
+def rq_cron_registered() -> bool:
+    """Whether an RQ cron scheduler has registered itself in Redis."""
+    import redis
+    from django.conf import settings
+    from rq.cron_scheduler_registry import get_keys
+
+    with redis.Redis.from_url(settings.REDIS_URL) as connection:
+        return bool(get_keys(connection))

@@ -7,7 +7,6 @@ import os
 import socket
 import subprocess
 import sys
-import time
 from pathlib import Path
 from urllib.parse import urlsplit
 
@@ -15,7 +14,7 @@ import pytest
 
 from accounts.models import User
 from tests.jobs.worker_process import worker_database_url
-from tests.live import asgi_server, free_port
+from tests.live import asgi_server, free_port, http_answers, wait_until_ready
 
 pytestmark = pytest.mark.django_db(transaction=True)
 LIMIT = 4096
@@ -50,15 +49,9 @@ def wsgi_server(db):
         stderr=subprocess.DEVNULL,
     )
     try:
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                socket.create_connection(("127.0.0.1", port), timeout=1).close()
-                break
-            except OSError:
-                if time.monotonic() > deadline or process.poll() is not None:
-                    raise RuntimeError("gunicorn did not start") from None
-                time.sleep(0.1)
+        wait_until_ready(
+            process, lambda: http_answers(f"http://127.0.0.1:{port}/healthz"), what="gunicorn"
+        )
         yield urlsplit(f"http://127.0.0.1:{port}")
     finally:
         process.terminate()

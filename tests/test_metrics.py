@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from tests.live import work_until_idle
+from tests.live import STARTUP_HANG_GUARD, work_until_idle
 from tests.llm.factories import StandinModelFactory
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -69,7 +69,11 @@ def test_metrics_add_up_across_processes(tmp_path):
     }
     for n in (2, 3):
         subprocess.run(
-            [sys.executable, "-c", PROCESS.format(n=n)], cwd=ROOT, env=env, check=True, timeout=60
+            [sys.executable, "-c", PROCESS.format(n=n)],
+            cwd=ROOT,
+            env=env,
+            check=True,
+            timeout=STARTUP_HANG_GUARD,
         )
     scrape_code = (
         "import django;django.setup();from django.test import Client;"
@@ -82,7 +86,7 @@ def test_metrics_add_up_across_processes(tmp_path):
         check=True,
         capture_output=True,
         text=True,
-        timeout=60,
+        timeout=STARTUP_HANG_GUARD,
     ).stdout
     line = next(
         line

@@ -21,10 +21,11 @@ AUTH_TAG = ["auth"]
 BAD_CREDENTIALS = {"x-error-statuses": ["401"]}
 
 
-@extend_schema(tags=AUTH_TAG, extensions=BAD_CREDENTIALS)
+@extend_schema(tags=AUTH_TAG, extensions={"x-error-statuses": ["401", "403"]})
 class TokenObtainPairView(jwt_views.TokenObtainPairView):
     """Exchange email and password for an access and a refresh token. Failed logins are
-    limited per account and per client IP: past either, 429 with Retry-After."""
+    limited per account and per client IP: past either, 429 with Retry-After. 403
+    ``password_signin_disabled`` when PASSWORD_SIGNIN_ENABLED is false."""
 
     throttle_classes: list = []  # LoginAttempt counts failures instead
 
@@ -33,6 +34,12 @@ class TokenObtainPairView(jwt_views.TokenObtainPairView):
         return self._serializer
 
     def post(self, request: Request, *args, **kwargs) -> Response:
+        if not settings.PASSWORD_SIGNIN_ENABLED:
+            raise NotAllowed(
+                "Password sign-in is turned off: sign in on the self-service page with single "
+                "sign-on, and use an API key from there.",
+                code="password_signin_disabled",
+            )
         attempt = LoginAttempt(request)
         try:
             response = super().post(request, *args, **kwargs)

@@ -24,7 +24,7 @@ from llm.providers.base import (
     normalise_finish_reason,
 )
 from llm.providers.context import estimate_message_tokens, estimate_tokens
-from project.tracing import provider_call_result, provider_call_span
+from project.tracing import current_context, provider_call_result, provider_call_span
 
 
 @dataclass(frozen=True, slots=True)
@@ -158,7 +158,7 @@ class StreamingChatProvider:
         except httpx2.TransportError:
             raise connection_error(reply.response_id) from None
 
-    def _span(self, request: ChatRequest, *, current: bool = True):
+    def _span(self, request: ChatRequest, *, current: bool = True, parent=None):
         """The call's GenAI span (project.tracing); a no-op span when tracing is off."""
         return provider_call_span(
             system=self.name,
@@ -168,6 +168,7 @@ class StreamingChatProvider:
             top_p=request.top_p,
             messages=request.messages,
             current=current,
+            parent=parent,
         )
 
     def _finish(self, span, reply: ReplyAccumulator, request: ChatRequest) -> CompletionResult:
@@ -195,9 +196,16 @@ class StreamingChatProvider:
                             on_delta(text)
             return self._finish(span, reply, request)
 
-    async def astream(self, request: ChatRequest) -> AsyncIterator[str | CompletionResult]:
+    def astream(self, request: ChatRequest) -> AsyncIterator[str | CompletionResult]:
+        # The trace context of the caller now: the body below runs when the stream is first
+        # read, which under ASGI is after the request's span has been closed.
+        return self._astream(request, current_context())
+
+    async def _astream(
+        self, request: ChatRequest, parent_context
+    ) -> AsyncIterator[str | CompletionResult]:
         reply = ReplyAccumulator()
-        with self._span(request, current=False) as span:
+        with self._span(request, current=False, parent=parent_context) as span:
             with self._translated_errors(reply):
                 stream = await self._client.post(
                     self.path,

@@ -68,6 +68,7 @@ STATUS_BY_ERROR: dict[type[domain.DomainError], int] = {
     domain.DomainError: 400,
     domain.InvalidInput: 400,
     domain.NotAllowed: 403,
+    domain.SignInRefused: 403,
     domain.NotFound: 404,
     domain.Conflict: 409,
     domain.InvalidTransition: 409,

@@ -46,6 +46,8 @@ INSTALLED_APPS = [
     "teams",
     "auditlog",
     "audit",
+    "sso",
+    "selfservice",
 ]
 
 MIDDLEWARE = [
@@ -83,6 +85,7 @@ TEMPLATES = [
                 "django.template.context_processors.request",
                 "django.contrib.auth.context_processors.auth",
                 "django.contrib.messages.context_processors.messages",
+                "selfservice.context_processors.sign_in_options",
             ],
         },
     },
@@ -158,6 +161,35 @@ AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.NumericPasswordValidator"},
 ]
 REGISTRATION_OPEN = env.bool("REGISTRATION_OPEN", default=True)
+# false: no password sign-in anywhere (admin, self-service page, auth/token/); single sign-on only.
+PASSWORD_SIGNIN_ENABLED = env.bool("PASSWORD_SIGNIN_ENABLED", default=True)
+# Both backends are always listed; each checks its own setting on every call, so one setting
+# turns a way of signing in off everywhere at once.
+AUTHENTICATION_BACKENDS = ["accounts.backends.PasswordBackend", "sso.backends.OIDCBackend"]
+LOGIN_URL = "selfservice:login"
+LOGIN_REDIRECT_URL = "selfservice:overview"
+LOGOUT_REDIRECT_URL = "selfservice:login"
+
+# --- Single sign-on (OpenID Connect, authorization code with PKCE) ----------------------------
+# mozilla-django-oidc reads the OIDC_RP_*/OIDC_* names below; endpoints come from discovery.
+OIDC_ISSUER = env("OIDC_ISSUER", default="")  # empty: single sign-on is off
+OIDC_PROVIDER_NAME = env("OIDC_PROVIDER_NAME", default="single sign-on")
+OIDC_RP_CLIENT_ID = env("OIDC_CLIENT_ID", default="")
+OIDC_RP_CLIENT_SECRET = env("OIDC_CLIENT_SECRET", default="")
+OIDC_RP_SIGN_ALGO = env("OIDC_SIGN_ALGORITHM", default="RS256")
+OIDC_RP_SCOPES = env("OIDC_SCOPES", default="openid email profile groups")
+OIDC_USE_PKCE = True
+OIDC_PKCE_CODE_CHALLENGE_METHOD = "S256"
+OIDC_USE_NONCE = True
+OIDC_AUTHENTICATION_CALLBACK_URL = "sso:callback"
+OIDC_TIMEOUT = env.float("OIDC_TIMEOUT", default=10.0)
+OIDC_CLOCK_SKEW_SECONDS = env.int("OIDC_CLOCK_SKEW_SECONDS", default=60)
+OIDC_DISCOVERY_CACHE_SECONDS = env.int("OIDC_DISCOVERY_CACHE_SECONDS", default=3600)
+OIDC_ALLOWED_EMAIL_DOMAINS = env.list("OIDC_ALLOWED_EMAIL_DOMAINS", default=[])
+OIDC_ALLOWED_GROUPS = env.list("OIDC_ALLOWED_GROUPS", default=[])
+OIDC_GROUPS_CLAIM = env("OIDC_GROUPS_CLAIM", default="groups")
+# group=team-slug (member) or group=team-slug:admin, comma-separated.
+OIDC_GROUP_TEAMS = env.dict("OIDC_GROUP_TEAMS", default={})
 
 SIMPLE_JWT = {
     "ACCESS_TOKEN_LIFETIME": timedelta(minutes=env.int("JWT_ACCESS_MINUTES", default=15)),
@@ -318,6 +350,9 @@ AUDITLOG_INCLUDE_TRACKING_MODELS = (
     {"model": "llm.ModelAccess", "m2m_fields": {"allowed_models"}},
     {"model": "llm.LLMModel", "exclude_fields": ["updated_at"]},
     "llm.ModelFallback",
+    "teams.Team",
+    "teams.Membership",
+    "teams.TeamApiKey",
 )
 AUDITLOG_CID_GETTER = "project.logging.current_request_id"
 AUDITLOG_STORE_JSON_CHANGES = True

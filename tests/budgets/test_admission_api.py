@@ -5,7 +5,6 @@ import os
 import subprocess
 import sys
 import threading
-import time
 
 import httpx
 import pytest
@@ -24,7 +23,7 @@ from llm.models import Usage
 from project.money import micros
 from tests.accounts.factories import UserFactory
 from tests.budgets.test_reservations import on_postgresql
-from tests.live import asgi_server, free_port, work_until_idle
+from tests.live import asgi_server, free_port, wait_until_ready, work_until_idle
 from tests.llm.factories import ConversationFactory, StandinModelFactory
 
 CONTENT = "Hello, Parley"
@@ -182,16 +181,12 @@ def test_per_key_rpm_holds_across_two_web_processes(standin):
         for port in ports
     ]
     try:
-        for port in ports:
-            deadline = time.monotonic() + 30
-            while True:
-                try:
-                    httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=1)
-                    break
-                except httpx.HTTPError:
-                    if time.monotonic() > deadline:
-                        raise
-                    time.sleep(0.1)
+        for server, port in zip(servers, ports, strict=True):
+            wait_until_ready(
+                server,
+                lambda port=port: httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=1),
+                what="uvicorn",
+            )
         barrier = threading.Barrier(len(conversations))
         responses: list = [None] * len(conversations)
 

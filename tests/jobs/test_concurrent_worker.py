@@ -17,8 +17,11 @@ from rq.registry import FinishedJobRegistry, StartedJobRegistry
 from jobs.models import Job, JobStatus
 from jobs.services import job_cancel
 from llm.models import Message, MessageStatus, Usage
+from llm.providers import estimate_tokens
 from llm.services import message_post
+from llm.streams import reply_text_so_far
 from tests.jobs.worker_process import APP_NAME, wait_until, worker_process
+from tests.live import STARTUP_HANG_GUARD
 from tests.llm.factories import ConversationFactory, StandinModelFactory
 
 pytestmark = [
@@ -106,7 +109,12 @@ def test_cancel_one_reply_of_many_in_flight(user, standin):
     victim = posted[2]
     with worker_process(standin_url=standin.url) as worker:
         wait_until(lambda: started_count() == 6, timeout=20, what="6 running", worker=worker)
-        time.sleep(1)  # some text streamed
+        wait_until(
+            lambda: reply_text_so_far(str(victim.assistant_message.pk)) != "",
+            timeout=30,
+            what="the victim's first text",
+            worker=worker,
+        )
         job_cancel(job=Job.objects.get(pk=victim.job.pk))
         # Its thread stops and RQ records the execution as over; the others keep going.
         wait_until(lambda: started_count() == 5, timeout=5, what="the cancelled one to stop")
@@ -120,7 +128,9 @@ def test_cancel_one_reply_of_many_in_flight(user, standin):
     assert {m.status for m in others} == {MessageStatus.COMPLETED}
     full_length = min(len(m.content) for m in others)
     assert 0 < len(cancelled.content) < full_length  # the partial text is kept
-    assert not Usage.objects.filter(message=cancelled).exists()
+    # Charged the estimate of what was produced by the cancel (one policy, llm.lifecycle).
+    usage = Usage.objects.get(message=cancelled)
+    assert 0 < usage.output_tokens <= estimate_tokens(cancelled.content)
 
 
 def test_a_failing_reply_does_not_disturb_its_neighbours(user, standin):
@@ -144,12 +154,12 @@ def test_sigterm_finishes_what_it_can_and_hands_back_the_rest(user, standin):
     env = {"JOBS_SHUTDOWN_GRACE": "4"}
     with worker_process(standin_url=standin.url, env=env) as worker:
         wait_until(lambda: started_count() == 5, timeout=20, what="5 running", worker=worker)
-        signalled = time.monotonic()
         worker.signal(signal.SIGTERM)
-        assert worker.wait(timeout=20) == 0, worker.output()[-3000:]
-        took = time.monotonic() - signalled
+        # The grace (4 s), then the hand-back; the bound only catches a worker that hangs.
+        assert worker.wait(timeout=STARTUP_HANG_GUARD) == 0, worker.output()[-3000:]
 
-    assert took < 4 + 5  # the grace, then a prompt hand-back (tokens were arriving)
+    # The quick replies finished within the grace; the 30-second ones were not waited for but
+    # handed back, unfinished, with the interrupted attempt not counted.
     assert set(statuses(quick)) == {JobStatus.COMPLETED}
     handed_back = list(Job.objects.filter(pk__in=[p.job.pk for p in long]))
     assert {j.status for j in handed_back} == {JobStatus.QUEUED}

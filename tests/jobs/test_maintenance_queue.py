@@ -17,6 +17,7 @@ from rq import Queue
 from jobs.models import Job, JobStatus
 from project.redis import redis_client
 from tests.jobs.worker_process import ROOT, wait_until, worker_database_url
+from tests.live import rq_cron_registered, rq_worker_registered, wait_until_ready
 
 pytestmark = [
     pytest.mark.django_db(transaction=True),
@@ -59,9 +60,11 @@ def test_a_lost_job_is_recovered_while_the_completion_queues_are_backed_up(user)
     Job.objects.filter(pk=lost.pk).update(created_at=timezone.now() - timedelta(minutes=5))
 
     with (
-        manage("rqcron", "jobs.cron"),
-        manage("rqworker", "--worker-class", "rq.worker.SimpleWorker", "maintenance"),
+        manage("rqcron", "jobs.cron") as cron,
+        manage("rqworker", "--worker-class", "rq.worker.SimpleWorker", "maintenance") as worker,
     ):
+        wait_until_ready(cron, rq_cron_registered, what="rqcron")
+        wait_until_ready(worker, lambda: rq_worker_registered(worker.pid), what="the worker")
         wait_until(
             lambda: Job.objects.get(pk=lost.pk).enqueued_at is not None,
             timeout=30,

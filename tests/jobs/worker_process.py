@@ -13,6 +13,8 @@ from pathlib import Path
 
 from django.db import connection
 
+from tests.live import rq_worker_registered, wait_until_ready
+
 ROOT = Path(__file__).resolve().parents[2]
 WORKER_CLASS = "jobs.worker.ThreadPoolWorker"
 APP_NAME = "parley-test-worker"  # the worker's PostgreSQL application_name
@@ -66,6 +68,13 @@ def worker_process(
         )
     worker = WorkerProcess(process, log)
     try:
+        if not burst:  # a burst worker may be done before anyone looks; its test waits for it
+            wait_until_ready(
+                process,
+                lambda: rq_worker_registered(process.pid),
+                what="the worker",
+                output=worker.output,
+            )
         yield worker
     finally:
         if process.poll() is None:

@@ -128,3 +128,24 @@ def test_query_strings_stay_out_of_request_spans(spans, auth_client):
 )
 def test_tracing_is_off_unless_the_standard_variables_turn_it_on(environ, wanted):
     assert tracing.tracing_wanted(environ) is wanted
+
+
+def test_a_v1_call_in_the_web_process_is_traced_under_its_request(spans, auth_client):
+    stream = False  # (a streamed call's span, parented at astream(), is not covered here)
+    StandinModelFactory(slug="traced", provider_model="standin-chat")
+    response = auth_client.post(
+        "/v1/chat/completions",
+        {
+            "model": "traced",
+            "stream": stream,
+            "messages": [{"role": "user", "content": "otters-888"}],
+        },
+        format="json",
+    )
+    assert response.status_code == 200
+    finished = spans.get_finished_spans()
+    call = next(s for s in finished if s.name == "chat standin-chat")
+    server = next(s for s in finished if s.kind == SpanKind.SERVER and "completions" in s.name)
+    assert call.context.trace_id == server.context.trace_id
+    assert call.attributes["gen_ai.usage.output_tokens"] > 0
+    assert "otters-888" not in json.dumps([dict(s.attributes) for s in finished], default=str)
