@@ -10,6 +10,8 @@ How a call's team is chosen (the README's "Teams" section says the same for user
    same answer whether the team exists or not).
 3. Without the header, the caller's default team; with no default team, no team at all."""
 
+import re
+
 from django.db.models import Count, F, OuterRef, Prefetch, QuerySet, Subquery
 
 from accounts.models import ApiKey, User
@@ -22,10 +24,29 @@ from teams.models import Membership, Team, TeamApiKey, TeamRole
 TEAM_HEADER = "X-Parley-Team"
 
 
+MAX_DB_ID = 2**63 - 1
+_SLUG = re.compile(r"[-\w]{1,100}", re.ASCII)
+
+
+def _db_id(value: int | str) -> int | None:
+    """``value`` as a primary key, or None when it cannot be one (not plain ASCII digits, or
+    beyond a 64-bit column: PostgreSQL would refuse to compare with it)."""
+    text = str(value).strip()
+    if not (text.isascii() and text.isdigit()):
+        return None
+    number = int(text)
+    return number if 0 < number <= MAX_DB_ID else None
+
+
 def _naming(requested: str, prefix: str = "") -> dict:
-    """A team lookup by id (all digits) or slug, under ``prefix`` (e.g. ``team__``)."""
+    """A team lookup by id (all digits) or slug, under ``prefix`` (e.g. ``team__``); a value
+    that is neither matches nothing (without asking the database)."""
     requested = requested.strip()
-    return {f"{prefix}pk": int(requested)} if requested.isdigit() else {f"{prefix}slug": requested}
+    if (team_id := _db_id(requested)) is not None:
+        return {f"{prefix}pk": team_id}
+    if _SLUG.fullmatch(requested):
+        return {f"{prefix}slug": requested}
+    return {f"{prefix}pk__in": []}
 
 
 def _not_a_member(requested: str) -> NotFound:
@@ -145,7 +166,7 @@ def team_members(*, team: Team) -> QuerySet[Membership]:
 def team_member(*, team: Team, user_id: int | str) -> Membership:
     """``NotFound`` for a user who is not in ``team`` (whoever they are)."""
     membership = None
-    if str(user_id).isdigit():
+    if _db_id(user_id) is not None:
         membership = team_members(team=team).filter(user_id=user_id).first()
     if membership is None:
         raise NotFound(f"No member {user_id} in team '{team.slug}'.", code="member_not_found")
@@ -164,7 +185,7 @@ def team_api_keys(*, team: Team) -> QuerySet[ApiKey]:
 
 def team_api_key(*, team: Team, api_key_id: int | str) -> ApiKey:
     key = None
-    if str(api_key_id).isdigit():
+    if _db_id(api_key_id) is not None:
         key = team_api_keys(team=team).filter(pk=api_key_id).first()
     if key is None:
         raise NotFound(f"No API key {api_key_id} in team '{team.slug}'.", code="api_key_not_found")
@@ -190,7 +211,7 @@ def team_budgets(*, team: Team) -> list[tuple[Budget, BudgetStatus]]:
 
 def team_budget(*, team: Team, budget_id: int | str) -> Budget:
     budget = None
-    if str(budget_id).isdigit():
+    if _db_id(budget_id) is not None:
         budget = Budget.objects.filter(team=team, pk=budget_id).first()
     if budget is None:
         raise NotFound(f"No budget {budget_id} in team '{team.slug}'.", code="budget_not_found")

@@ -51,6 +51,9 @@ class TestModels:
             "max_output_tokens": 1024,
             "input_price_per_mtok": "3.0000",
             "output_price_per_mtok": "15.0000",
+            "cache_read_price_per_mtok": None,
+            "cache_write_price_per_mtok": None,
+            "kind": "chat",
             "is_standin": True,
         }
 

@@ -171,6 +171,17 @@ def test_ids_from_another_team_inside_my_team_answer_404(auth_client, team, else
     assert (budget.status_code, budget.json()["error"]["code"]) == (404, "member_not_found")
 
 
+@pytest.mark.parametrize(
+    "ident", ["99999999999999999999999", "\u00b2", "a b", "%00", "x" * 300, "0", "-1"]
+)
+def test_ids_that_cannot_exist_answer_404_not_500(auth_client, user, team, ident):
+    """Found by schemathesis: a 23-digit id overflowed PostgreSQL's bigint (a 500)."""
+    assert auth_client.get(f"/api/v1/teams/{ident}/budgets/").status_code == 404
+    for path in ("members", "keys", "budgets"):
+        response = auth_client.delete(f"/api/v1/teams/{team.pk}/{path}/{ident}/")
+        assert response.status_code == 404, (path, response.content)
+
+
 def test_keys_charged_to_the_team_listed_created_and_revoked(
     auth_client, other_client, team, user, other_user
 ):
