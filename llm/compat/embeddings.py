@@ -8,7 +8,6 @@ import time
 from django.conf import settings
 from django.http import HttpRequest, HttpResponse
 
-from llm.catalog import provider_target, unavailable_reason
 from llm.compat.core import (
     OPENAI,
     GatewayError,
@@ -17,14 +16,19 @@ from llm.compat.core import (
     invalid,
     parse_json_object,
 )
-from llm.compat.gateway import Call, call_failed, call_open, record_after_response
+from llm.compat.gateway import (
+    Call,
+    call_failed,
+    call_open,
+    model_resolve,
+    record_after_response,
+)
 from llm.compat.http import json_response, request_body
 from llm.compat.openai_chat import error_response
 from llm.lifecycle import GATEWAY, call_admit
 from llm.models import GatewayEndpoint, ModelKind, Provider
 from llm.providers import CompletionResult, ProviderError, estimate_tokens
 from llm.providers.endpoints import aembed
-from llm.selectors import model_by_slug
 from project import errors as domain
 
 MAX_INPUTS = 2048  # OpenAI's limit per request
@@ -92,18 +96,7 @@ def input_tokens_estimate(inputs: list) -> list[int]:
 def embeddings_resolve(call: Call) -> None:
     """Find the embedding model and admit the call, or raise the 4xx that says why."""
     request = call.request
-    model = model_by_slug(slug=request.model)
-    target = provider_target(model) if model is not None and model.enabled else None
-    if target is None:
-        reason = f" ({unavailable_reason(model)})" if model is not None else ""
-        raise GatewayError(
-            404,
-            "not_found",
-            f"The model '{request.model}' does not exist or cannot be used{reason}. "
-            "GET /v1/models lists the models you can use.",
-            param="model",
-            code="model_not_found",
-        )
+    model, target = model_resolve(request.model)
     if model.kind != ModelKind.EMBEDDING or model.provider == Provider.ANTHROPIC:
         raise invalid(
             f"'{model.slug}' is not an embedding model; /v1/embeddings needs one.",

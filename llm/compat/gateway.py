@@ -91,21 +91,28 @@ def prompt_tokens(request: GatewayRequest) -> int:
     return lifecycle.prompt_estimate(request)
 
 
-def _resolve(call: Call) -> None:
-    """Find the model and build the provider request, or raise the 400/404 that says why."""
-    request = call.request
-    model = model_by_slug(slug=request.model)
+def model_resolve(slug: str) -> tuple[LLMModel, ProviderTarget]:
+    """The catalog model ``slug`` and where to call it, or the 404 that says why not (every
+    ``/v1/`` endpoint that names a model)."""
+    model = model_by_slug(slug=slug)
     target = provider_target(model) if model is not None and model.enabled else None
     if target is None:
         reason = f" ({unavailable_reason(model)})" if model is not None else ""
         raise GatewayError(
             404,
             "not_found",
-            f"The model '{request.model}' does not exist or cannot be used{reason}. "
+            f"The model '{slug}' does not exist or cannot be used{reason}. "
             "GET /v1/models lists the models you can use.",
             param="model",
             code="model_not_found",
         )
+    return model, target
+
+
+def _resolve(call: Call) -> None:
+    """Find the model and build the provider request, or raise the 400/404 that says why."""
+    request = call.request
+    model, target = model_resolve(request.model)
     call.model, call.target = model, target
     if model.kind != ModelKind.CHAT:
         raise invalid(
