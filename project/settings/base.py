@@ -287,7 +287,11 @@ SPECTACULAR_SETTINGS = {
         "project.api.schema.add_error_responses",
         "project.api.schema.document_empty_query_values",
     ],
-    "ENUM_NAME_OVERRIDES": {"TeamRoleEnum": "teams.models.TeamRole"},
+    "ENUM_NAME_OVERRIDES": {
+        "TeamRoleEnum": "teams.models.TeamRole",
+        "ModelKindEnum": "llm.models.ModelKind",
+        "TeamKeyKindEnum": ["service", "personal"],
+    },
 }
 
 # --- CORS -----------------------------------------------------------------------------------

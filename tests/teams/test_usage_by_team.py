@@ -95,8 +95,11 @@ def test_usage_report_command_groups_by_team(data):
         stdout=out,
     )
     rows = [line.split(",") for line in out.getvalue().strip().splitlines()]
-    assert rows[0] == ["team", "input_tokens", "output_tokens", "cost", "requests"]
-    assert {row[0]: (row[3], row[4]) for row in rows[1:]} == {
+    header = rows[0]
+    assert header[:3] == ["team", "input_tokens", "output_tokens"]
+    assert {"cost", "requests", "cache_read_tokens"} <= set(header)
+    cost, requests = header.index("cost"), header.index("requests")
+    assert {row[0]: (row[cost], row[requests]) for row in rows[1:]} == {
         "-": ("9.100000", "2"),
         "data": ("3.750000", "2"),
         "web": ("4.000000", "1"),
