@@ -20,6 +20,7 @@ import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 
+import redis
 from asgiref.sync import sync_to_async
 from django.conf import settings
 from django.db import transaction
@@ -947,7 +948,13 @@ async def responses(request: HttpRequest) -> HttpResponse:
     parsed_stream = parse_json_object(raw).get("stream") is True
     if parsed_stream:
         return sse_response(_follow(message_id, EventWriter(shape), "queued"))
-    await _wait_for(message_id)
+    try:
+        await _wait_for(message_id)
+    except redis.RedisError:
+        # The reply is stored, and reconcile delivers it once Redis is back: answer with the
+        # response as it stands (``queued``, its id to GET later) rather than a 503 whose
+        # retry would post the same turn a second time.
+        pass
     finished = await sync_to_async(_reload_with_shape, thread_sensitive=False)(message_id, shape)
     return json_response(finished)
 
