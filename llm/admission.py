@@ -12,8 +12,8 @@ from decimal import Decimal
 
 from django.conf import settings
 from django.db import DatabaseError, transaction
-from django.db.models import Count, Func, IntegerField, Max, Q, Sum
-from django.db.models.functions import Coalesce
+from django.db.models import Count, Func, IntegerField, Max, Q, Sum, TextField
+from django.db.models.functions import Cast, Coalesce
 from django.utils import timezone
 
 from accounts.models import ApiKey, User
@@ -171,15 +171,20 @@ class _OctetLength(Func):
         )
 
 
-def conversation_input_estimate(*, conversation: Conversation, content: str) -> int:
+def conversation_input_estimate(
+    *, conversation: Conversation, content: str, extra: str = ""
+) -> int:
     """A high estimate of the input tokens of the next reply, in one aggregate query: every
-    message stored in the conversation (a superset of the branch the worker sends) plus the
-    new message and the system prompt, counted like the worker's trimming does."""
+    message stored in the conversation (a superset of the branch the worker sends; its parts
+    too) plus the new message, ``extra`` (the JSON of new parts and tool definitions) and the
+    system prompt, counted like the worker's trimming does."""
     stored = conversation.messages.aggregate(
-        octets=Coalesce(Sum(_OctetLength("content")), 0), count=Count("pk")
+        octets=Coalesce(Sum(_OctetLength("content")), 0),
+        parts=Coalesce(Sum(_OctetLength(Cast("parts", TextField()))), 0),
+        count=Count("pk"),
     )
     return (
-        math.ceil(stored["octets"] / 3)
+        math.ceil((stored["octets"] + stored["parts"] + len(extra.encode())) / 3)
         + stored["count"] * PER_MESSAGE_OVERHEAD
         + estimate_tokens(content)
         + PER_MESSAGE_OVERHEAD

@@ -31,8 +31,12 @@ from llm.providers import (
     ChatRequest,
     CompletionResult,
     ProviderError,
+    UnsupportedFeature,
+    request_check,
     trim_messages,
 )
+from llm.providers.canonical import StreamEvent, ToolCallDelta, ToolCallStart
+from llm.providers.canonical_json import options_load, parts_load, reply_parts
 from llm.selectors import message_path
 from llm.services import message_transition, reply_fall_back
 from llm.titles import conversation_title_request
@@ -84,10 +88,11 @@ def _reply_to_write(job: Job) -> Message | None:
 
 def _context(message: Message) -> list[ChatMessage]:
     """The turns this reply answers: its branch from the root to its parent (never another
-    branch's text), user messages and the replies that completed."""
+    branch's text), user messages and the replies that completed, each with its parts (images,
+    tool calls and results) when it has them."""
     path = message_path(message=message)[:-1]
     return [
-        ChatMessage(role=m.role, content=m.content)
+        ChatMessage(role=m.role, content=m.content, parts=parts_load(m.parts))
         for m in path
         if m.role == MessageRole.USER or m.status == MessageStatus.COMPLETED
     ]
@@ -97,9 +102,12 @@ def _build_request(
     message: Message, params: dict | None = None
 ) -> tuple[ChatRequest, ChatProvider]:
     """The provider request for the reply: its branch trimmed to the model's window, with the
-    reply's own ``params`` (from a regenerate) over the conversation's."""
+    reply's own ``params`` (from a regenerate or a stored response) over the conversation's,
+    and the tools, output format and instructions it was asked with (``call_options``)."""
     conversation, model = message.conversation, message.model
     params = params or {}
+    asked = message.call_options or {}
+    system = asked.get("system", conversation.system_prompt)
     # The same rule admission reserved for (a fallback model may allow fewer tokens).
     max_tokens = reply_max_tokens(conversation=conversation, model=model, params=params)
     temperature = params.get("temperature", conversation.temperature)
@@ -109,15 +117,20 @@ def _build_request(
     request = ChatRequest(
         model=model.provider_model,
         messages=trim_messages(
-            system=conversation.system_prompt,
+            system=system,
             messages=_context(message),
             context_window=model.context_window,
             max_tokens=max_tokens,
         ),
-        system=conversation.system_prompt,
+        system=system,
         max_tokens=max_tokens,
         temperature=float(temperature) if temperature is not None else None,
+        **options_load(asked),
     )
+    try:  # checked when posted; a fallback model of the other family may not carry it
+        request_check(model.provider, request)
+    except UnsupportedFeature as exc:
+        raise PermanentJobError(f"{exc.message} ('{model.slug}' cannot take it.)") from exc
     return request, lifecycle.model_provider(model)
 
 
@@ -150,8 +163,15 @@ def _stream_reply(
         deltas.add(text)
         watchdog.check()
 
+    def on_event(event: StreamEvent) -> None:
+        if isinstance(event, ToolCallStart):
+            deltas.tool_call(index=event.index, id=event.id, name=event.name)
+        elif isinstance(event, ToolCallDelta):
+            deltas.tool_arguments(index=event.index, fragment=event.arguments)
+        watchdog.check()
+
     try:
-        return provider.complete(request, on_delta=on_delta)
+        return provider.complete(request, on_delta=on_delta, on_event=on_event)
     except JobStopped as stop:
         Message.objects.filter(pk=message.pk).update(content="".join(parts))
         if isinstance(stop, JobCancelled):
@@ -187,6 +207,8 @@ def _store_result(message: Message, result: CompletionResult, job: Job) -> None:
                     outcome="completed",
                     input_tokens=result.input_tokens,
                     output_tokens=result.output_tokens,
+                    cache_read_tokens=result.cache_read_tokens,
+                    cache_write_tokens=result.cache_write_tokens,
                     api_key_id=job.payload.get("api_key_id"),
                     team_id=job.payload.get("team_id"),
                     reference=reply_reference(job.pk),
@@ -260,10 +282,17 @@ def _record_completed(
         message=message,
         to=MessageStatus.COMPLETED,
         content=result.text,
+        parts=reply_parts(result.text, result.tool_calls),
         finish_reason=result.finish_reason or "",
         input_tokens=result.input_tokens,
         output_tokens=result.output_tokens,
-        cost_micros=call_cost(message.model, result.input_tokens, result.output_tokens),
+        cost_micros=call_cost(
+            message.model,
+            result.input_tokens,
+            result.output_tokens,
+            cache_read_tokens=result.cache_read_tokens,
+            cache_write_tokens=result.cache_write_tokens,
+        ),
         latency_ms=result.latency_ms,
         time_to_first_token_ms=result.time_to_first_token_ms,
         provider_response_id=(result.response_id or "")[:128],

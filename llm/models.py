@@ -241,6 +241,18 @@ class Message(models.Model):
     )
     role = models.CharField(max_length=16, choices=MessageRole.choices)
     content = models.TextField(blank=True)
+    parts = models.JSONField(
+        default=list,
+        blank=True,
+        help_text="The whole content when it is more than text (images, tool calls, tool "
+        "results), as canonical parts (llm.providers.canonical_json); empty for plain text.",
+    )
+    call_options = models.JSONField(
+        default=dict,
+        blank=True,
+        help_text="What a reply was asked with beyond the conversation's parameters (tools, "
+        "tool choice, structured output, instructions), for the worker that writes it.",
+    )
     status = models.CharField(
         max_length=16, choices=MessageStatus.choices, default=MessageStatus.COMPLETED
     )

@@ -4,7 +4,7 @@ one function that changes a reply's status, and recording a finished reply exact
 import hashlib
 import json
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any
@@ -177,6 +177,16 @@ def conversation_delete(*, conversation: Conversation) -> None:
 
 
 @dataclass(frozen=True, slots=True)
+class Turn:
+    """A turn as a client sent it: its role, its text, and its canonical parts as JSON when it
+    is more than text (images, tool calls, tool results: llm.providers.canonical_json)."""
+
+    role: str
+    content: str
+    parts: list = field(default_factory=list)
+
+
+@dataclass(frozen=True, slots=True)
 class PostedMessage:
     user_message: Message
     assistant_message: Message
@@ -215,18 +225,23 @@ def _replay_if_repeated(
 
 
 def _check_can_post(
-    *, conversation: Conversation, content: str, model: LLMModel | None = None
+    *,
+    conversation: Conversation,
+    content: str,
+    model: LLMModel | None = None,
+    history: Sequence[Turn] = (),
 ) -> None:
     """Every rule a new turn must pass before anything is stored (the per-conversation
     ones that need the row lock are checked again in ``_create_turn``). ``model`` is the one
     that will write the reply (default: the conversation's)."""
     limit = settings.LLM_MAX_MESSAGE_CHARS
-    if len(content) > limit:
-        raise InvalidInput(
-            f"Message is {len(content)} characters; the limit is {limit}.",
-            code="message_too_long",
-            details={"content": [f"At most {limit} characters."]},
-        )
+    for text in (content, *(turn.content for turn in history)):
+        if len(text) > limit:
+            raise InvalidInput(
+                f"Message is {len(text)} characters; the limit is {limit}.",
+                code="message_too_long",
+                details={"content": [f"At most {limit} characters."]},
+            )
     if conversation.archived:
         raise Conflict("The conversation is archived; unarchive it to continue.", code="archived")
     model_check_callable(model=model or conversation.model)
@@ -245,6 +260,9 @@ def _create_turn(
     api_key: ApiKey | None = None,
     team: Team | None = None,
     call: dict | None = None,
+    parts: list | None = None,
+    history: Sequence[Turn] = (),
+    options: dict | None = None,
 ) -> PostedMessage:
     """Store a turn and its queued reply's job, in the caller's transaction, and make the
     reply the conversation's current leaf, once admission (model access, rate limits, the
@@ -256,7 +274,10 @@ def _create_turn(
     * ``answer``: only a new reply to that existing user message (regenerating).
 
     The reply is written by ``model`` (default: the conversation's) with ``params``
-    (temperature, max_tokens) overriding the conversation's for this reply only."""
+    (temperature, max_tokens) overriding the conversation's for this reply only. A posted
+    turn may carry ``parts`` (its whole content when more than text), follow ``history`` (turns
+    stored before it, as a client that sends a whole exchange at once has them) and ask its
+    reply for ``options`` (``Message.call_options``)."""
     # Locking the conversation serialises turns on it: positions never collide, one reply
     # at a time, and the current leaf read here is the one the new message follows.
     current_leaf_id = (
@@ -274,7 +295,7 @@ def _create_turn(
             code="reply_in_progress",
         )
     last = state["last"] or 0
-    adding = 1 if answer is not None else 2
+    adding = 1 if answer is not None else 2 + len(history)
     if last + adding > settings.LLM_MAX_MESSAGES_PER_CONVERSATION:
         raise InvalidInput(
             f"The conversation has reached {settings.LLM_MAX_MESSAGES_PER_CONVERSATION} "
@@ -310,22 +331,39 @@ def _create_turn(
         api_key=api_key,
         model=reply_model,
         input_tokens_estimate=conversation_input_estimate(
-            conversation=conversation, content=content or ""
+            conversation=conversation,
+            content="\n".join([*(turn.content for turn in history), content or ""]),
+            extra=json.dumps([parts or [], [t.parts for t in history], options or {}]),
         ),
         max_tokens=reply_max_tokens(conversation=conversation, model=reply_model, params=params),
         reference=reply_reference(job.pk),  # the worker settles it when the reply ends
         team=team,
     )
     rows = []
+    parent_id = replaces.parent_id if replaces is not None else current_leaf_id
+    for turn in history:
+        rows.append(
+            Message(
+                id=uuid.uuid4(),
+                conversation=conversation,
+                position=last + len(rows) + 1,
+                parent_id=parent_id,
+                role=turn.role,
+                content=turn.content,
+                parts=turn.parts,
+            )
+        )
+        parent_id = rows[-1].id
     if answer is None:
         rows.append(
             Message(
                 id=user_message_id,
                 conversation=conversation,
-                position=last + 1,
-                parent_id=replaces.parent_id if replaces is not None else current_leaf_id,
+                position=last + len(rows) + 1,
+                parent_id=parent_id,
                 role=MessageRole.USER,
                 content=content or "",
+                parts=parts or [],
             )
         )
     rows.append(
@@ -338,6 +376,7 @@ def _create_turn(
             status=MessageStatus.QUEUED,
             model=model or conversation.model,
             job=job,
+            call_options=options or {},
         )
     )
     created_rows = Message.objects.bulk_create(rows)
@@ -345,7 +384,7 @@ def _create_turn(
         updated_at=timezone.now(), current_leaf_id=assistant_id
     )
     conversation.current_leaf_id = assistant_id
-    user_message = answer if answer is not None else created_rows[0]
+    user_message = answer if answer is not None else created_rows[-2]
     return PostedMessage(
         user_message,
         created_rows[-1],
@@ -373,7 +412,12 @@ def _queue_turn(
     )
     if replayed is not None:
         return replayed
-    _check_can_post(conversation=conversation, content=content or "", model=model)
+    _check_can_post(
+        conversation=conversation,
+        content=content or "",
+        model=model,
+        history=turn.get("history", ()),
+    )
     with transaction.atomic():
         return _create_turn(
             conversation=conversation,
@@ -395,6 +439,11 @@ def message_post(
     api_key: ApiKey | None = None,
     team: Team | None = None,
     call: dict | None = None,
+    parts: list | None = None,
+    history: Sequence[Turn] = (),
+    options: dict | None = None,
+    model: LLMModel | None = None,
+    params: dict[str, Any] | None = None,
 ) -> PostedMessage:
     """Store the user's message (after the conversation's current leaf), a queued assistant
     reply and its completion job in one transaction; the job is enqueued when the transaction
@@ -406,15 +455,34 @@ def message_post(
     rate limit is reached, or a budget cannot cover the reply's worst case. The same
     ``idempotency_key`` with the same content returns the original result instead of a second
     completion. ``call``: the ``/v1/`` call the reply answers (a stored response: endpoint,
-    request id, stream, model asked for), recorded as a ``GatewayCall`` when the reply ends."""
+    request id, stream, model asked for), recorded as a ``GatewayCall`` when the reply ends.
+
+    What a client of the Responses API may add: ``parts`` (the message's whole content when
+    it is more than text), ``history`` (turns stored before it, in order), ``options`` (what the
+    reply is asked with: ``Message.call_options``), and a ``model`` and ``params`` for this
+    reply only (as ``message_regenerate`` takes them)."""
+    model = model if model is not None and model.pk != conversation.model_id else None
     return _queue_turn(
         conversation=conversation,
-        fingerprint=_request_fingerprint(conversation, content),
+        fingerprint=_request_fingerprint(
+            conversation,
+            content,
+            parts=parts,
+            history=[(t.role, t.content, t.parts) for t in history],
+            options=options,
+            model=model.slug if model else None,
+            params=params,
+        ),
         idempotency_key=idempotency_key,
         api_key=api_key,
         team=team,
         content=content,
         call=call,
+        parts=parts,
+        history=history,
+        options=options,
+        model=model,
+        params=_reply_params(params, model or conversation.model),
     )
 
 
@@ -456,6 +524,7 @@ def message_regenerate(
         model=model,
         answer=Message.objects.get(pk=reply.parent_id),
         params=_reply_params(params, model),
+        options=reply.call_options or None,  # the same tools and output format as before
     )
 
 

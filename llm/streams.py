@@ -1,6 +1,7 @@
 """Live reply streams over Redis Streams, one per assistant message.
 
-The worker appends events (``delta``, ``reset`` when a retry starts over, ``done``, ``error``)
+The worker appends events (``delta``, ``tool_call`` and ``tool_arguments`` for a reply that
+calls tools, ``reset`` when a retry starts over, ``done``, ``error``)
 with XADD; readers follow with XREAD from any entry id, so a client that reconnects with
 ``Last-Event-ID`` resumes exactly after the last event it saw. A stream expires a while after
 its reply finishes; the stored message is the record after that."""
@@ -48,6 +49,9 @@ class ReplyDeltas:
     once). Readers get the same text in fewer, larger deltas; the worker makes a Redis round
     trip per ~50 ms instead of per token. Call ``flush()`` before the final event.
 
+    Tool calls go the same way: ``tool_call`` (its index, id and name) at once, then its
+    arguments' JSON text as ``tool_arguments`` fragments, coalesced like text.
+
     A failed XADD (Redis restarting) is logged and skipped: live readers miss those words, the
     stored reply is still whole, and the final event carries it."""
 
@@ -56,10 +60,29 @@ class ReplyDeltas:
         self._window = window
         self._max_pieces = max_pieces
         self._pieces: list[str] = []
+        self._event = "delta"  # what the pending pieces are: text, or a tool call's arguments
+        self._call_index = 0
         self._next_flush = 0.0
 
     def add(self, text: str) -> None:
-        self._pieces.append(text)
+        self._add("delta", text)
+
+    def tool_call(self, *, index: int, id: str, name: str) -> None:
+        self.flush()
+        self._call_index = index
+        self._publish("tool_call", {"index": index, "id": id, "name": name})
+
+    def tool_arguments(self, *, index: int, fragment: str) -> None:
+        if index != self._call_index:
+            self.flush()
+            self._call_index = index
+        self._add("tool_arguments", fragment)
+
+    def _add(self, event: str, piece: str) -> None:
+        if event != self._event:
+            self.flush()
+            self._event = event
+        self._pieces.append(piece)
         if len(self._pieces) >= self._max_pieces or time.monotonic() >= self._next_flush:
             self.flush()
 
@@ -69,11 +92,18 @@ class ReplyDeltas:
         text = "".join(self._pieces)
         self._pieces.clear()
         self._next_flush = time.monotonic() + self._window
+        if self._event == "delta":
+            self._publish("delta", {"text": text})
+        else:
+            self._publish("tool_arguments", {"index": self._call_index, "arguments": text})
+
+    def _publish(self, event: str, data: dict[str, Any]) -> None:
         try:
-            reply_publish(self._message_id, "delta", {"text": text})
+            reply_publish(self._message_id, event, data)
         except redis.RedisError as exc:
             logger.warning(
-                "Live delta not published: %s",
+                "Live %s not published: %s",
+                event,
                 type(exc).__name__,
                 extra={"message_id": self._message_id},
             )
@@ -230,6 +260,7 @@ def message_snapshot(message) -> dict[str, Any]:
         ],
         "role": message.role,
         "content": message.content,
+        "parts": message.parts,
         "status": message.status,
         "finish_reason": message.finish_reason,
         "input_tokens": message.input_tokens,

@@ -5,8 +5,12 @@ import socket
 import threading
 import time
 from collections.abc import Callable, Iterator
+from typing import TypeVar
 
 import uvicorn
+from django.db import connection
+
+T = TypeVar("T")
 
 
 def free_port() -> int:
@@ -64,6 +68,31 @@ def work_until_idle(*, queues=("completions", "default"), timeout: float = 20.0)
                 )
             )
         time.sleep(0.05)
+
+
+def with_worker(action: Callable[[], T]) -> T:
+    """Run ``action`` in a thread while a real RQ worker works jobs in this one (RQ's worker
+    needs the main thread for its signal handlers); return what ``action`` returned."""
+    outcome: dict = {}
+
+    def run():
+        try:
+            outcome["value"] = action()
+        except BaseException as exc:  # surfaced below, in the test's thread
+            outcome["error"] = exc
+        finally:
+            connection.close()
+
+    thread = threading.Thread(target=run)
+    thread.start()
+    deadline = time.monotonic() + 60
+    while thread.is_alive() and time.monotonic() < deadline:
+        work_until_idle(timeout=30)
+        thread.join(timeout=0.05)
+    thread.join(timeout=5)
+    if "error" in outcome:
+        raise outcome["error"]
+    return outcome.get("value")
 
 
 class PrivateRedis:

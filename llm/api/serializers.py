@@ -111,6 +111,12 @@ class MessageSerializer(serializers.ModelSerializer):
     model = serializers.SlugRelatedField(slug_field="slug", read_only=True, allow_null=True)
     job = serializers.UUIDField(source="job_id", read_only=True, allow_null=True)
     parent = serializers.UUIDField(source="parent_id", read_only=True, allow_null=True)
+    parts = serializers.JSONField(
+        read_only=True,
+        help_text="The whole content when it is more than text (images, tool calls, tool "
+        "results: each an object with its 'type'), as a stored response's turns have it; "
+        "empty for a message of text alone.",
+    )
     sibling_ids = serializers.SerializerMethodField(
         help_text="Messages with the same parent, this one included, oldest first: the "
         "alternatives a client can switch to (PATCH the conversation's current_leaf). Null "
@@ -125,6 +131,7 @@ class MessageSerializer(serializers.ModelSerializer):
             "sibling_ids",
             "role",
             "content",
+            "parts",
             "status",
             "finish_reason",
             "input_tokens",

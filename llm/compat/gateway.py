@@ -109,17 +109,37 @@ def model_resolve(slug: str) -> tuple[LLMModel, ProviderTarget]:
     return model, target
 
 
-def _resolve(call: Call) -> None:
-    """Find the model and build the provider request, or raise the 400/404 that says why."""
-    request = call.request
-    model, target = model_resolve(request.model)
-    call.model, call.target = model, target
+def chat_model_resolve(slug: str) -> tuple[LLMModel, ProviderTarget]:
+    """``model_resolve`` for an endpoint that writes replies: an embedding model is a 400."""
+    model, target = model_resolve(slug)
     if model.kind != ModelKind.CHAT:
         raise invalid(
             f"'{model.slug}' is an embedding model: use it with /v1/embeddings.",
             param="model",
             code="model_not_chat",
         )
+    return model, target
+
+
+def provider_check(model: LLMModel, request: ChatRequest) -> None:
+    """The 400 naming the client's field when ``model``'s provider format cannot carry what
+    ``request`` asks for (checked before anything is reserved or stored)."""
+    try:
+        request_check(model.provider, request)
+    except UnsupportedFeature as exc:
+        family = FAMILY_NAME[FORMAT_OF_PROVIDER[model.provider]]
+        raise invalid(
+            f"{exc.message} ('{model.slug}' is an {family} model.)",
+            param=exc.param,
+            code="unsupported_parameter",
+        ) from None
+
+
+def _resolve(call: Call) -> None:
+    """Find the model and build the provider request, or raise the 400/404 that says why."""
+    request = call.request
+    model, target = chat_model_resolve(request.model)
+    call.model, call.target = model, target
     provider_format = call.provider_format
     if request.passthrough and provider_format != request.wire_format:
         param = request.passthrough_param or next(iter(request.passthrough))
@@ -164,14 +184,7 @@ def _resolve(call: Call) -> None:
         else {},
         **request.options,
     )
-    try:  # what the provider's format cannot carry is refused before anything is reserved
-        request_check(target.provider, call.chat_request)
-    except UnsupportedFeature as exc:
-        raise invalid(
-            f"{exc.message} ('{model.slug}' is an {FAMILY_NAME[provider_format]} model.)",
-            param=exc.param,
-            code="unsupported_parameter",
-        ) from None
+    provider_check(model, call.chat_request)  # before anything is reserved
     try:  # model access, rate limits, budgets: the same gate as conversation replies
         call.admitted = call_admit(
             GATEWAY,

@@ -46,15 +46,20 @@ class ProviderTimeout(TransientProviderError):
 
 
 DeltaCallback = Callable[[str], None]
+EventCallback = Callable[[StreamEvent], None]
 
 
 class ChatProvider(Protocol):
     def complete(
-        self, request: ChatRequest, on_delta: DeltaCallback | None = None
+        self,
+        request: ChatRequest,
+        on_delta: DeltaCallback | None = None,
+        on_event: EventCallback | None = None,
     ) -> CompletionResult:
-        """Stream a reply: call ``on_delta`` with each text delta as it arrives (an exception
-        raised by it aborts the call and closes the stream), then return the whole result.
-        Raises ``ProviderError`` for every provider failure."""
+        """Stream a reply: call ``on_delta`` with each text delta and ``on_event`` with each
+        other stream event (tool-call starts and argument fragments...) as it arrives (an
+        exception raised by either aborts the call and closes the stream), then return the
+        whole result. Raises ``ProviderError`` for every provider failure."""
         ...
 
 

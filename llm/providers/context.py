@@ -57,6 +57,11 @@ def trim_messages(
             "the latest message alone need more than the window minus the reply's max_tokens."
         )
     kept.reverse()
-    while kept and kept[0].role == "assistant" and len(kept) > 1:
+    # Nor with tool results whose calls were trimmed away (providers refuse an orphan result).
+    while len(kept) > 1 and (kept[0].role == "assistant" or _answers_a_tool_call(kept[0])):
         kept.pop(0)
     return kept
+
+
+def _answers_a_tool_call(message: ChatMessage) -> bool:
+    return any(isinstance(part, ToolResultPart) for part in message.parts)

@@ -17,6 +17,7 @@ from llm.providers.base import (
     ChatRequest,
     CompletionResult,
     DeltaCallback,
+    EventCallback,
     ProviderError,
     ProviderTimeout,
     TransientProviderError,
@@ -225,7 +226,10 @@ class StreamingChatProvider:
         return result
 
     def complete(
-        self, request: ChatRequest, on_delta: DeltaCallback | None = None
+        self,
+        request: ChatRequest,
+        on_delta: DeltaCallback | None = None,
+        on_event: EventCallback | None = None,
     ) -> CompletionResult:
         reply = ReplyAccumulator(request)
         with self._span(request) as span:
@@ -240,9 +244,13 @@ class StreamingChatProvider:
                 with stream:
                     for event in stream:
                         text = self.read_event(event, reply)
-                        reply.events.clear()  # a caller of ``complete`` takes text only
                         if text and on_delta is not None:
                             on_delta(text)
+                        if reply.events:
+                            events = reply.take_events()
+                            if on_event is not None:
+                                for item in events:
+                                    on_event(item)
             return self._finish(span, reply, request)
 
     def astream(self, request: ChatRequest) -> AsyncIterator[StreamEvent]:

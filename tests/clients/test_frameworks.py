@@ -6,7 +6,11 @@ family."""
 import asyncio
 
 import openai
+import pytest
 from pydantic import BaseModel, Field
+
+from llm.models import Conversation, Message
+from tests.live import with_worker
 
 
 class Forecast(BaseModel):
@@ -28,7 +32,12 @@ def lookups() -> tuple[list, object]:
     return calls, get_weather
 
 
-def agents_run(parley: str, key: str, model: str, *, responses: bool) -> tuple[str, list]:
+def agents_run(
+    parley: str, key: str, model: str, *, responses: bool, chained: bool = False
+) -> tuple[str, list]:
+    """Run an agent with one function tool; ``chained``: the Responses model sends only the
+    new items each turn, with ``previous_response_id`` (the SDK's auto_previous_response_id),
+    instead of the whole history."""
     from agents import (
         Agent,
         OpenAIChatCompletionsModel,
@@ -40,7 +49,7 @@ def agents_run(parley: str, key: str, model: str, *, responses: bool) -> tuple[s
 
     set_tracing_disabled(True)
     calls, get_weather = lookups()
-    client = openai.AsyncOpenAI(base_url=f"{parley}/v1", api_key=key, max_retries=0)
+    client = openai.AsyncOpenAI(base_url=f"{parley}/v1", api_key=key, max_retries=0, timeout=60)
     model_class = OpenAIResponsesModel if responses else OpenAIChatCompletionsModel
     agent = Agent(
         name="forecaster",
@@ -48,7 +57,9 @@ def agents_run(parley: str, key: str, model: str, *, responses: bool) -> tuple[s
         tools=[function_tool(get_weather)],
         model=model_class(model=model, openai_client=client),
     )
-    result = asyncio.run(Runner.run(agent, "What is the weather in Paris?"))
+    result = asyncio.run(
+        Runner.run(agent, "What is the weather in Paris?", auto_previous_response_id=chained)
+    )
     return result.final_output, calls
 
 
@@ -58,10 +69,20 @@ def test_openai_agents_chat_completions_model(parley, api_key, model):
     assert output.startswith('The tool returned: "sunny in')
 
 
-def test_openai_agents_default_responses_model(parley, api_key, model):
-    output, calls = agents_run(parley, api_key.secret, model, responses=True)
+@pytest.mark.parametrize("chained", [False, True], ids=["whole-history", "previous-response-id"])
+def test_openai_agents_default_responses_model(parley, api_key, model, chained):
+    """Its Responses model stores responses (``store`` is on by default): each is a reply
+    written by a real worker."""
+    output, calls = with_worker(
+        lambda: agents_run(parley, api_key.secret, model, responses=True, chained=chained)
+    )
     assert len(calls) == 1
     assert output.startswith('The tool returned: "sunny in')
+    # The tool call and its result are stored turns of a conversation: one conversation for
+    # the chain, one per call when the whole history is sent each time.
+    assert Conversation.objects.count() == (1 if chained else 2)
+    replies = Message.objects.filter(role="assistant").order_by("created_at")
+    assert [p["type"] for p in replies.first().parts] == ["tool_call"]
 
 
 def langchain_chat_other(parley: str, key: str, model: str, client: str):

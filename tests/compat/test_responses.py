@@ -2,44 +2,15 @@
 conversation reply written by a real RQ worker), previous_response_id chains, background
 responses followed with a stream that resumes after a disconnect, cancel and delete."""
 
-import threading
-import time
-
 import openai
 import pytest
-from django.db import connection
 
 from llm.models import Conversation, Message
 from tests.compat.conftest import recorded_call
-from tests.live import work_until_idle
+from tests.live import with_worker
 from tests.llm.factories import StandinModelFactory
 
 pytestmark = pytest.mark.django_db(transaction=True)
-
-
-def with_worker(action):
-    """Run ``action`` in a thread while a real RQ worker works jobs in this one (RQ's worker
-    needs the main thread for its signal handlers); return what ``action`` returned."""
-    outcome: dict = {}
-
-    def run():
-        try:
-            outcome["value"] = action()
-        except BaseException as exc:  # surfaced below, in the test's thread
-            outcome["error"] = exc
-        finally:
-            connection.close()
-
-    thread = threading.Thread(target=run)
-    thread.start()
-    deadline = time.monotonic() + 60
-    while thread.is_alive() and time.monotonic() < deadline:
-        work_until_idle(timeout=30)
-        thread.join(timeout=0.05)
-    thread.join(timeout=5)
-    if "error" in outcome:
-        raise outcome["error"]
-    return outcome.get("value")
 
 
 def test_unstored_response_plain_and_streamed(openai_client):

@@ -11,17 +11,26 @@ from hypothesis import strategies as st
 
 from llm.compat import anthropic_messages as messages_api
 from llm.compat import openai_chat as chat_api
-from llm.compat import responses as responses_api
+from llm.compat import responses_events, responses_request
 from llm.compat.core import GatewayError, GatewayRequest
 from llm.providers import anthropic_messages as anthropic_wire
 from llm.providers import openai_chat as openai_wire
 from llm.providers.canonical import (
     ChatRequest,
     CompletionResult,
+    TextPart,
     ToolCall,
     ToolCallDelta,
     ToolCallStart,
     UnsupportedFeature,
+)
+from llm.providers.canonical_json import (
+    options_dump,
+    options_load,
+    parts_dump,
+    parts_load,
+    reply_parts,
+    tool_calls_of,
 )
 from llm.providers.streaming import ReplyAccumulator
 
@@ -685,9 +694,11 @@ def test_replies_render_in_each_clients_shape():
         "cache_read_input_tokens": 1920,
         "output_tokens": 20,
     }
-    parsed = responses_api.responses_request_parse({"model": "m", "input": "hi", "store": False})
-    shape = responses_api.unstored_shape(parsed, id="resp_1", model="m")
-    body = shape.body("completed", responses_api.ReplyOutput.of(RESULT))
+    parsed = responses_request.responses_request_parse(
+        {"model": "m", "input": "hi", "store": False}
+    )
+    shape = responses_events.unstored_shape(parsed, id="resp_1", model="m")
+    body = shape.body("completed", responses_events.ReplyOutput.of(RESULT))
     assert body["output"] == [
         {
             "type": "function_call",
@@ -760,9 +771,13 @@ def test_a_streamed_tool_call_in_the_chat_shape_is_incremental():
 
 
 def test_a_streamed_tool_call_in_the_responses_shape_follows_the_sdks_order():
-    parsed = responses_api.responses_request_parse({"model": "m", "input": "hi", "store": False})
-    writer = responses_api.EventWriter(responses_api.unstored_shape(parsed, id="resp_1", model="m"))
-    frames = collect(responses_api.response_events(writer, _relay(["Let me check. ", *STREAM])))
+    parsed = responses_request.responses_request_parse(
+        {"model": "m", "input": "hi", "store": False}
+    )
+    writer = responses_events.EventWriter(
+        responses_events.unstored_shape(parsed, id="resp_1", model="m")
+    )
+    frames = collect(responses_events.response_events(writer, _relay(["Let me check. ", *STREAM])))
     assert [kind for kind, _ in frames] == [
         "response.created",
         "response.in_progress",
@@ -788,7 +803,7 @@ def test_a_streamed_tool_call_in_the_responses_shape_follows_the_sdks_order():
 
 
 def test_responses_items_become_canonical_turns():
-    parsed = responses_api.responses_request_parse(
+    parsed = responses_request.responses_request_parse(
         {
             "model": "m",
             "instructions": "Be brief.",
@@ -808,7 +823,6 @@ def test_responses_items_become_canonical_turns():
             "store": True,
         }
     )
-    assert not parsed.plain
     sent = anthropic_wire.request_body(canonical(parsed.call))
     assert sent["system"] == "Be brief."
     assert [m["role"] for m in sent["messages"]] == ["user", "assistant", "user"]
@@ -830,8 +844,62 @@ def test_responses_items_become_canonical_turns():
 )
 def test_responses_fields_with_no_translation_are_named(body, param):
     with pytest.raises(GatewayError) as caught:
-        responses_api.responses_request_parse({"model": "m", "input": "hi", **body})
+        responses_request.responses_request_parse({"model": "m", "input": "hi", **body})
     assert caught.value.param == param
+
+
+# --- What a stored response keeps: the canonical model as JSON -------------------------------
+
+
+def test_a_stored_turn_and_its_options_come_back_as_they_were_sent():
+    """A stored response's input and options survive the database (JSON) unchanged, so the
+    worker sends the provider what the client sent."""
+    parsed = responses_request.responses_request_parse(
+        {
+            "model": "m",
+            "input": [
+                {"role": "user", "content": [{"type": "input_text", "text": "Weather?"}]},
+                {
+                    "type": "function_call",
+                    "call_id": "c1",
+                    "name": "get_weather",
+                    "arguments": "{}",
+                },
+                {
+                    "type": "function_call_output",
+                    "call_id": "c1",
+                    "output": [
+                        {"type": "input_text", "text": "-3C"},
+                        {"type": "input_image", "image_url": f"data:image/png;base64,{PNG}"},
+                    ],
+                },
+            ],
+            "tools": [{"type": "function", "name": "get_weather", "parameters": WEATHER}],
+            "tool_choice": {"type": "function", "name": "get_weather"},
+            "text": {"format": {"type": "json_schema", "name": "w", "schema": WEATHER}},
+            "reasoning": {"effort": "low"},
+        }
+    )
+    stored = json.loads(json.dumps([parts_dump(m.all_parts) for m in parsed.call.messages]))
+    assert [parts_load(parts) for parts in stored] == [m.all_parts for m in parsed.call.messages]
+    options = json.loads(json.dumps(options_dump(parsed.call.options)))
+    assert options_load(options) == {
+        name: parsed.call.options[name]
+        for name in ("tools", "tool_choice", "response_format", "reasoning_effort")
+    }
+    # and a response object echoes them as OpenAI does
+    echo = responses_events.echo_fields(options_load(options))
+    assert echo["tool_choice"] == {"type": "function", "name": "get_weather"}
+    assert echo["tools"][0]["parameters"] == WEATHER
+    assert echo["text_format"]["schema"] == WEATHER and echo["text_format"]["name"] == "w"
+
+
+def test_a_reply_with_tool_calls_keeps_them_as_parts():
+    calls = (ToolCall(id="c1", name="f", arguments='{"a": 1}'),)
+    assert reply_parts("", ()) == [] and reply_parts("hi", ()) == []
+    parts = parts_load(reply_parts("Checking.", calls))
+    assert tool_calls_of(parts) == calls
+    assert parts[0] == TextPart("Checking.")
 
 
 # --- Extended thinking: kept and sent back, so a thinking + tools loop works ---------------
@@ -997,9 +1065,9 @@ def test_cache_control_from_an_openai_client_reaches_anthropic_only():
             },
             "messages.0.content.0",
         ),
-        (responses_api.responses_request_parse, {"include": [{"a": 1}]}, "include"),
+        (responses_request.responses_request_parse, {"include": [{"a": 1}]}, "include"),
         (
-            responses_api.responses_request_parse,
+            responses_request.responses_request_parse,
             {"input": [{"type": "function_call", "name": "x"}]},
             "input[0]",
         ),
@@ -1007,7 +1075,7 @@ def test_cache_control_from_an_openai_client_reaches_anthropic_only():
 )
 def test_malformed_fields_are_400s_naming_them_never_500s(parse, body, param):
     base = {"model": "m", "max_tokens": 10, "messages": [{"role": "user", "content": "Hi"}]}
-    if parse is responses_api.responses_request_parse:
+    if parse is responses_request.responses_request_parse:
         base = {"model": "m", "input": "hi"}
     with pytest.raises(GatewayError) as caught:
         parse({**base, **body})
@@ -1129,5 +1197,5 @@ def test_any_messages_field_is_translated_or_refused():
 
 def test_any_responses_field_is_translated_or_refused():
     translations_or_400s(
-        responses_api.responses_request_parse, {"model": "m", "input": "hi"}, RESPONSES_FIELDS
+        responses_request.responses_request_parse, {"model": "m", "input": "hi"}, RESPONSES_FIELDS
     )
