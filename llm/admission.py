@@ -100,6 +100,7 @@ def admission_reserve(
     max_tokens: int,
     reference: str = "",
     check_access: bool = True,
+    reserve: bool = True,
     team: Team | None = None,
 ) -> Admission:
     """Admit one provider call for ``user`` (and ``api_key`` when the request used one),
@@ -115,13 +116,26 @@ def admission_reserve(
     reservation pays for (``job:<uuid>`` for queued replies, whose reconcile releases
     reservations of vanished jobs); a synchronous ``/v1/`` call settles in its own request.
     Inside a transaction the reservation is a savepoint and rolls back with it (the rate-limit
-    count does not). ``check_access`` False: the server chose the model (titles).
+    count does not). ``check_access`` False: the server chose the model (titles). ``reserve``
+    False: a call that spends nothing (counting tokens) — limits apply, no budget is held or
+    checked, and the reservation returned is not stored (settling it does nothing).
 
     Callers go through ``llm.lifecycle.call_admit``."""
     if check_access:
         model_access_check(model=model, user=user, api_key=api_key, team=team)
     tokens = input_tokens_estimate + max_tokens
     rate_limit = ratelimit_acquire(user=user, api_key=api_key, team=team, tokens=tokens)
+    if not reserve:
+        unheld = Reservation(
+            user=user,
+            api_key=api_key,
+            team=team,
+            reference=reference,
+            model=model.slug[:64],
+            amount_micros=0,
+            amount_tokens=0,
+        )
+        return Admission(reservation=unheld, rate_limit=rate_limit)
     try:
         reservation = budget_reserve(
             user=user,

@@ -1,7 +1,7 @@
 """One call lifecycle: every provider call Parley makes passes here, whoever makes it —
 conversation replies (``llm.completion``, a job), every ``/v1/`` call (``llm.compat.gateway``:
-chat completions, messages, responses), conversation titles (``llm.titles``), and whatever
-comes next (embeddings, tools):
+chat completions, messages, responses, embeddings, token counts), conversation titles
+(``llm.titles``), and whatever comes next (tools):
 
 1. *admit* — ``call_admit``: model access, per-minute rate limits, the worst case reserved
    against every budget (``llm.admission``);
@@ -68,13 +68,15 @@ class CallPolicy:
     job's retries are the job queue's); ``fallbacks`` whether the model's fallbacks are tried
     next; ``check_access`` whether the caller's model access rules apply (not to a model the
     server picks, such as the title model); ``max_retry_wait`` caps the provider's
-    ``Retry-After`` honoured inside a request."""
+    ``Retry-After`` honoured inside a request; ``reserves`` whether the worst case is held
+    against budgets (not for a call that spends no tokens)."""
 
     kind: str
     attempts_per_model: int = 1
     fallbacks: bool = False
     check_access: bool = True
     max_retry_wait: float = 2.0
+    reserves: bool = True
 
 
 # Conversation replies and stored responses: retried with backoff by the job queue
@@ -85,6 +87,10 @@ REPLY = CallPolicy(kind="reply", attempts_per_model=1, fallbacks=True)
 GATEWAY = CallPolicy(kind="gateway", attempts_per_model=2, fallbacks=True)
 # Titles: budgeted and counted like any call; the server picked the model, so no access rule.
 TITLE = CallPolicy(kind="title", attempts_per_model=1, fallbacks=False, check_access=False)
+# Token counts (/v1/messages/count_tokens): free, so nothing is held against budgets and there
+# is nothing to account (no tokens, no Usage row, no record); but each is a request against
+# the requests-per-minute limits like any call, or a client could hammer the provider.
+COUNT = CallPolicy(kind="count", attempts_per_model=1, fallbacks=False, reserves=False)
 
 
 # --- Rules every path applies ---------------------------------------------------------------
@@ -137,7 +143,8 @@ def call_admit(
 ) -> Admission:
     """Admit one call charged to ``team`` (None: no team; ``teams.selectors.team_for_call``
     chooses it) — raises ``NotAllowed`` / ``RateLimited`` / ``BudgetExceeded`` with nothing
-    held. End it with ``call_account``."""
+    held. End it with ``call_account`` (a policy that ``reserves`` nothing, such as ``COUNT``,
+    holds nothing to end)."""
     return admission_reserve(
         user=user,
         api_key=api_key,
@@ -146,6 +153,7 @@ def call_admit(
         max_tokens=max_tokens,
         reference=reference,
         check_access=policy.check_access,
+        reserve=policy.reserves,
         team=team,
     )
 

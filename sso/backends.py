@@ -10,6 +10,7 @@ from django.contrib.auth import get_user_model
 from django.core.exceptions import SuspiciousOperation
 from mozilla_django_oidc.auth import OIDCAuthenticationBackend
 
+from project.db import connection_give_back
 from project.errors import SignInRefused
 from sso import services
 from sso.discovery import provider_metadata
@@ -64,6 +65,11 @@ class OIDCBackend(OIDCAuthenticationBackend):
     def authenticate(self, request, **kwargs):
         if not settings.OIDC_ISSUER or request is None or "code" not in request.GET:
             return None
+        # The callback has read and saved the session by now; what follows waits on the
+        # provider (discovery, token exchange, keys, userinfo) and touches no table until
+        # sso_sign_in, so the connection goes back first: a slow provider must not pin one
+        # per sign-in.
+        connection_give_back()
         metadata = provider_metadata()
         self.OIDC_OP_TOKEN_ENDPOINT = metadata.token_endpoint
         self.OIDC_OP_USER_ENDPOINT = metadata.userinfo_endpoint

@@ -3,29 +3,40 @@ an Anthropic model's count comes from its provider (or the stand-in); an OpenAI-
 model's is counted here, with the same estimate Parley's admission and context checks use
 (about 4 characters a token, plus framing per turn and a fixed size per image) — there is no
 OpenAI endpoint to ask, and tiktoken needs encoding files fetched from the internet at run
-time. Counting spends no tokens, so nothing is recorded or budgeted; the caller must be
-allowed the model."""
+time.
+
+A count is admitted like every call (``gateway.call_open``: the caller, the team it is charged
+to, model access, requests-per-minute limits, a 429 with ``Retry-After`` and the
+``x-ratelimit-*`` headers when one is reached), under the ``COUNT`` policy: counting spends no
+tokens, so nothing is held against budgets, and no Usage row or call record is written."""
 
 import json
 
-from asgiref.sync import sync_to_async
 from django.conf import settings
 from django.http import HttpRequest, HttpResponse
 
-from llm.access import model_allowed
-from llm.catalog import ProviderTarget, provider_target
 from llm.compat.anthropic_messages import error_response
-from llm.compat.auth import caller_authenticate
-from llm.compat.core import GatewayError, invalid, parse_json_object, provider_error
+from llm.compat.core import (
+    ANTHROPIC,
+    GatewayError,
+    GatewayRequest,
+    domain_refusal,
+    invalid,
+    parse_json_object,
+    provider_error,
+)
+from llm.compat.gateway import Call, call_open, model_resolve
 from llm.compat.http import json_response, request_body
-from llm.models import LLMModel, ModelKind, Provider
+from llm.lifecycle import COUNT, call_admit
+from llm.models import ModelKind, Provider
 from llm.providers import ProviderError, estimate_tokens
 from llm.providers.context import PER_MESSAGE_OVERHEAD, REPLY_PRIMING
 from llm.providers.endpoints import acount_tokens
-from project.db import connection_give_back
+from project import errors as domain
 
 IMAGE_TOKENS = 1_600  # about what a large image costs (Anthropic: width*height/750)
 FORWARDED = ("messages", "system", "tools", "tool_choice", "thinking", "mcp_servers")
+ENDPOINT = "messages.count_tokens"  # names the call; a count is never recorded
 
 
 def _text(content) -> tuple[str, int]:
@@ -63,8 +74,8 @@ def local_count(body: dict) -> int:
     return total
 
 
-def _parse(raw: bytes) -> dict:
-    body = parse_json_object(raw)
+def count_request_parse(body: dict) -> GatewayRequest:
+    """The count request in neutral terms; the fields counted travel as ``passthrough``."""
     if not isinstance(body.get("model"), str) or not body["model"]:
         raise invalid("model: Field required", param="model")
     messages = body.get("messages")
@@ -74,44 +85,67 @@ def _parse(raw: bytes) -> dict:
         raise invalid("messages: each message needs a role of user or assistant.")
     if body.get("tools") is not None and not isinstance(body["tools"], list):
         raise invalid("tools: Input should be a valid list", param="tools")
-    return body
+    return GatewayRequest(
+        endpoint=ENDPOINT,
+        wire_format=ANTHROPIC,
+        model=body["model"],
+        messages=[],
+        passthrough={key: body[key] for key in FORWARDED if key in body},
+    )
 
 
-def _resolve(request: HttpRequest, body: dict) -> tuple[LLMModel, ProviderTarget]:
-    try:
-        user, api_key = caller_authenticate(request, x_api_key=True)
-        request.user = user  # for the access log line
-        model = LLMModel.objects.filter(slug=body["model"], kind=ModelKind.CHAT).first()
-        target = provider_target(model) if model is not None and model.enabled else None
-        if target is None or not model_allowed(model=model, user=user, api_key=api_key):
-            raise GatewayError(
-                404,
-                "not_found",
-                f"model: {body['model']} (GET /v1/models lists the models you can use)",
-                param="model",
-                code="model_not_found",
-            )
-        return model, target
-    finally:
-        connection_give_back()
+def count_resolve(call: Call) -> None:
+    """Find the chat model and admit the count (a request against the rate limits, nothing
+    held), or raise the 4xx that says why."""
+    model, target = model_resolve(call.request.model)
+    if model.kind != ModelKind.CHAT:
+        raise invalid(
+            f"'{model.slug}' is an embedding model: count tokens for a chat model.",
+            param="model",
+            code="model_not_chat",
+        )
+    call.model, call.target = model, target
+    try:  # model access and rate limits: the same gate as every call
+        call.admitted = call_admit(
+            COUNT,
+            user=call.user,
+            api_key=call.api_key,
+            model=model,
+            input_tokens_estimate=0,  # counting spends no tokens
+            max_tokens=0,
+            reference="",
+            team=call.team,
+        )
+    except domain.DomainError as exc:
+        raise domain_refusal(exc) from None
 
 
 async def count_tokens(request: HttpRequest) -> HttpResponse:
     try:
-        body = _parse(request_body(request))
-        model, target = await sync_to_async(_resolve, thread_sensitive=False)(request, body)
-        if model.provider != Provider.ANTHROPIC:
-            return json_response({"input_tokens": local_count(body)})
-        forwarded = {key: body[key] for key in FORWARDED if key in body}
-        try:
-            tokens = await acount_tokens(
-                api_key=target.api_key,
-                base_url=target.base_url,
-                timeout=settings.LLM_REQUEST_TIMEOUT,
-                body={"model": target.model, **forwarded},
-            )
-        except ProviderError as exc:
-            raise provider_error(exc) from None
+        raw = request_body(request)
+        # One hop to a thread that gives its database connection back before the provider is
+        # waited on; a refusal is not recorded (a count keeps no record).
+        call = await call_open(
+            request,
+            endpoint=ENDPOINT,
+            parse=lambda: count_request_parse(parse_json_object(raw)),
+            x_api_key=True,
+            resolve=count_resolve,
+            record=False,
+        )
+        counted = call.request.passthrough
+        if call.model.provider == Provider.ANTHROPIC:
+            try:
+                tokens = await acount_tokens(
+                    api_key=call.target.api_key,
+                    base_url=call.target.base_url,
+                    timeout=settings.LLM_REQUEST_TIMEOUT,
+                    body={"model": call.target.model, **counted},
+                )
+            except ProviderError as exc:
+                raise provider_error(exc) from None
+        else:
+            tokens = local_count(counted)
     except GatewayError as error:
         return error_response(error)
-    return json_response({"input_tokens": tokens})
+    return json_response({"input_tokens": tokens}, headers=call.headers())

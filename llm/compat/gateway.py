@@ -206,6 +206,7 @@ def _open(
     parse: Callable[[], GatewayRequest],
     x_api_key: bool,
     resolve: Callable[[Call], None],
+    record: bool,
 ) -> Call:
     try:
         call.user, call.api_key = caller_authenticate(http_request, x_api_key=x_api_key)
@@ -222,7 +223,8 @@ def _open(
             call.request = parse()
             resolve(call)
         except GatewayError as error:
-            _record(call, error=error)
+            if record:
+                _record(call, error=error)
             raise
         return call
     finally:
@@ -236,14 +238,16 @@ async def call_open(
     parse: Callable[[], GatewayRequest],
     x_api_key: bool = False,
     resolve: Callable[[Call], None] | None = None,
+    record: bool = True,
 ) -> Call:
     """Authenticate, parse (``parse`` raises ``GatewayError``), resolve and admit a call, in
     one trip to a thread that returns its database connection before coming back. ``resolve``
-    (default: a chat call's) finds the model and admits the call, or raises ``GatewayError``."""
+    (default: a chat call's) finds the model and admits the call, or raises ``GatewayError``.
+    ``record`` False: a refusal leaves no ``GatewayCall`` (token counts keep no record)."""
     call = Call(endpoint=endpoint, request_id=getattr(http_request, "id", ""))
     # Any pooled thread will do: the hop takes its own connection and gives it back.
     return await sync_to_async(_open, thread_sensitive=False)(
-        http_request, call, parse, x_api_key, resolve or _resolve
+        http_request, call, parse, x_api_key, resolve or _resolve, record
     )
 
 

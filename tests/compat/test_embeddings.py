@@ -13,9 +13,10 @@ import openai
 import pytest
 from django.core.management import call_command
 
+from budgets.models import Reservation
 from budgets.selectors import budget_statuses
-from budgets.services import budget_set
-from llm.models import GatewayCall, Usage
+from budgets.services import budget_set, rate_limit_set
+from llm.models import GatewayCall, ModelAccess, Usage
 from llm.providers import completion_cost_micros
 from project.money import micros
 from tests.compat.conftest import recorded_call
@@ -162,11 +163,67 @@ def test_count_tokens_of_an_anthropic_model_is_the_providers(anthropic_client, s
     assert counted.input_tokens == sent.usage.input_tokens
 
 
-def test_count_tokens_refusals(anthropic_client):
+def test_count_tokens_refusals(anthropic_client, user, catalog):
     with pytest.raises(anthropic.NotFoundError):
         anthropic_client.messages.count_tokens(model="claude-9", messages=MESSAGES)
     with pytest.raises(anthropic.BadRequestError):
         anthropic_client.messages.count_tokens(model="claude-standin", messages=[])
+    access = ModelAccess.objects.create(user=user)  # model access: the same rule as messages
+    access.allowed_models.set([catalog["openai"]])
+    with pytest.raises(anthropic.PermissionDeniedError):
+        anthropic_client.messages.count_tokens(model="claude-standin", messages=MESSAGES)
+
+
+def _counts_asked(standin, marker: str) -> int:
+    """How many count requests carrying ``marker`` reached the provider."""
+    return sum(
+        1
+        for seen in standin.received
+        if seen.path == "/v1/messages/count_tokens" and marker in str(seen.body)
+    )
+
+
+@pytest.mark.parametrize(("slug", "provider_asked"), [("claude-standin", 3), ("gpt-standin", 0)])
+def test_count_tokens_is_held_to_the_requests_per_minute_limit(
+    anthropic_client, standin, user, request, slug, provider_asked
+):
+    rate_limit_set(user=user, requests_per_minute=3, tokens_per_minute=None)
+    marker = f"count {request.node.callspec.id}"  # this test's requests, at the provider
+    messages = [{"role": "user", "content": f"How many tokens is {marker}?"}]
+    for remaining in ("2", "1", "0"):
+        answer = anthropic_client.messages.with_raw_response.count_tokens(
+            model=slug, messages=messages
+        )
+        assert answer.parse().input_tokens > 0
+        assert answer.headers["x-ratelimit-limit-requests"] == "3"
+        assert answer.headers["x-ratelimit-remaining-requests"] == remaining
+
+    with pytest.raises(anthropic.RateLimitError) as caught:
+        anthropic_client.messages.count_tokens(model=slug, messages=messages)
+    refused = caught.value.response
+    body = refused.json()
+    assert body["type"] == "error" and body["error"]["type"] == "rate_limit_error"
+    assert body["error"]["message"].startswith("Rate limit reached")
+    assert int(refused.headers["retry-after"]) >= 1
+    assert refused.headers["x-ratelimit-limit-requests"] == "3"
+    assert refused.headers["x-ratelimit-remaining-requests"] == "0"
+    # Only the admitted counts reached the provider (an OpenAI-family model's are local).
+    assert _counts_asked(standin, marker) == provider_asked
+    # One limit for every call: the counts used it up for messages too.
+    with pytest.raises(anthropic.RateLimitError):
+        anthropic_client.messages.create(model=slug, messages=messages, max_tokens=20)
+    assert Usage.objects.count() == 0
+
+
+@pytest.mark.parametrize("slug", ["claude-standin", "gpt-standin"])
+def test_count_tokens_holds_no_budget_and_writes_no_usage(anthropic_client, user, slug):
+    budget_set(user=user, period="monthly", limit_micros=0)  # not a cent left to hold
+    counted = anthropic_client.messages.count_tokens(model=slug, messages=MESSAGES)
+    assert counted.input_tokens > 0
+    assert not Reservation.objects.exists()
+    assert not Usage.objects.exists() and not GatewayCall.objects.exists()
+    (status,) = budget_statuses(user=user)[None]
+    assert status.spent_micros == 0 and status.reserved_micros == 0
 
 
 def test_check_providers_embeds_with_an_embedding_model(embedder):

@@ -25,6 +25,7 @@ def sso(oidc_provider_server, settings, transactional_db):
     provider = oidc_provider_server
     provider.set_users(PEOPLE)
     provider.misbehave(None)
+    provider.hold(None)
     provider_metadata_forget()
     settings.OIDC_ISSUER = provider.issuer
     settings.OIDC_RP_CLIENT_ID = CLIENT_ID

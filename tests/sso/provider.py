@@ -53,6 +53,15 @@ class Provider:
     def misbehave(self, mode: str | None) -> None:
         self._control("misbehave", {"mode": mode})
 
+    def hold(self, path: str | None) -> None:
+        """Requests to ``path`` (the token endpoint's, the keys', userinfo's) wait unanswered
+        from now on, as at a slow provider, until ``hold(None)`` lets them all through."""
+        self._control("hold", {"path": path})
+
+    def held(self) -> int:
+        """How many requests wait on the held path now."""
+        return self._control("held", {})["held"]
+
     def rotate_keys(self, *, retire_previous: bool) -> list[str]:
         """A new signing key, used from now on; returns the published key ids, newest first."""
         return self._control("rotate", {"retire_previous": retire_previous})["kids"]

@@ -2,6 +2,9 @@
 provider, a person going through its real login and consent pages (httpx following redirects
 and submitting the forms)."""
 
+import threading
+import time
+
 import httpx
 import pytest
 
@@ -187,3 +190,53 @@ def test_a_callback_this_browser_did_not_start_is_refused(sso, live_server):
         assert page.status_code == 403
         assert "started in another browser" in page.text
         assert "sessionid" not in stranger.cookies
+
+
+@pytest.mark.parametrize("endpoint", ["token_endpoint", "jwks_uri", "userinfo_endpoint"])
+def test_sign_ins_waiting_on_the_provider_hold_no_database_connection(
+    sso, live_server, settings, endpoint
+):
+    """More people signing in at once than the connection pool holds, while the identity
+    provider takes its time over the token exchange, its keys or userinfo: every sign-in gets
+    as far as the provider, the site still reaches its database meanwhile, and everyone ends
+    up signed in."""
+    pool = settings.DATABASES["default"].get("OPTIONS", {}).get("pool", {})
+    people = pool.get("max_size", 10) + 2
+    settings.OIDC_TIMEOUT = 60  # the first held request must outlast gathering the others
+    sso.set_users(
+        {
+            f"p{n}": {"email": f"p{n}@acme.example", "name": f"P {n}", "groups": ["parley"]}
+            for n in range(people)
+        }
+    )
+    discovered = httpx.get(f"{sso.issuer}/.well-known/openid-configuration").json()
+    sso.hold(httpx.URL(discovered[endpoint]).path)
+    pages, errors = {}, []
+
+    def sign_in(login: str) -> None:
+        try:
+            with person_client(sso) as client:
+                client.timeout = httpx.Timeout(90)  # its callback waits while held
+                pages[login] = sign_in_through_provider(client, live_server.url, login=login)
+        except Exception as exc:
+            errors.append(exc)
+
+    threads = [threading.Thread(target=sign_in, args=(f"p{n}",)) for n in range(people)]
+    try:
+        for thread in threads:
+            thread.start()
+        # Each sign-in's callback is now on its way to the held endpoint; one holding a
+        # connection while it waits would leave the rest queued for the pool, short of it.
+        deadline = time.monotonic() + 60
+        while (waiting := sso.held()) < people and not errors and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert waiting == people, f"{waiting} of {people} reached the provider; {errors}"
+        ready = httpx.get(f"{live_server.url}/readyz", timeout=30)
+        assert ready.status_code == 200, ready.text  # a database query, answered meanwhile
+    finally:
+        sso.hold(None)
+        for thread in threads:
+            thread.join(timeout=60)
+    assert not errors, errors
+    assert {str(page.url) for page in pages.values()} == {f"{live_server.url}/account/"}
+    assert User.objects.filter(email__endswith="@acme.example").count() == people

@@ -15,6 +15,10 @@
 //                             "expired" | "unknown_key" | null}: the token endpoint's next ID
 //                             tokens are re-signed with the provider's own key but that one
 //                             claim wrong (or, for unknown_key, with a key it never published)
+//   POST /__test__/hold       {"path": "/token" | "/jwks" | "/me" | ... | null}: requests to
+//                             that path wait, unanswered, until held again with null (a slow
+//                             provider, for as long as a test needs); every control answers
+//                             {"held": n}, how many requests wait now
 import http from 'node:http';
 
 import * as jose from 'jose';
@@ -26,6 +30,8 @@ const clientSecret = process.env.CLIENT_SECRET || 'parley-test-secret';
 const redirectUris = (process.env.REDIRECT_URIS || '').split(',').filter(Boolean);
 let users = JSON.parse(process.env.USERS || '{}');
 let misbehaviour = null;
+let holdPath = null;
+let held = []; // the release of each request waiting on holdPath
 
 let keyNumber = 0;
 async function newSigningKey() {
@@ -131,19 +137,31 @@ const server = http.createServer(async (req, res) => {
     const body = await readJson(req);
     if (req.url === '/__test__/users') users = body;
     else if (req.url === '/__test__/misbehave') misbehaviour = body.mode || null;
-    else if (req.url === '/__test__/rotate') {
+    else if (req.url === '/__test__/hold') {
+      holdPath = body.path || null;
+      if (!holdPath) {
+        const waiting = held;
+        held = [];
+        for (const release of waiting) release();
+      }
+    } else if (req.url === '/__test__/rotate') {
       const fresh = await newSigningKey();
       signingKeys = body.retire_previous ? [fresh] : [fresh, ...signingKeys];
       // A new Provider with the new key set; grants and sessions live in the memory adapter,
       // which every instance shares.
       handler = build().callback();
-    } else {
+    } else if (req.url !== '/__test__/held') {
       res.writeHead(404).end();
       return;
     }
     res.writeHead(200, { 'content-type': 'application/json' });
-    res.end(JSON.stringify({ kids: signingKeys.map((key) => key.kid), misbehaviour }));
+    res.end(
+      JSON.stringify({ kids: signingKeys.map((key) => key.kid), misbehaviour, held: held.length }),
+    );
     return;
+  }
+  if (holdPath && req.url.split('?')[0] === holdPath) {
+    await new Promise((release) => held.push(release));
   }
   handler(req, res);
 });
