@@ -292,8 +292,16 @@ def budget_reserve(
 
 
 def _close(
-    reservation: Reservation, *, actual_micros: int, actual_tokens: int, status: str
+    reservation: Reservation,
+    *,
+    actual_micros: int,
+    actual_tokens: int,
+    status: str,
+    clamp: bool = False,
 ) -> Reservation:
+    """Close a held reservation: the hold comes off each ledger row it was held in and the
+    actual amounts are added. ``clamp``: take off only what a row still holds (never below
+    zero), for a row that no longer holds it all."""
     if reservation._state.adding:  # nothing was held: no budget applied when it was made
         return reservation
     now = timezone.now()
@@ -314,10 +322,15 @@ def _close(
             .order_by("budget_id")
             .values_list("budget_id", "period_start")
         )
+        reserved_micros = F("reserved_micros") - reservation.amount_micros
+        reserved_tokens = F("reserved_tokens") - reservation.amount_tokens
+        if clamp:
+            reserved_micros = Greatest(reserved_micros, Value(0))
+            reserved_tokens = Greatest(reserved_tokens, Value(0))
         for budget_id, start in holds:  # same order as reserving: no deadlocks
             BudgetLedger.objects.filter(budget_id=budget_id, period_start=start).update(
-                reserved_micros=F("reserved_micros") - reservation.amount_micros,
-                reserved_tokens=F("reserved_tokens") - reservation.amount_tokens,
+                reserved_micros=reserved_micros,
+                reserved_tokens=reserved_tokens,
                 spent_micros=F("spent_micros") + actual_micros,
                 spent_tokens=F("spent_tokens") + actual_tokens,
             )
@@ -373,40 +386,11 @@ def reservation_close_anyway(
     (never below zero), the actual amounts are added, and the reservation is closed — settled
     when something was spent, released otherwise. Used only after ``reservation_settle`` or
     ``reservation_release`` failed, so that an ended call never keeps its hold."""
-    if reservation._state.adding:
-        return reservation
     spent = bool(actual_micros or actual_tokens)
-    status = ReservationStatus.SETTLED if spent else ReservationStatus.RELEASED
-    now = timezone.now()
-    with transaction.atomic():
-        closed = Reservation.objects.filter(
-            pk=reservation.pk, status=ReservationStatus.HELD
-        ).update(
-            status=status,
-            actual_micros=actual_micros,
-            actual_tokens=actual_tokens,
-            settled_at=now,
-        )
-        if not closed:
-            reservation.refresh_from_db()
-            return reservation
-        holds = (
-            ReservationHold.objects.filter(reservation_id=reservation.pk)
-            .order_by("budget_id")
-            .values_list("budget_id", "period_start")
-        )
-        for budget_id, start in holds:
-            BudgetLedger.objects.filter(budget_id=budget_id, period_start=start).update(
-                reserved_micros=Greatest(
-                    F("reserved_micros") - reservation.amount_micros, Value(0)
-                ),
-                reserved_tokens=Greatest(
-                    F("reserved_tokens") - reservation.amount_tokens, Value(0)
-                ),
-                spent_micros=F("spent_micros") + actual_micros,
-                spent_tokens=F("spent_tokens") + actual_tokens,
-            )
-    reservation.status = status
-    reservation.actual_micros, reservation.actual_tokens = actual_micros, actual_tokens
-    reservation.settled_at = now
-    return reservation
+    return _close(
+        reservation,
+        actual_micros=actual_micros,
+        actual_tokens=actual_tokens,
+        status=ReservationStatus.SETTLED if spent else ReservationStatus.RELEASED,
+        clamp=True,
+    )
