@@ -9,10 +9,11 @@ the WHERE clause on the newest row version after waiting for a concurrent writer
 requests can never both pass on the same remaining amount. If any row refuses, the whole
 transaction rolls back: nothing is held and ``BudgetExceeded`` says which budget refused."""
 
+import logging
 from datetime import datetime
 
 from django.conf import settings
-from django.db import transaction
+from django.db import DatabaseError, transaction
 from django.db.models import F, Value
 from django.db.models.functions import Greatest
 from django.db.models.lookups import LessThanOrEqual
@@ -32,6 +33,8 @@ from budgets.selectors import budgets_applicable
 from project.errors import BudgetExceeded, InvalidInput
 from project.money import micros, usd
 from teams.models import Team
+
+logger = logging.getLogger("parley.budgets")
 
 # Every amount of money here is integer micro-dollars (project.money): ledger arithmetic in
 # SQL stays exact on SQLite too, where DECIMAL columns are added as floats.
@@ -362,22 +365,6 @@ def reservation_release(*, reservation: Reservation) -> Reservation:
     return _close(reservation, actual_micros=0, actual_tokens=0, status=ReservationStatus.RELEASED)
 
 
-def reservation_settle_reference(
-    *, reference: str, actual_micros: int, actual_tokens: int
-) -> Reservation | None:
-    """Settle the reservation held for ``reference`` (e.g. ``job:<uuid>``), if any."""
-    reservation = Reservation.objects.filter(
-        reference=reference, status=ReservationStatus.HELD
-    ).first()
-    if reservation is None:
-        return None
-    if actual_micros == 0 and actual_tokens == 0:
-        return reservation_release(reservation=reservation)
-    return reservation_settle(
-        reservation=reservation, actual_micros=actual_micros, actual_tokens=actual_tokens
-    )
-
-
 def reservation_close_anyway(
     *, reservation: Reservation, actual_micros: int, actual_tokens: int
 ) -> Reservation:
@@ -394,3 +381,29 @@ def reservation_close_anyway(
         status=ReservationStatus.SETTLED if spent else ReservationStatus.RELEASED,
         clamp=True,
     )
+
+
+def reservation_end_reference(
+    *, reference: str, actual_micros: int = 0, actual_tokens: int = 0
+) -> Reservation | None:
+    """End the reservation held for ``reference`` (e.g. ``job:<uuid>``), if any, whatever its
+    ledger rows' state: settled to the actual amounts (released when both are zero), and if
+    the database refuses that, closed anyway (``reservation_close_anyway``). For terminal
+    hooks and reconcile, which must never leave a hold behind. Safe to call twice."""
+    reservation = Reservation.objects.filter(
+        reference=reference, status=ReservationStatus.HELD
+    ).first()
+    if reservation is None:
+        return None
+    try:
+        with transaction.atomic():
+            if actual_micros == 0 and actual_tokens == 0:
+                return reservation_release(reservation=reservation)
+            return reservation_settle(
+                reservation=reservation, actual_micros=actual_micros, actual_tokens=actual_tokens
+            )
+    except DatabaseError:
+        logger.exception("Settling reservation %s failed; it is ended anyway", reference)
+        return reservation_close_anyway(
+            reservation=reservation, actual_micros=actual_micros, actual_tokens=actual_tokens
+        )

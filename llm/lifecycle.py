@@ -12,7 +12,7 @@ comes next (embeddings, tools):
    the ``GatewayCall`` record when the caller keeps one, the metrics;
 4. *settle or release* — in the same transaction as the usage, so budgets and the usage report
    agree; a settle that fails (a ledger the database refuses to change) still ends the hold
-   (``_hold_end_anyway``): nothing is ever left held by a call that ended.
+   (``reservation_close_anyway``): nothing is ever left held by a call that ended.
 
 Callers pass only what differs: a ``CallPolicy`` and the call's facts. Policies decided once for
 every path (README, "One call lifecycle"):
@@ -37,7 +37,7 @@ from django.utils import timezone
 
 from accounts.models import ApiKey, User
 from budgets.models import Reservation, ReservationStatus
-from budgets.services import reservation_close_anyway
+from budgets.services import reservation_close_anyway, reservation_end_reference
 from llm import metrics
 from llm.admission import Admission, admission_reserve, admission_settle
 from llm.catalog import ProviderTarget, provider_target
@@ -306,7 +306,9 @@ def call_account(spent: Spent, *, strict: bool = False) -> int:
             # hook ends the hold (``hold_end``) outside that transaction.
             raise
         logger.exception("Settling a call failed; its hold is ended anyway")
-        _hold_end_anyway(reservation, cost, spent.tokens)
+        reservation_close_anyway(
+            reservation=reservation, actual_micros=cost, actual_tokens=spent.tokens
+        )
         with transaction.atomic():
             usage = _usage_write(spent, cost)
             if spent.record is not None:
@@ -318,24 +320,9 @@ def call_account(spent: Spent, *, strict: bool = False) -> int:
 
 def hold_end(*, reference: str, cost_micros: int = 0, tokens: int = 0) -> None:
     """End the hold named ``reference`` (a queued reply's job), whatever the ledger's state:
-    settle it to ``cost_micros``/``tokens`` (release when both are zero), and if the database refuses,
-    end it anyway. For terminal hooks, which must never leave a hold behind."""
-    reservation = Reservation.objects.filter(
-        reference=reference, status=ReservationStatus.HELD
-    ).first()
-    if reservation is None:
-        return
-    try:
-        with transaction.atomic():
-            admission_settle(
-                reservation=reservation,
-                input_tokens=tokens,
-                output_tokens=0,
-                cost_micros=cost_micros,
-            )
-    except DatabaseError:
-        logger.exception("Settling a hold failed; it is ended anyway")
-        _hold_end_anyway(reservation, cost_micros, tokens)
+    settle it to ``cost_micros``/``tokens`` (release when both are zero), and if the database
+    refuses, end it anyway. For terminal hooks, which must never leave a hold behind."""
+    reservation_end_reference(reference=reference, actual_micros=cost_micros, actual_tokens=tokens)
 
 
 def _reservation_of(spent: Spent) -> Reservation | None:
@@ -346,12 +333,6 @@ def _reservation_of(spent: Spent) -> Reservation | None:
             reference=spent.reference, status=ReservationStatus.HELD
         ).first()
     return None
-
-
-def _hold_end_anyway(reservation: Reservation, cost_micros: int, tokens: int) -> None:
-    reservation_close_anyway(
-        reservation=reservation, actual_micros=cost_micros, actual_tokens=tokens
-    )
 
 
 def _settle(spent: Spent, cost_micros: int) -> None:
