@@ -294,10 +294,7 @@ def call_account(spent: Spent, *, strict: bool = False) -> int:
     )
     try:
         with transaction.atomic():
-            usage = _usage_write(spent, cost)
-            if spent.record is not None:
-                spent.record.cost_micros, spent.record.usage = cost, usage
-                spent.record.save(force_insert=True)
+            _usage_and_record_write(spent, cost)
             _settle(spent, cost)
     except DatabaseError:
         reservation = _reservation_of(spent)
@@ -310,10 +307,7 @@ def call_account(spent: Spent, *, strict: bool = False) -> int:
             reservation=reservation, actual_micros=cost, actual_tokens=spent.tokens
         )
         with transaction.atomic():
-            usage = _usage_write(spent, cost)
-            if spent.record is not None:
-                spent.record.cost_micros, spent.record.usage = cost, usage
-                spent.record.save(force_insert=True)
+            _usage_and_record_write(spent, cost)
     _observe(spent, cost)
     return cost
 
@@ -345,6 +339,13 @@ def _settle(spent: Spent, cost_micros: int) -> None:
         output_tokens=spent.output_tokens,
         cost_micros=cost_micros,
     )
+
+
+def _usage_and_record_write(spent: Spent, cost_micros: int) -> None:
+    usage = _usage_write(spent, cost_micros)
+    if spent.record is not None:
+        spent.record.cost_micros, spent.record.usage = cost_micros, usage
+        spent.record.save(force_insert=True)
 
 
 def _usage_write(spent: Spent, cost_micros: int) -> Usage | None:
