@@ -43,7 +43,6 @@ from llm.admission import Admission, admission_reserve, admission_settle
 from llm.catalog import ProviderTarget, provider_target
 from llm.models import GatewayCall, LLMModel, Message, Provider, Usage
 from llm.providers import (
-    AsyncChatProvider,
     ChatProvider,
     ChatRequest,
     ProviderError,
@@ -171,13 +170,6 @@ def model_provider(model: LLMModel, *, timeout: float | None = None) -> ChatProv
     if target is None:
         raise ValueError(f"Model '{model.slug}' cannot be called now.")
     return provider_for(target, timeout=timeout)
-
-
-def model_async_provider(model: LLMModel) -> AsyncChatProvider:
-    target = provider_target(model)
-    if target is None:
-        raise ValueError(f"Model '{model.slug}' cannot be called now.")
-    return provider_for(target, is_async=True)
 
 
 def fallback_targets(
