@@ -132,11 +132,12 @@ def call_admit(
     input_tokens_estimate: int,
     max_tokens: int,
     reference: str,
-    team: Team | None = None,
+    team: Team | None,
 ) -> Admission:
     """Admit one call charged to ``team`` (None: no team; ``teams.selectors.team_for_call``
     chooses it) — raises ``NotAllowed`` / ``RateLimited`` / ``BudgetExceeded`` with nothing
-    held. End it with ``call_account``."""
+    held. End it with ``call_account``. ``team`` has no default: a call admitted without the
+    team its usage is charged to would escape the team's budgets, limits and model access."""
     return admission_reserve(
         user=user,
         api_key=api_key,
