@@ -1,17 +1,14 @@
 """Revocation ends access now, not when an open stream happens to end.
 
 Revoking an API key or deactivating a user is written to the database (the truth: every new
-request is refused there) and then announced, once the transaction commits:
-
-- to every process, through Redis: one counter per user and per key
-  (``parley:revoked:user:<id>``, ``parley:revoked:key:<id>``) and one global generation
-  (``parley:revoked:generation``), all ``INCR`` in one pipeline. A stream remembers its
-  subjects' counters when it opens; while it is open, ``until_access_revoked`` looks at the
-  global generation at most once a second per process (one shared ``GET``, however many
-  streams are open), and only when it moved reads its own two counters. No clocks are
-  compared, so skewed servers agree.
-- to the hooks other apps register (``register_access_revoked_hook``), e.g. per-process
-  caches of key → user, which must forget a revoked key at once.
+request is refused there; per-process caches of users and keys forget them through
+``project.hotcache``) and then announced to every process through Redis, once the transaction
+commits: one counter per user and per key (``parley:revoked:user:<id>``,
+``parley:revoked:key:<id>``) and one global generation (``parley:revoked:generation``), all
+``INCR`` in one pipeline. A stream remembers its subjects' counters when it opens; while it is
+open, ``until_access_revoked`` looks at the global generation at most once a second per
+process (one shared ``GET``, however many streams are open), and only when it moved reads its
+own two counters. No clocks are compared, so skewed servers agree.
 
 With Redis unreachable the announcement is lost (logged) and open streams run to their end;
 new requests are still refused by the database."""
@@ -52,22 +49,10 @@ class Revoked:
     api_key_ids: tuple[int, ...] = ()
 
 
-AccessRevokedHook = Callable[[Revoked], None]
-_hooks: list[AccessRevokedHook] = []
-
-
-def register_access_revoked_hook(hook: AccessRevokedHook) -> None:
-    """``hook(revoked)`` runs in every revoking process after the revocation commits (e.g. to
-    drop cached credentials). Other processes learn of it through ``revocation_generation``.
-    Registering twice is a no-op."""
-    if hook not in _hooks:
-        _hooks.append(hook)
-
-
 def access_revoked(*, user_id: int | None = None, api_key_ids: Iterable[int] = ()) -> None:
     """Announce, once the current transaction commits, that ``user_id`` (every credential of
-    theirs) and/or ``api_key_ids`` lost access: open streams end within ``CHECK_EVERY`` s and
-    the registered hooks run. Safe to call twice; never raises."""
+    theirs) and/or ``api_key_ids`` lost access: open streams end within ``CHECK_EVERY`` s.
+    Safe to call twice; never raises."""
     revoked = Revoked(user_id=user_id, api_key_ids=tuple(api_key_ids))
     if revoked.user_id is None and not revoked.api_key_ids:
         return
@@ -88,11 +73,6 @@ def _announce(revoked: Revoked) -> None:
             "Revocation not announced: Redis unavailable; open streams run to their end",
             extra={"user_id": revoked.user_id, "api_key_ids": list(revoked.api_key_ids)},
         )
-    for hook in _hooks:
-        try:
-            hook(revoked)
-        except Exception:  # one app's cache must not stop the others hearing of it
-            logger.exception("Access-revoked hook failed")
 
 
 # --- Watching from an open stream -------------------------------------------------------------

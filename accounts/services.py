@@ -124,6 +124,18 @@ def user_password_disable(*, user: User) -> None:
     audit_record(action="user.password_disabled", target=user, data={"sessions_ended": ended})
 
 
+def _api_keys_revoke_all(user: User) -> list[int]:
+    """Revoke every key of ``user`` not yet revoked (rows locked, so a concurrent revoke of
+    one of them waits); their ids."""
+    revoked_ids = list(
+        ApiKey.objects.select_for_update()
+        .filter(owner=user, revoked_at__isnull=True)
+        .values_list("pk", flat=True)
+    )
+    ApiKey.objects.filter(pk__in=revoked_ids).update(revoked_at=timezone.now())
+    return revoked_ids
+
+
 @transaction.atomic
 def user_deactivate(*, user: User) -> int:
     """An inactive user can neither log in, refresh, nor use an API key. Their keys are revoked
@@ -133,12 +145,7 @@ def user_deactivate(*, user: User) -> int:
     was_active = user.is_active
     user.is_active = False
     user.save(update_fields=["is_active"])
-    revoked_ids = list(
-        ApiKey.objects.select_for_update()
-        .filter(owner=user, revoked_at__isnull=True)
-        .values_list("pk", flat=True)
-    )
-    revoked = ApiKey.objects.filter(pk__in=revoked_ids).update(revoked_at=timezone.now())
+    revoked_ids = _api_keys_revoke_all(user)
     ended = user_sessions_end(user=user)
     audit_record(
         action="user.deactivated",
@@ -147,7 +154,7 @@ def user_deactivate(*, user: User) -> int:
         data={"api_keys_revoked": revoked_ids, "sessions_ended": ended},
     )
     access_revoked(user_id=user.pk, api_key_ids=revoked_ids)
-    return revoked
+    return len(revoked_ids)
 
 
 @transaction.atomic
@@ -158,16 +165,11 @@ def user_access_end(*, user: User) -> int:
     new single sign-on that the provider allows brings them back; their open streams end within
     a second or two (``access_revoked``). Safe to call twice. Returns how many API keys were
     revoked."""
-    revoked_ids = list(
-        ApiKey.objects.select_for_update()
-        .filter(owner=user, revoked_at__isnull=True)
-        .values_list("pk", flat=True)
-    )
-    revoked = ApiKey.objects.filter(pk__in=revoked_ids).update(revoked_at=timezone.now())
+    revoked_ids = _api_keys_revoke_all(user)
     user_password_disable(user=user)
     audit_record(action="user.access_ended", target=user, data={"api_keys_revoked": revoked_ids})
     access_revoked(user_id=user.pk, api_key_ids=revoked_ids)
-    return revoked
+    return len(revoked_ids)
 
 
 def user_activate(*, user: User) -> None:

@@ -4,8 +4,6 @@ commands record the same way."""
 
 import contextvars
 import sys
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
@@ -14,7 +12,6 @@ from django.http import HttpRequest
 _request: contextvars.ContextVar[HttpRequest | None] = contextvars.ContextVar(
     "audit_request", default=None
 )
-_actor_override: contextvars.ContextVar[Any] = contextvars.ContextVar("audit_actor", default=None)
 
 
 def bind_request(request: HttpRequest) -> contextvars.Token:
@@ -23,21 +20,6 @@ def bind_request(request: HttpRequest) -> contextvars.Token:
 
 def unbind_request(token: contextvars.Token) -> None:
     _request.reset(token)
-
-
-def current_request() -> HttpRequest | None:
-    return _request.get()
-
-
-@contextmanager
-def acting_as(actor: Any) -> Iterator[None]:
-    """Attribute events to ``actor`` where no signed-in request says who (a command run by
-    an operator who names themselves, a sign-in whose user is only now known)."""
-    token = _actor_override.set(actor)
-    try:
-        yield
-    finally:
-        _actor_override.reset(token)
 
 
 def client_ip(request: HttpRequest) -> str | None:
@@ -65,15 +47,13 @@ class Origin:
 
 def current_origin() -> Origin:
     request = _request.get()
-    actor = _actor_override.get()
     if request is not None:
-        if actor is None:
-            # DRF authenticates in the view and sets the HttpRequest's user then, so this is
-            # read when the event is recorded, not when the request came in.
-            user = getattr(request, "user", None)
-            actor = user if user is not None and user.is_authenticated else None
+        # DRF authenticates in the view and sets the HttpRequest's user then, so this is
+        # read when the event is recorded, not when the request came in.
+        user = getattr(request, "user", None)
+        actor = user if user is not None and user.is_authenticated else None
         return Origin(actor=actor, ip=client_ip(request), source="request", command="")
     argv = sys.argv
     if len(argv) > 1 and argv[0].endswith("manage.py"):
-        return Origin(actor=actor, ip=None, source="command", command=argv[1][:64])
-    return Origin(actor=actor, ip=None, source="system", command="")
+        return Origin(actor=None, ip=None, source="command", command=argv[1][:64])
+    return Origin(actor=None, ip=None, source="system", command="")

@@ -82,15 +82,6 @@ def audit_record(
     )
 
 
-def changes_between(before: Mapping[str, Any], after: Mapping[str, Any]) -> dict[str, list]:
-    """``{field: [before, after]}`` for the fields whose value differs."""
-    return {
-        field: [before.get(field), after.get(field)]
-        for field in sorted(set(before) | set(after))
-        if before.get(field) != after.get(field)
-    }
-
-
 def event_line(event: AuditEvent) -> dict[str, Any]:
     return {
         "kind": "event",

@@ -9,10 +9,11 @@ the WHERE clause on the newest row version after waiting for a concurrent writer
 requests can never both pass on the same remaining amount. If any row refuses, the whole
 transaction rolls back: nothing is held and ``BudgetExceeded`` says which budget refused."""
 
+import logging
 from datetime import datetime
 
 from django.conf import settings
-from django.db import transaction
+from django.db import DatabaseError, transaction
 from django.db.models import F, Value
 from django.db.models.functions import Greatest
 from django.db.models.lookups import LessThanOrEqual
@@ -32,6 +33,8 @@ from budgets.selectors import budgets_applicable
 from project.errors import BudgetExceeded, InvalidInput
 from project.money import micros, usd
 from teams.models import Team
+
+logger = logging.getLogger("parley.budgets")
 
 # Every amount of money here is integer micro-dollars (project.money): ledger arithmetic in
 # SQL stays exact on SQLite too, where DECIMAL columns are added as floats.
@@ -292,8 +295,16 @@ def budget_reserve(
 
 
 def _close(
-    reservation: Reservation, *, actual_micros: int, actual_tokens: int, status: str
+    reservation: Reservation,
+    *,
+    actual_micros: int,
+    actual_tokens: int,
+    status: str,
+    clamp: bool = False,
 ) -> Reservation:
+    """Close a held reservation: the hold comes off each ledger row it was held in and the
+    actual amounts are added. ``clamp``: take off only what a row still holds (never below
+    zero), for a row that no longer holds it all."""
     if reservation._state.adding:  # nothing was held: no budget applied when it was made
         return reservation
     now = timezone.now()
@@ -314,10 +325,15 @@ def _close(
             .order_by("budget_id")
             .values_list("budget_id", "period_start")
         )
+        reserved_micros = F("reserved_micros") - reservation.amount_micros
+        reserved_tokens = F("reserved_tokens") - reservation.amount_tokens
+        if clamp:
+            reserved_micros = Greatest(reserved_micros, Value(0))
+            reserved_tokens = Greatest(reserved_tokens, Value(0))
         for budget_id, start in holds:  # same order as reserving: no deadlocks
             BudgetLedger.objects.filter(budget_id=budget_id, period_start=start).update(
-                reserved_micros=F("reserved_micros") - reservation.amount_micros,
-                reserved_tokens=F("reserved_tokens") - reservation.amount_tokens,
+                reserved_micros=reserved_micros,
+                reserved_tokens=reserved_tokens,
                 spent_micros=F("spent_micros") + actual_micros,
                 spent_tokens=F("spent_tokens") + actual_tokens,
             )
@@ -349,22 +365,6 @@ def reservation_release(*, reservation: Reservation) -> Reservation:
     return _close(reservation, actual_micros=0, actual_tokens=0, status=ReservationStatus.RELEASED)
 
 
-def reservation_settle_reference(
-    *, reference: str, actual_micros: int, actual_tokens: int
-) -> Reservation | None:
-    """Settle the reservation held for ``reference`` (e.g. ``job:<uuid>``), if any."""
-    reservation = Reservation.objects.filter(
-        reference=reference, status=ReservationStatus.HELD
-    ).first()
-    if reservation is None:
-        return None
-    if actual_micros == 0 and actual_tokens == 0:
-        return reservation_release(reservation=reservation)
-    return reservation_settle(
-        reservation=reservation, actual_micros=actual_micros, actual_tokens=actual_tokens
-    )
-
-
 def reservation_close_anyway(
     *, reservation: Reservation, actual_micros: int, actual_tokens: int
 ) -> Reservation:
@@ -373,40 +373,37 @@ def reservation_close_anyway(
     (never below zero), the actual amounts are added, and the reservation is closed — settled
     when something was spent, released otherwise. Used only after ``reservation_settle`` or
     ``reservation_release`` failed, so that an ended call never keeps its hold."""
-    if reservation._state.adding:
-        return reservation
     spent = bool(actual_micros or actual_tokens)
-    status = ReservationStatus.SETTLED if spent else ReservationStatus.RELEASED
-    now = timezone.now()
-    with transaction.atomic():
-        closed = Reservation.objects.filter(
-            pk=reservation.pk, status=ReservationStatus.HELD
-        ).update(
-            status=status,
-            actual_micros=actual_micros,
-            actual_tokens=actual_tokens,
-            settled_at=now,
-        )
-        if not closed:
-            reservation.refresh_from_db()
-            return reservation
-        holds = (
-            ReservationHold.objects.filter(reservation_id=reservation.pk)
-            .order_by("budget_id")
-            .values_list("budget_id", "period_start")
-        )
-        for budget_id, start in holds:
-            BudgetLedger.objects.filter(budget_id=budget_id, period_start=start).update(
-                reserved_micros=Greatest(
-                    F("reserved_micros") - reservation.amount_micros, Value(0)
-                ),
-                reserved_tokens=Greatest(
-                    F("reserved_tokens") - reservation.amount_tokens, Value(0)
-                ),
-                spent_micros=F("spent_micros") + actual_micros,
-                spent_tokens=F("spent_tokens") + actual_tokens,
+    return _close(
+        reservation,
+        actual_micros=actual_micros,
+        actual_tokens=actual_tokens,
+        status=ReservationStatus.SETTLED if spent else ReservationStatus.RELEASED,
+        clamp=True,
+    )
+
+
+def reservation_end_reference(
+    *, reference: str, actual_micros: int = 0, actual_tokens: int = 0
+) -> Reservation | None:
+    """End the reservation held for ``reference`` (e.g. ``job:<uuid>``), if any, whatever its
+    ledger rows' state: settled to the actual amounts (released when both are zero), and if
+    the database refuses that, closed anyway (``reservation_close_anyway``). For terminal
+    hooks and reconcile, which must never leave a hold behind. Safe to call twice."""
+    reservation = Reservation.objects.filter(
+        reference=reference, status=ReservationStatus.HELD
+    ).first()
+    if reservation is None:
+        return None
+    try:
+        with transaction.atomic():
+            if actual_micros == 0 and actual_tokens == 0:
+                return reservation_release(reservation=reservation)
+            return reservation_settle(
+                reservation=reservation, actual_micros=actual_micros, actual_tokens=actual_tokens
             )
-    reservation.status = status
-    reservation.actual_micros, reservation.actual_tokens = actual_micros, actual_tokens
-    reservation.settled_at = now
-    return reservation
+    except DatabaseError:
+        logger.exception("Settling reservation %s failed; it is ended anyway", reference)
+        return reservation_close_anyway(
+            reservation=reservation, actual_micros=actual_micros, actual_tokens=actual_tokens
+        )

@@ -11,7 +11,6 @@ from datetime import timedelta
 from decimal import Decimal
 
 from django.conf import settings
-from django.db import DatabaseError, transaction
 from django.db.models import Count, Func, IntegerField, Max, Q, Sum, TextField
 from django.db.models.functions import Cast, Coalesce
 from django.utils import timezone
@@ -22,10 +21,9 @@ from budgets.ratelimits import RateLimitStatus, ratelimit_acquire, ratelimit_ref
 from budgets.selectors import budgets_applicable, reservations_held
 from budgets.services import (
     budget_reserve,
-    reservation_close_anyway,
+    reservation_end_reference,
     reservation_release,
     reservation_settle,
-    reservation_settle_reference,
 )
 from jobs.models import TERMINAL_STATUSES, Job
 from llm.access import model_access_check
@@ -220,26 +218,13 @@ def reply_reservation_settle(*, job_id, message: Message | None) -> None:
     """Settle the reservation of the reply ``message`` written by job ``job_id`` to what its
     Usage row counts (a completed reply's cost, a cancelled or failed one's estimate), or
     release it when there is none — so budgets and usage stay equal. A settle the database
-    refuses still ends the hold (``reservation_close_anyway``). Safe to call twice."""
+    refuses still ends the hold (``reservation_end_reference``). Safe to call twice."""
     usage = Usage.objects.filter(message=message).first() if message is not None else None
-    actual_micros = usage.cost_micros if usage is not None else 0
-    actual_tokens = usage.input_tokens + usage.output_tokens if usage is not None else 0
-    try:
-        with transaction.atomic():
-            reservation_settle_reference(
-                reference=reply_reference(job_id),
-                actual_micros=actual_micros,
-                actual_tokens=actual_tokens,
-            )
-    except DatabaseError:
-        held = Reservation.objects.filter(
-            reference=reply_reference(job_id), status=ReservationStatus.HELD
-        ).first()
-        if held is None:
-            raise
-        reservation_close_anyway(
-            reservation=held, actual_micros=actual_micros, actual_tokens=actual_tokens
-        )
+    reservation_end_reference(
+        reference=reply_reference(job_id),
+        actual_micros=usage.cost_micros if usage is not None else 0,
+        actual_tokens=usage.input_tokens + usage.output_tokens if usage is not None else 0,
+    )
 
 
 def reply_reservation_ensure(*, job: Job, message: Message, max_tokens: int) -> None:

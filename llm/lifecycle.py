@@ -12,7 +12,7 @@ chat completions, messages, responses, embeddings, token counts), conversation t
    the ``GatewayCall`` record when the caller keeps one, the metrics;
 4. *settle or release* — in the same transaction as the usage, so budgets and the usage report
    agree; a settle that fails (a ledger the database refuses to change) still ends the hold
-   (``_hold_end_anyway``): nothing is ever left held by a call that ended.
+   (``reservation_close_anyway``): nothing is ever left held by a call that ended.
 
 Callers pass only what differs: a ``CallPolicy`` and the call's facts. Policies decided once for
 every path (README, "One call lifecycle"):
@@ -37,13 +37,12 @@ from django.utils import timezone
 
 from accounts.models import ApiKey, User
 from budgets.models import Reservation, ReservationStatus
-from budgets.services import reservation_close_anyway
+from budgets.services import reservation_close_anyway, reservation_end_reference
 from llm import metrics
 from llm.admission import Admission, admission_reserve, admission_settle
 from llm.catalog import ProviderTarget, provider_target
 from llm.models import GatewayCall, LLMModel, Message, Provider, Usage
 from llm.providers import (
-    AsyncChatProvider,
     ChatProvider,
     ChatRequest,
     ProviderError,
@@ -139,12 +138,13 @@ def call_admit(
     input_tokens_estimate: int,
     max_tokens: int,
     reference: str,
-    team: Team | None = None,
+    team: Team | None,
 ) -> Admission:
     """Admit one call charged to ``team`` (None: no team; ``teams.selectors.team_for_call``
     chooses it) — raises ``NotAllowed`` / ``RateLimited`` / ``BudgetExceeded`` with nothing
     held. End it with ``call_account`` (a policy that ``reserves`` nothing, such as ``COUNT``,
-    holds nothing to end)."""
+    holds nothing to end). ``team`` has no default: a call admitted without the team its
+    usage is charged to would escape the team's budgets, limits and model access."""
     return admission_reserve(
         user=user,
         api_key=api_key,
@@ -179,13 +179,6 @@ def model_provider(model: LLMModel, *, timeout: float | None = None) -> ChatProv
     if target is None:
         raise ValueError(f"Model '{model.slug}' cannot be called now.")
     return provider_for(target, timeout=timeout)
-
-
-def model_async_provider(model: LLMModel) -> AsyncChatProvider:
-    target = provider_target(model)
-    if target is None:
-        raise ValueError(f"Model '{model.slug}' cannot be called now.")
-    return provider_for(target, is_async=True)
 
 
 def fallback_targets(
@@ -302,10 +295,7 @@ def call_account(spent: Spent, *, strict: bool = False) -> int:
     )
     try:
         with transaction.atomic():
-            usage = _usage_write(spent, cost)
-            if spent.record is not None:
-                spent.record.cost_micros, spent.record.usage = cost, usage
-                spent.record.save(force_insert=True)
+            _usage_and_record_write(spent, cost)
             _settle(spent, cost)
     except DatabaseError:
         reservation = _reservation_of(spent)
@@ -314,36 +304,20 @@ def call_account(spent: Spent, *, strict: bool = False) -> int:
             # hook ends the hold (``hold_end``) outside that transaction.
             raise
         logger.exception("Settling a call failed; its hold is ended anyway")
-        _hold_end_anyway(reservation, cost, spent.tokens)
+        reservation_close_anyway(
+            reservation=reservation, actual_micros=cost, actual_tokens=spent.tokens
+        )
         with transaction.atomic():
-            usage = _usage_write(spent, cost)
-            if spent.record is not None:
-                spent.record.cost_micros, spent.record.usage = cost, usage
-                spent.record.save(force_insert=True)
+            _usage_and_record_write(spent, cost)
     _observe(spent, cost)
     return cost
 
 
 def hold_end(*, reference: str, cost_micros: int = 0, tokens: int = 0) -> None:
     """End the hold named ``reference`` (a queued reply's job), whatever the ledger's state:
-    settle it to ``cost_micros``/``tokens`` (release when both are zero), and if the database refuses,
-    end it anyway. For terminal hooks, which must never leave a hold behind."""
-    reservation = Reservation.objects.filter(
-        reference=reference, status=ReservationStatus.HELD
-    ).first()
-    if reservation is None:
-        return
-    try:
-        with transaction.atomic():
-            admission_settle(
-                reservation=reservation,
-                input_tokens=tokens,
-                output_tokens=0,
-                cost_micros=cost_micros,
-            )
-    except DatabaseError:
-        logger.exception("Settling a hold failed; it is ended anyway")
-        _hold_end_anyway(reservation, cost_micros, tokens)
+    settle it to ``cost_micros``/``tokens`` (release when both are zero), and if the database
+    refuses, end it anyway. For terminal hooks, which must never leave a hold behind."""
+    reservation_end_reference(reference=reference, actual_micros=cost_micros, actual_tokens=tokens)
 
 
 def _reservation_of(spent: Spent) -> Reservation | None:
@@ -356,12 +330,6 @@ def _reservation_of(spent: Spent) -> Reservation | None:
     return None
 
 
-def _hold_end_anyway(reservation: Reservation, cost_micros: int, tokens: int) -> None:
-    reservation_close_anyway(
-        reservation=reservation, actual_micros=cost_micros, actual_tokens=tokens
-    )
-
-
 def _settle(spent: Spent, cost_micros: int) -> None:
     reservation = _reservation_of(spent)
     if reservation is None:
@@ -372,6 +340,13 @@ def _settle(spent: Spent, cost_micros: int) -> None:
         output_tokens=spent.output_tokens,
         cost_micros=cost_micros,
     )
+
+
+def _usage_and_record_write(spent: Spent, cost_micros: int) -> None:
+    usage = _usage_write(spent, cost_micros)
+    if spent.record is not None:
+        spent.record.cost_micros, spent.record.usage = cost_micros, usage
+        spent.record.save(force_insert=True)
 
 
 def _usage_write(spent: Spent, cost_micros: int) -> Usage | None:

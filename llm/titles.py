@@ -16,6 +16,7 @@ import logging
 
 from django.conf import settings
 from django.db import transaction
+from django.db.models import Q
 
 from jobs.exceptions import PermanentJobError, TransientJobError
 from jobs.models import Job
@@ -107,13 +108,15 @@ def title_run(job: Job) -> None:
     )
     reference = reply_reference(job.pk)  # reconcile ends the hold if this job vanishes
     # The reply's team pays for its title, unless its owner has left the team since.
+    team_id = job.payload.get("team_id")
     team = (
-        Team.objects.filter(
-            pk=job.payload.get("team_id"), memberships__user_id=conversation.owner_id
-        ).first()
-        or Team.objects.filter(
-            pk=job.payload.get("team_id"), service_user_id=conversation.owner_id
-        ).first()
+        Team.objects.filter(pk=team_id)
+        .filter(
+            Q(memberships__user_id=conversation.owner_id) | Q(service_user_id=conversation.owner_id)
+        )
+        .first()
+        if team_id
+        else None
     )
     try:
         admitted = call_admit(

@@ -131,9 +131,6 @@ class HotCache(Generic[T]):
         self._entries[key] = (generation, value)
         return value
 
-    def clear(self) -> None:
-        self._entries.clear()
-
 
 def fresh(instance: models.Model | None) -> models.Model | None:
     """A copy of a cached model instance that shares nothing mutable with it (related objects

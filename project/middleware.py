@@ -292,24 +292,13 @@ class BodyLimitASGIMiddleware:
         await send({"type": "http.response.body", "body": body})
 
 
-class HotCacheSnapshotMiddleware:
+class HotCacheSnapshotMiddleware(_DualModeMiddleware):
     """One read of the per-process caches' generations per request, at its first cached
     lookup (project.hotcache): a request that reads no cache costs nothing."""
 
-    sync_capable = True
-    async_capable = True
-
-    def __init__(self, get_response) -> None:
-        self.get_response = get_response
-        self.is_async = iscoroutinefunction(get_response)
-        if self.is_async:
-            markcoroutinefunction(self)
-
-    def __call__(self, request: HttpRequest):
-        if self.is_async:
-            return self._acall(request)
+    def handle(self, request: HttpRequest, get_response) -> HttpResponse:
         with hotcache.snapshot():
-            return self.get_response(request)
+            return get_response(request)
 
     async def _acall(self, request: HttpRequest):
         with hotcache.snapshot():

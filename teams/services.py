@@ -271,17 +271,3 @@ def member_budget_delete(*, budget: Budget) -> None:
         data={"user_id": budget.user_id, "period": budget.period},
     )
     budget_delete(budget=budget)
-
-
-def team_budget_set(
-    *,
-    team: Team,
-    period: str,
-    limit_micros: int | None = None,
-    limit_tokens: int | None = None,
-) -> Budget:
-    """The team's own cap per ``period`` (staff set it: a team admin cannot raise their own
-    team's cap)."""
-    return budget_set(
-        team=team, period=period, limit_micros=limit_micros, limit_tokens=limit_tokens
-    )

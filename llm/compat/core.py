@@ -195,27 +195,6 @@ def stop_sequences(value: Any, name: str) -> tuple[str, ...]:
     return tuple(value)
 
 
-def text_of_parts(content: Any, param: str, *, text_types: tuple[str, ...]) -> str | None:
-    """A message's text from a string or a list of text parts; None when it holds anything
-    else (images, tool calls...), which only a same-format provider can take as it is."""
-    if isinstance(content, str):
-        return content
-    if isinstance(content, list):
-        texts = []
-        for part in content:
-            if not isinstance(part, dict):
-                raise invalid("Content parts must be objects.", param=param)
-            if part.get("type") not in text_types:
-                return None
-            if not isinstance(part.get("text"), str):
-                raise invalid("A text part needs a 'text' string.", param=param)
-            texts.append(part["text"])
-        return "".join(texts)
-    if content is None:
-        return ""
-    raise invalid("Message content must be a string or a list of content parts.", param=param)
-
-
 # Finish reasons are kept in OpenAI's vocabulary (CompletionResult); Anthropic's names:
 ANTHROPIC_STOP_REASON = {
     "stop": "end_turn",

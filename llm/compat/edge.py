@@ -35,11 +35,14 @@ def error_body_for(
     return api.error_body(error)
 
 
+def _api_of(request: HttpRequest):
+    """The module of the API ``request`` speaks (``request.headers`` ignores letter case)."""
+    return anthropic_messages if speaks_anthropic(request.path, request.headers) else openai_chat
+
+
 def error_response(request: HttpRequest, error: GatewayError) -> HttpResponse:
     """``error`` in the shape of the API the request speaks."""
-    headers = {name.lower(): value for name, value in request.headers.items()}
-    api = anthropic_messages if speaks_anthropic(request.path, headers) else openai_chat
-    return api.error_response(error)
+    return _api_of(request).error_response(error)
 
 
 ACCESS_REVOKED = "Access was revoked (API key revoked or account deactivated)."
@@ -50,8 +53,7 @@ def revoked_event(request: HttpRequest) -> str:
     raises it: Anthropic's ``error`` event; for OpenAI's, an ``error`` event whose data holds
     ``error`` (Chat Completions' in-stream error) and the Responses API's own fields."""
     error = GatewayError(401, "authentication", ACCESS_REVOKED, code="access_revoked")
-    headers = {name.lower(): value for name, value in request.headers.items()}
-    if speaks_anthropic(request.path, headers):
+    if _api_of(request) is anthropic_messages:
         return f"event: error\ndata: {json.dumps(anthropic_messages.error_body(error))}\n\n"
     body = openai_chat.error_body(error)["error"]
     data = {"type": "error", "code": error.code, "message": error.message, "param": None}

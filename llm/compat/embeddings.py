@@ -121,6 +121,7 @@ def embeddings_resolve(call: Call) -> None:
             input_tokens_estimate=sum(sizes),
             max_tokens=0,
             reference=f"gateway:{call.id}",
+            team=call.team,
         )
     except domain.DomainError as exc:
         raise domain_refusal(exc) from None

@@ -191,17 +191,20 @@ class TestAppendOnly:
             AuditEvent.objects.all().delete()
         assert AuditEvent.objects.get(pk=event.pk).action == "test.thing"
 
-    def test_the_database_refuses_an_update_behind_the_orm(self):
+    def test_the_database_refuses_an_update_behind_the_orm(self, user):
         event = audit_record(action="test.thing")
+        budget_set(user=user, period="daily", limit_tokens=1000)  # a tracked change
+        [entry] = LogEntry.objects.get_for_model(Budget)
         with pytest.raises(DatabaseError), transaction.atomic(), connection.cursor() as cursor:
             cursor.execute(
                 "UPDATE audit_auditevent SET action = 'forged' WHERE id = %s", [event.pk]
             )
         with pytest.raises(DatabaseError), transaction.atomic(), connection.cursor() as cursor:
-            cursor.execute("UPDATE auditlog_logentry SET object_repr = 'forged'")
-            if cursor.rowcount == 0:  # nothing to refuse: make it fail the same way
-                raise DatabaseError("no rows")
+            cursor.execute(
+                "UPDATE auditlog_logentry SET object_repr = 'forged' WHERE id = %s", [entry.pk]
+            )
         assert AuditEvent.objects.get(pk=event.pk).action == "test.thing"
+        assert LogEntry.objects.get(pk=entry.pk).object_repr != "forged"
 
     @pytest.mark.skipif("connection.vendor != 'postgresql'")
     def test_postgresql_refuses_a_delete_behind_the_orm(self):

@@ -18,13 +18,13 @@ from budgets.periods import period_start
 from budgets.services import budget_set, rate_limit_set
 from jobs.models import Job
 from jobs.runner import run_job
-from llm.admission import conversation_input_estimate, worst_case_cost_micros
 from llm.models import Usage
 from project.money import micros
 from tests.accounts.factories import UserFactory
 from tests.budgets.test_reservations import on_postgresql
 from tests.live import asgi_server, free_port, wait_until_ready, work_until_idle
 from tests.llm.factories import ConversationFactory, StandinModelFactory
+from tests.load import bearer, messages_post_together, status_counts, worst_case_micros
 
 CONTENT = "Hello, Parley"
 
@@ -32,51 +32,6 @@ CONTENT = "Hello, Parley"
 @pytest.fixture(autouse=True)
 def _standin(standin):
     return standin
-
-
-def _worst_case(conversation) -> int:
-    max_tokens = min(conversation.model.max_output_tokens, settings.LLM_DEFAULT_MAX_TOKENS)
-    return worst_case_cost_micros(
-        model=conversation.model,
-        input_tokens=conversation_input_estimate(conversation=conversation, content=CONTENT),
-        max_tokens=max_tokens,
-    )
-
-
-def _post_all(base_url: str, requests: list[tuple[str, str]]) -> list[httpx.Response]:
-    """POST every (conversation id, bearer credential) at once: one thread and one client
-    each, released by one barrier."""
-    barrier = threading.Barrier(len(requests))
-    responses: list = [None] * len(requests)
-
-    def post(i: int, conversation_id: str, credential: str) -> None:
-        with httpx.Client(base_url=base_url, timeout=60) as client:
-            barrier.wait()
-            responses[i] = client.post(
-                f"/api/v1/conversations/{conversation_id}/messages/",
-                json={"content": CONTENT},
-                headers={"Authorization": f"Bearer {credential}"},
-            )
-
-    threads = [
-        threading.Thread(target=post, args=(i, conversation, credential))
-        for i, (conversation, credential) in enumerate(requests)
-    ]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(timeout=120)
-    return responses
-
-
-def _codes(responses) -> dict:
-    counts: dict = {}
-    for response in responses:
-        key = response.status_code
-        if response.status_code != 202:
-            key = (response.status_code, response.json()["error"]["code"])
-        counts[key] = counts.get(key, 0) + 1
-    return counts
 
 
 def _assert_settled_and_reconciled(budget, limit: int) -> None:
@@ -98,14 +53,17 @@ class TestR4:
         key = api_key_create(owner=user, name="load").secret
         model = StandinModelFactory()
         conversations = [ConversationFactory(owner=user, model=model) for _ in range(100)]
-        limit = 10 * _worst_case(conversations[0])
+        worst = worst_case_micros(conversations[0], CONTENT)
+        limit = 10 * worst
         budget = budget_set(user=user, period="daily", limit_micros=limit)
         with asgi_server() as base_url:
-            responses = _post_all(base_url, [(str(c.pk), key) for c in conversations])
-        assert _codes(responses) == {202: 10, (429, "budget_exceeded"): 90}
+            responses = messages_post_together(
+                [(base_url, str(c.pk), bearer(key)) for c in conversations], content=CONTENT
+            )
+        assert status_counts(responses) == {202: 10, (429, "budget_exceeded"): 90}
         refusal = next(r for r in responses if r.status_code == 429).json()["error"]
         assert refusal["details"]["budget"]["id"] == budget.pk
-        assert micros(refusal["details"]["budget"]["remaining_usd"]) < _worst_case(conversations[0])
+        assert micros(refusal["details"]["budget"]["remaining_usd"]) < worst
         assert refusal["details"]["budget"]["resets_at"]
         work_until_idle(timeout=120)
         assert Usage.objects.count() == 10
@@ -116,14 +74,19 @@ class TestR4:
         keys = [api_key_create(owner=user, name=f"k{i}") for i in range(2)]
         model = StandinModelFactory()
         conversations = [ConversationFactory(owner=user, model=model) for _ in range(100)]
-        worst = _worst_case(conversations[0])
+        worst = worst_case_micros(conversations[0], CONTENT)
         for issued in keys:  # each key alone could pay for all 100
             budget_set(api_key=issued.api_key, period="daily", limit_micros=100 * worst)
         budget = budget_set(user=user, period="monthly", limit_micros=10 * worst)
-        requests = [(str(c.pk), keys[i % 2].secret) for i, c in enumerate(conversations)]
         with asgi_server() as base_url:
-            responses = _post_all(base_url, requests)
-        assert _codes(responses) == {202: 10, (429, "budget_exceeded"): 90}
+            responses = messages_post_together(
+                [
+                    (base_url, str(c.pk), bearer(keys[i % 2].secret))
+                    for i, c in enumerate(conversations)
+                ],
+                content=CONTENT,
+            )
+        assert status_counts(responses) == {202: 10, (429, "budget_exceeded"): 90}
         work_until_idle(timeout=120)
         _assert_settled_and_reconciled(budget, 10 * worst)
         used_keys = set(Usage.objects.values_list("api_key_id", flat=True))
@@ -134,20 +97,21 @@ class TestR4:
         key = api_key_create(owner=user, name="load").secret
         model = StandinModelFactory()
         conversations = [ConversationFactory(owner=user, model=model) for _ in range(60)]
-        limit = 10 * _worst_case(conversations[0])
+        limit = 10 * worst_case_micros(conversations[0], CONTENT)
         budget = budget_set(user=user, period="daily", limit_micros=limit)
         with asgi_server() as base_url:
-            first = _post_all(base_url, [(str(c.pk), key) for c in conversations[:10]])
-            assert _codes(first) == {202: 10}
+            requests = [(base_url, str(c.pk), bearer(key)) for c in conversations]
+            first = messages_post_together(requests[:10], content=CONTENT)
+            assert status_counts(first) == {202: 10}
             # The job runner writes and settles those ten (each costs less than its worst
             # case) while fifty more POSTs race for what the settles free. (run_job is what an
             # RQ worker calls; an RQ worker itself installs signal handlers, main thread only.)
             jobs = list(Job.objects.values_list("pk", flat=True))
             worker = threading.Thread(target=lambda: [run_job(str(pk)) for pk in jobs])
             worker.start()
-            second = _post_all(base_url, [(str(c.pk), key) for c in conversations[10:]])
+            second = messages_post_together(requests[10:], content=CONTENT)
             worker.join()
-        codes = _codes(second)
+        codes = status_counts(second)
         assert set(codes) <= {202, (429, "budget_exceeded")}
         work_until_idle(timeout=120)
         _assert_settled_and_reconciled(budget, limit)
@@ -187,29 +151,19 @@ def test_per_key_rpm_holds_across_two_web_processes(standin):
                 lambda port=port: httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=1),
                 what="uvicorn",
             )
-        barrier = threading.Barrier(len(conversations))
-        responses: list = [None] * len(conversations)
-
-        def post(i: int) -> None:
-            with httpx.Client(base_url=f"http://127.0.0.1:{ports[i % 2]}", timeout=60) as client:
-                barrier.wait()
-                responses[i] = client.post(
-                    f"/api/v1/conversations/{conversations[i].pk}/messages/",
-                    json={"content": CONTENT},
-                    headers={"Authorization": f"Bearer {issued.secret}"},
-                )
-
-        threads = [threading.Thread(target=post, args=(i,)) for i in range(len(conversations))]
-        for thread in threads:
-            thread.start()
-        for thread in threads:
-            thread.join(timeout=120)
+        responses = messages_post_together(
+            [
+                (f"http://127.0.0.1:{ports[i % 2]}", str(c.pk), bearer(issued.secret))
+                for i, c in enumerate(conversations)
+            ],
+            content=CONTENT,
+        )
     finally:
         for server in servers:
             server.terminate()
         for server in servers:
             server.wait(timeout=10)
-    assert _codes(responses) == {202: 60, (429, "rate_limit_exceeded"): 60}
+    assert status_counts(responses) == {202: 60, (429, "rate_limit_exceeded"): 60}
     accepted = [r for r in responses if r.status_code == 202]
     refused = [r for r in responses if r.status_code == 429]
     assert {r.headers["x-ratelimit-limit-requests"] for r in accepted} == {"60"}

@@ -4,12 +4,15 @@ metrics — also when the client goes away mid-stream. And no database connectio
 while a call waits on its provider."""
 
 import itertools
+import json
 import threading
 import time
+import uuid
 
 import httpx
 import openai
 import pytest
+from django.db import connection
 from prometheus_client import REGISTRY
 
 from budgets.selectors import budget_statuses
@@ -117,25 +120,47 @@ def test_a_client_that_goes_away_mid_stream_is_accounted(parley, api_key):
             seen = list(itertools.islice(lines, 8))
             assert any('"content":"' in line for line in seen)
         # the connection is closed here, mid-reply
-    deadline = time.monotonic() + 10
-    while not GatewayCall.objects.exists() and time.monotonic() < deadline:
-        time.sleep(0.1)
-    call = recorded_call()
+    [call] = recorded_calls(1, timeout=10)
     assert (call.status, call.http_status) == ("cancelled", 499)
     assert 0 < call.output_tokens < 200  # estimated from what was streamed
     assert Usage.objects.get().cost_micros == call.cost_micros > 0
 
 
+@pytest.fixture
+def small_pool():
+    """A connection pool of 4 for this test. With the default 10, a stream that kept its
+    connection could not exhaust it: the threads that run the gateway's database work
+    (asyncio's default executor) are fewer than 10 on a small machine, and hold at most one
+    connection each. Without a pool (SQLite), the default per-thread connections."""
+    pool = connection.settings_dict.get("OPTIONS", {}).get("pool")
+    if not pool:
+        yield 10
+        return
+    before = pool.get("max_size")
+    connection.close()
+    connection.close_pool()
+    pool["max_size"] = 4
+    yield 4
+    connection.close()
+    connection.close_pool()
+    if before is None:
+        pool.pop("max_size")
+    else:
+        pool["max_size"] = before
+
+
 def test_streams_waiting_on_the_provider_hold_no_database_connection(
-    parley, api_key, auth_client, settings
+    small_pool, parley, api_key, auth_client, standin
 ):
     """More streams waiting on a slow provider than the connection pool holds, and other
     requests still get a connection at once."""
-    pool = settings.DATABASES["default"].get("OPTIONS", {}).get("pool", {})
-    streams = pool.get("max_size", 10) + 4
+    streams = small_pool + 4
     slow = StandinModelFactory(
         slug="gpt-ttft", provider="openai", provider_model="standin-ttft3000-len3"
     )
+    # Marks this test's requests among those the session's stand-in has recorded.
+    marker = f"Waiting {uuid.uuid4().hex}"
+    waiting = [{"role": "user", "content": marker}]
     results, errors = [], []
     barrier = threading.Barrier(streams + 1)
 
@@ -146,7 +171,7 @@ def test_streams_waiting_on_the_provider_hold_no_database_connection(
             ) as client:
                 barrier.wait()
                 chunks = list(
-                    client.chat.completions.create(model=slow.slug, messages=PROMPT, stream=True)
+                    client.chat.completions.create(model=slow.slug, messages=waiting, stream=True)
                 )
                 results.append(
                     "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
@@ -158,7 +183,11 @@ def test_streams_waiting_on_the_provider_hold_no_database_connection(
     for thread in threads:
         thread.start()
     barrier.wait()
-    time.sleep(1.0)  # every stream is now waiting for its first token
+    # Every stream has been admitted and is waiting on the provider for its first token.
+    deadline = time.monotonic() + 60
+    while sum(marker in json.dumps(r.body) for r in standin.received) < streams:
+        assert time.monotonic() < deadline, "the streams never reached the provider"
+        time.sleep(0.02)
     token = auth_client._credentials["HTTP_AUTHORIZATION"]
     started = time.monotonic()
     me = httpx.get(f"{parley}/api/v1/auth/me/", headers={"Authorization": token}, timeout=10)

@@ -13,7 +13,7 @@ import openai
 import pytest
 from django.core.management import call_command
 
-from budgets.models import Reservation
+from budgets.models import BudgetLedger, Reservation
 from budgets.selectors import budget_statuses
 from budgets.services import budget_set, rate_limit_set
 from llm.models import GatewayCall, ModelAccess, Usage
@@ -21,6 +21,7 @@ from llm.providers import completion_cost_micros
 from project.money import micros
 from tests.compat.conftest import recorded_call
 from tests.llm.factories import StandinModelFactory
+from tests.teams.factories import make_team
 
 
 @pytest.fixture
@@ -62,6 +63,25 @@ def test_a_list_of_strings_is_embedded_priced_and_recorded(openai_client, embedd
     assert call.cost_micros == expected
     usage = Usage.objects.get()
     assert (usage.user, usage.input_tokens, usage.cost_micros) == (user, tokens, expected)
+
+
+def test_an_embedding_charged_to_a_team_is_held_against_the_teams_budget(
+    openai_client, embedder, user
+):
+    team = make_team(members=[user])  # the caller's default team: its calls charge it
+    budget = budget_set(team=team, period="daily", limit_micros=micros("1"))
+    openai_client.embeddings.create(model="embed-standin", input="hello")
+    call = recorded_call()  # accounted just after the response has gone
+    usage = Usage.objects.get()
+    assert usage.team_id == call.team_id == team.pk
+    ledger = BudgetLedger.objects.get(budget=budget)
+    assert (ledger.spent_micros, ledger.reserved_micros) == (usage.cost_micros, 0)
+    # Nothing left in the team's budget: the next one is refused.
+    budget_set(team=team, period="daily", limit_micros=ledger.spent_micros)
+    with pytest.raises(openai.RateLimitError) as refused:
+        openai_client.embeddings.create(model="embed-standin", input="hello")
+    assert refused.value.body["code"] == "budget_exceeded"
+    assert Usage.objects.count() == 1
 
 
 def test_encodings_dimensions_and_token_arrays(openai_client, embedder):

@@ -2,8 +2,6 @@
 replies; a settle the database refuses still ends the call and its hold; the policies decided
 once hold on every path. Real PostgreSQL/SQLite, Redis, RQ workers and the stand-in."""
 
-from decimal import Decimal
-
 import pytest
 
 from budgets.models import BudgetLedger, Reservation, ReservationStatus
@@ -14,41 +12,10 @@ from llm.models import Message, Usage
 from llm.titles import TITLE_JOB_KIND
 from project.money import micros, usd
 from tests.live import work_until_idle
+from tests.llm.conftest import CONVERSATIONS, conversation_start, message_post
 from tests.llm.factories import StandinModelFactory
 
 pytestmark = pytest.mark.django_db(transaction=True)
-
-BASE = "/api/v1/conversations/"
-
-
-@pytest.fixture
-def chat_model(standin):
-    return StandinModelFactory(slug="lifecycle-chat")
-
-
-@pytest.fixture
-def title_model(settings, standin):
-    model = StandinModelFactory(
-        slug="lifecycle-titles",
-        provider="anthropic",
-        input_price_per_mtok=Decimal("0.25"),
-        output_price_per_mtok=Decimal("1.25"),
-    )
-    settings.LLM_TITLE_MODEL = model.slug
-    return model
-
-
-def start(client, model, **params) -> str:
-    body = {"model": model.slug}
-    if params:
-        body["params"] = params
-    response = client.post(BASE, body, format="json")
-    assert response.status_code == 201, response.content
-    return response.json()["id"]
-
-
-def post(client, conversation, content="How do I bake sourdough bread at home?"):
-    return client.post(f"{BASE}{conversation}/messages/", {"content": content}, format="json")
 
 
 def ledger_of(budget) -> BudgetLedger:
@@ -62,8 +29,8 @@ def test_titles_are_budgeted_and_the_usage_report_agrees_with_the_budget(
     budget = budget_set(user=user, period="daily", limit_tokens=600)
     refused = None
     for _ in range(10):
-        conversation = start(auth_client, chat_model, max_tokens=32)
-        response = post(auth_client, conversation)
+        conversation = conversation_start(auth_client, chat_model, params={"max_tokens": 32})
+        response = message_post(auth_client, conversation)
         if response.status_code == 429:
             refused = response.json()["error"]
             break
@@ -91,8 +58,8 @@ def test_a_title_the_budget_cannot_cover_is_not_written_and_nothing_is_spent(
     auth_client, user, chat_model, title_model
 ):
     budget = budget_set(user=user, period="daily", limit_tokens=10_000)
-    conversation = start(auth_client, chat_model, max_tokens=32)
-    assert post(auth_client, conversation).status_code == 202
+    conversation = conversation_start(auth_client, chat_model, params={"max_tokens": 32})
+    assert message_post(auth_client, conversation).status_code == 202
     # Room for the reply's worst case, not for the title's after it.
     held = Reservation.objects.get(status=ReservationStatus.HELD).amount_tokens
     budget = budget_set(user=user, period="daily", limit_tokens=held + 10)
@@ -100,7 +67,7 @@ def test_a_title_the_budget_cannot_cover_is_not_written_and_nothing_is_spent(
 
     title_job = Job.objects.get(kind=TITLE_JOB_KIND)
     assert title_job.status == "failed" and "budget" in title_job.last_error.lower()
-    assert auth_client.get(f"{BASE}{conversation}/").json()["title"] == ""
+    assert auth_client.get(f"{CONVERSATIONS}{conversation}/").json()["title"] == ""
     assert not Usage.objects.filter(model=title_model).exists()
     reply_usage = Usage.objects.get()
     assert ledger_of(budget).spent_tokens == reply_usage.input_tokens + reply_usage.output_tokens
@@ -111,8 +78,8 @@ def test_a_reply_whose_settle_the_database_refuses_ends_failed_with_its_hold_rel
     auth_client, user, chat_model
 ):
     budget = budget_set(user=user, period="daily", limit_micros=micros("5"))
-    conversation = start(auth_client, chat_model, max_tokens=32)
-    response = post(auth_client, conversation)
+    conversation = conversation_start(auth_client, chat_model, params={"max_tokens": 32})
+    response = message_post(auth_client, conversation)
     assert response.status_code == 202
     reply_id = response.json()["assistant_message"]["id"]
     # Someone zeroes the ledger's held amount: subtracting the hold would go below zero and
@@ -132,7 +99,7 @@ def test_a_reply_whose_settle_the_database_refuses_ends_failed_with_its_hold_rel
     assert not Usage.objects.exists()  # nothing counted that the budget did not count
 
     # The conversation is usable again: the next post is accepted and answered.
-    again = post(auth_client, conversation, "Try again please.")
+    again = message_post(auth_client, conversation, "Try again please.")
     assert again.status_code == 202, again.content
     work_until_idle()
     answered = Message.objects.get(pk=again.json()["assistant_message"]["id"])
@@ -148,20 +115,22 @@ def test_temperature_above_one_for_an_anthropic_model_is_refused_on_conversation
     claude = StandinModelFactory(slug="lifecycle-claude", provider="anthropic")
     if where == "create":
         response = auth_client.post(
-            BASE, {"model": claude.slug, "params": {"temperature": 1.5}}, format="json"
+            CONVERSATIONS, {"model": claude.slug, "params": {"temperature": 1.5}}, format="json"
         )
     elif where == "update":
-        conversation = start(auth_client, claude)
+        conversation = conversation_start(auth_client, claude)
         response = auth_client.patch(
-            f"{BASE}{conversation}/", {"params": {"temperature": 1.5}}, format="json"
+            f"{CONVERSATIONS}{conversation}/", {"params": {"temperature": 1.5}}, format="json"
         )
     else:
         gpt = StandinModelFactory(slug="lifecycle-gpt", provider="openai")
-        conversation = start(auth_client, gpt, temperature=1.5)  # fine for an OpenAI model
-        posted = post(auth_client, conversation).json()
+        conversation = conversation_start(
+            auth_client, gpt, params={"temperature": 1.5}
+        )  # fine for an OpenAI model
+        posted = message_post(auth_client, conversation).json()
         work_until_idle()
         response = auth_client.post(
-            f"{BASE}{conversation}/messages/{posted['assistant_message']['id']}/regenerate/",
+            f"{CONVERSATIONS}{conversation}/messages/{posted['assistant_message']['id']}/regenerate/",
             {"model": claude.slug},
             format="json",
         )

@@ -2,61 +2,25 @@
 members, replies written by a real RQ worker through the stand-in provider, and the team's
 spend in the ledger equal to its Usage rows; plus a team service key through the OpenAI SDK."""
 
-import threading
-
 import httpx
 import openai
 import pytest
-from django.conf import settings
 from django.db.models import Sum
 
 from accounts.api.tokens import RefreshToken
 from budgets.models import BudgetLedger, Reservation, ReservationStatus
 from budgets.periods import period_start
 from budgets.services import budget_set
-from llm.admission import conversation_input_estimate, worst_case_cost_micros
 from llm.models import GatewayCall, Usage
 from project.money import micros
 from teams.services import team_api_key_create
 from tests.accounts.factories import UserFactory
 from tests.live import asgi_server, work_until_idle
 from tests.llm.factories import ConversationFactory, StandinModelFactory
+from tests.load import bearer, messages_post_together, status_counts, worst_case_micros
 from tests.teams.factories import make_team
 
 CONTENT = "Hello, team"
-
-
-def _post_all(base_url: str, requests: list[tuple[str, dict]]) -> list[httpx.Response]:
-    """POST every (conversation id, headers) at once: a thread and a client each, released
-    together by one barrier."""
-    barrier = threading.Barrier(len(requests))
-    responses: list = [None] * len(requests)
-
-    def post(i: int, conversation_id: str, headers: dict) -> None:
-        with httpx.Client(base_url=base_url, timeout=120) as client:
-            barrier.wait()
-            responses[i] = client.post(
-                f"/api/v1/conversations/{conversation_id}/messages/",
-                json={"content": CONTENT},
-                headers=headers,
-            )
-
-    threads = [threading.Thread(target=post, args=(i, *r)) for i, r in enumerate(requests)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(timeout=180)
-    return responses
-
-
-def _codes(responses) -> dict:
-    counts: dict = {}
-    for response in responses:
-        key = response.status_code
-        if key != 202:
-            key = (key, response.json()["error"]["code"])
-        counts[key] = counts.get(key, 0) + 1
-    return counts
 
 
 @pytest.mark.django_db(transaction=True)
@@ -66,12 +30,7 @@ def test_100_calls_from_10_members_against_a_team_budget_for_exactly_10(standin)
     make_team(members=members[:5])  # half of them have another team too: they name this one
     model = StandinModelFactory()
     conversations = [ConversationFactory(owner=m, model=model) for m in members for _ in range(10)]
-    max_tokens = min(model.max_output_tokens, settings.LLM_DEFAULT_MAX_TOKENS)
-    worst = worst_case_cost_micros(
-        model=model,
-        input_tokens=conversation_input_estimate(conversation=conversations[0], content=CONTENT),
-        max_tokens=max_tokens,
-    )
+    worst = worst_case_micros(conversations[0], CONTENT)
     budget = budget_set(team=team, period="daily", limit_micros=10 * worst)
     for member in members:  # each member alone could pay for all their calls
         budget_set(user=member, period="daily", limit_micros=100 * worst)
@@ -81,17 +40,17 @@ def test_100_calls_from_10_members_against_a_team_budget_for_exactly_10(standin)
             secret = team_api_key_create(
                 team=team, created_by=member, name="load", service=False
             ).secret
-            credentials[member.pk] = {"Authorization": f"Bearer {secret}"}
+            credentials[member.pk] = bearer(secret)
         else:  # a JWT naming the team by its slug
             access = str(RefreshToken.for_user(member).access_token)
-            credentials[member.pk] = {
-                "Authorization": f"Bearer {access}",
-                "X-Parley-Team": team.slug,
-            }
-    requests = [(str(c.pk), credentials[c.owner_id]) for c in conversations]
+            credentials[member.pk] = bearer(access) | {"X-Parley-Team": team.slug}
     with asgi_server() as base_url:
-        responses = _post_all(base_url, requests)
-    assert _codes(responses) == {202: 10, (429, "budget_exceeded"): 90}
+        responses = messages_post_together(
+            [(base_url, str(c.pk), credentials[c.owner_id]) for c in conversations],
+            content=CONTENT,
+            timeout=120,
+        )
+    assert status_counts(responses) == {202: 10, (429, "budget_exceeded"): 90}
     refusal = next(r for r in responses if r.status_code == 429).json()["error"]
     assert (refusal["details"]["budget"]["id"], refusal["details"]["budget"]["scope"]) == (
         budget.pk,
