@@ -100,6 +100,20 @@ def _models_enable(queryset: QuerySet[LLMModel], *, enabled: bool) -> int:
     return queryset.count()
 
 
+def _parts_summary(parts: list) -> list[str]:
+    """What a message holds besides its text (images, tool calls and results), for staff."""
+    summary = []
+    for part in parts or ():
+        kind = part.get("type")
+        if kind == "image":
+            summary.append("[image]")
+        elif kind == "tool_call":
+            summary.append(f"[tool call {part.get('name')}({part.get('arguments')})]")
+        elif kind == "tool_result":
+            summary.append(f"[tool result {part.get('tool_call_id')}: {part.get('content')}]")
+    return summary
+
+
 class MessageInline(admin.TabularInline):
     model = Message
     extra = 0
@@ -129,7 +143,8 @@ class MessageInline(admin.TabularInline):
 
     @admin.display(description="content")
     def content_preview(self, message: Message) -> str:
-        return message.content if len(message.content) <= 300 else message.content[:300] + "…"
+        text = " ".join(filter(None, [message.content, *_parts_summary(message.parts)]))
+        return text if len(text) <= 300 else text[:300] + "…"
 
     @admin.display(description="cost (USD)")
     def cost(self, message: Message) -> str:

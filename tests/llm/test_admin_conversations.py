@@ -4,7 +4,9 @@ the same rules hold, and deleting stops a reply still being written."""
 import pytest
 
 from jobs.models import Job, JobStatus
-from llm.models import Conversation
+from llm.models import Conversation, Message
+from llm.providers.canonical import ImagePart, TextPart, ToolCallPart
+from llm.providers.canonical_json import parts_dump
 from tests.llm.factories import ConversationFactory, StandinModelFactory
 
 pytestmark = pytest.mark.django_db
@@ -96,3 +98,24 @@ def test_admin_bulk_delete_cancels_replies_in_flight(staff, user, auth_client, s
     assert set(Job.objects.filter(pk__in=jobs).values_list("status", flat=True)) == {
         JobStatus.CANCELLED
     }
+
+
+def test_staff_see_a_messages_tool_calls_and_images(staff, user):
+    """An agent's conversation (a stored /v1/responses chain) shows what each turn held."""
+    conversation = ConversationFactory(owner=user)
+    Message.objects.create(
+        conversation=conversation,
+        position=1,
+        role="user",
+        content="What is this?",
+        parts=parts_dump([TextPart("What is this?"), ImagePart(url="https://example.com/a.png")]),
+    )
+    Message.objects.create(
+        conversation=conversation,
+        position=2,
+        role="assistant",
+        parts=parts_dump([ToolCallPart(id="c1", name="lookup", arguments='{"q": "a.png"}')]),
+    )
+    page = staff.get(change_url(conversation)).content.decode()
+    assert "What is this? [image]" in page
+    assert "[tool call lookup({&quot;q&quot;: &quot;a.png&quot;})]" in page
