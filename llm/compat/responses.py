@@ -8,7 +8,8 @@
   nothing but its accounting record is kept.
 * ``GET /v1/responses/{id}`` (``?stream=true&starting_after=N`` replays the events after
   sequence number N, then follows the live ones), ``POST .../cancel`` (background responses)
-  and ``DELETE`` (the response's conversation, i.e. its whole chain).
+  and ``DELETE`` (the response's conversation, i.e. its whole chain), and
+  ``GET .../input_items`` (what the response's call sent, as input items).
 
 Requests are parsed by ``responses_request``; response objects and events are built by
 ``responses_events``. Events are numbered by their place in the reply's stream, so a resumed
@@ -31,6 +32,7 @@ from llm.compat.responses_request import responses_request_parse
 from llm.compat.responses_stored import (
     FINISHED,
     follow,
+    input_items,
     owned_reply,
     reload_body,
     shape_of,
@@ -171,5 +173,45 @@ async def response_detail(request: HttpRequest, response_id: str) -> HttpRespons
 async def response_cancel(request: HttpRequest, response_id: str) -> HttpResponse:
     try:
         return json_response(await sync_to_async(_cancel)(request, response_id))
+    except GatewayError as error:
+        return error_response(error)
+
+
+def _input_items_page(http_request: HttpRequest, response_id: str) -> dict:
+    """One page of a stored response's input items, in OpenAI's list shape (``limit`` 1-100,
+    default 20; ``order`` desc (default) or asc; ``after`` an item id)."""
+    query = http_request.GET
+    order, limit = query.get("order", "desc"), query.get("limit", "20")
+    try:
+        user, _ = caller_authenticate(http_request)
+        if order not in ("asc", "desc"):
+            raise invalid("'order' must be asc or desc.", param="order")
+        if not limit.isdigit() or not 1 <= int(limit) <= 100:
+            raise invalid("'limit' must be a number from 1 to 100.", param="limit")
+        items = input_items(owned_reply(user, response_id))
+    finally:
+        connection_give_back()
+    if order == "desc":
+        items.reverse()
+    after = query.get("after")
+    if after:
+        ids = [item["id"] for item in items]
+        if after not in ids:
+            raise invalid(f"No input item with id '{after[:80]}' in this response.", "after")
+        items = items[ids.index(after) + 1 :]
+    page = items[: int(limit)]
+    return {
+        "object": "list",
+        "data": page,
+        "first_id": page[0]["id"] if page else None,
+        "last_id": page[-1]["id"] if page else None,
+        "has_more": len(items) > len(page),
+    }
+
+
+@csrf_exempt
+async def response_input_items(request: HttpRequest, response_id: str) -> HttpResponse:
+    try:
+        return json_response(await sync_to_async(_input_items_page)(request, response_id))
     except GatewayError as error:
         return error_response(error)

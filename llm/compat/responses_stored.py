@@ -28,7 +28,14 @@ from llm.compat.responses_events import EventWriter, ReplyOutput, ResponseShape,
 from llm.compat.responses_request import ResponsesRequest, responses_request_parse
 from llm.models import GatewayEndpoint, Message, MessageRole, MessageStatus, Usage
 from llm.providers import ChatMessage, ChatRequest
-from llm.providers.canonical import TextPart, ToolCallDelta, ToolCallStart
+from llm.providers.canonical import (
+    ImagePart,
+    TextPart,
+    ToolCallDelta,
+    ToolCallPart,
+    ToolCallStart,
+    ToolResultPart,
+)
 from llm.providers.canonical_json import (
     options_dump,
     options_load,
@@ -36,6 +43,7 @@ from llm.providers.canonical_json import (
     parts_load,
     tool_calls_of,
 )
+from llm.selectors import message_path
 from llm.services import Turn, conversation_create, message_post
 from project import errors as domain
 from project.db import connection_give_back
@@ -316,3 +324,72 @@ async def wait_for(message_id: str) -> None:
     async for item in streams.reply_follow(message_id, after="0", block_ms=15000):
         if item is not None and item[1] in streams.FINAL_EVENTS:
             return
+
+
+# --- Its input items ------------------------------------------------------------------------
+
+
+def _input_turns(reply: Message) -> list[Message]:
+    """The turns the call that created ``reply`` sent: its branch after the previous reply
+    (a message written by a job), oldest first."""
+    path = message_path(message=reply)[:-1]
+    start = 0
+    for index, message in enumerate(path):
+        if message.role == MessageRole.ASSISTANT and message.job_id is not None:
+            start = index + 1
+    return path[start:]
+
+
+def _items_of(message: Message) -> list[dict]:
+    """A stored turn as Responses input items: a message item for its text and images, a
+    ``function_call`` item per tool call, a ``function_call_output`` item per tool result."""
+    key = uuid.UUID(str(message.pk)).hex
+    assistant = message.role == MessageRole.ASSISTANT
+    content, items = [], []
+    for index, part in enumerate(parts_load(message.parts) or (TextPart(message.content),)):
+        if isinstance(part, TextPart) and part.text:
+            kind = "output_text" if assistant else "input_text"
+            content.append(
+                {"type": kind, "text": part.text, **({"annotations": []} if assistant else {})}
+            )
+        elif isinstance(part, ImagePart):
+            content.append(
+                {"type": "input_image", "image_url": part.data_url, "detail": part.detail or "auto"}
+            )
+        elif isinstance(part, ToolCallPart):
+            items.append(
+                {
+                    "type": "function_call",
+                    "id": f"fc_{key}_{index}",
+                    "call_id": part.id,
+                    "name": part.name,
+                    "arguments": part.arguments,
+                    "status": "completed",
+                }
+            )
+        elif isinstance(part, ToolResultPart):
+            items.append(
+                {
+                    "type": "function_call_output",
+                    "id": f"fco_{key}_{index}",
+                    "call_id": part.tool_call_id,
+                    "output": part.content,
+                    "status": "completed",
+                }
+            )
+    if content:
+        message_item = {
+            "type": "message",
+            "id": f"msg_{key}",
+            "role": message.role,
+            "status": "completed",
+            "content": content,
+        }
+        items.insert(0, message_item)
+    return items
+
+
+def input_items(reply: Message) -> list[dict]:
+    """``GET /v1/responses/{id}/input_items``: what the response's call sent, oldest first
+    (the instructions are the response's own field, as in OpenAI's API)."""
+    return [item for message in _input_turns(reply) for item in _items_of(message)]

@@ -48,5 +48,10 @@ urlpatterns = [
         endpoint(responses.response_cancel, "POST"),
         name="compat-response-cancel",
     ),
+    re_path(
+        rf"^responses/{ID.format('response_id')}/input_items/?$",
+        endpoint(responses.response_input_items, "GET"),
+        name="compat-response-input-items",
+    ),
     re_path(r"^(?P<path>.*)$", unknown_path, name="compat-unknown"),
 ]

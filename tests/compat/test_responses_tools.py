@@ -325,3 +325,63 @@ def test_regenerating_a_stored_tool_call_keeps_its_tools(openai_client, auth_cli
     assert again.status == "completed" and again.pk != reply.pk
     assert [p["type"] for p in again.parts] == ["tool_call"]
     assert again.call_options == reply.call_options
+
+
+def test_input_items_of_a_stored_response(openai_client, parley, other_user):
+    """``client.responses.input_items.list``: what each call of a chain sent, as items."""
+    first = with_worker(
+        lambda: openai_client.responses.create(
+            model="gpt-standin",
+            input=[
+                {"role": "developer", "content": "Be brief."},
+                {
+                    "role": "user",
+                    "content": [
+                        {"type": "input_text", "text": "Weather here?"},
+                        {"type": "input_image", "image_url": RED_DOT},
+                    ],
+                },
+            ],
+            tools=TOOLS,
+            tool_choice="required",
+        )
+    )
+    (call,) = first.output
+    second = with_worker(
+        lambda: openai_client.responses.create(
+            model="gpt-standin",
+            previous_response_id=first.id,
+            input=[{"type": "function_call_output", "call_id": call.call_id, "output": "-3"}],
+        )
+    )
+    (message,) = openai_client.responses.input_items.list(first.id).data
+    assert message.type == "message" and message.role == "user"
+    assert [c.type for c in message.content] == ["input_text", "input_image"]
+    assert message.content[1].image_url == RED_DOT
+    (output,) = openai_client.responses.input_items.list(second.id).data
+    assert (output.type, output.call_id, output.output) == (
+        "function_call_output",
+        call.call_id,
+        "-3",
+    )
+
+    # pages, oldest first on request
+    many = with_worker(
+        lambda: openai_client.responses.create(
+            model="gpt-standin",
+            input=[{"role": "user", "content": f"turn {n}"} for n in range(5)],
+        )
+    )
+    page = openai_client.responses.input_items.list(many.id, limit=2, order="asc")
+    assert [i.content[0].text for i in page.data] == ["turn 0", "turn 1"] and page.has_more
+    texts = [i.content[0].text for i in openai_client.responses.input_items.list(many.id)]
+    assert texts == [f"turn {n}" for n in reversed(range(5))]
+    with pytest.raises(openai.BadRequestError):
+        openai_client.responses.input_items.list(many.id, limit=0)
+
+    from accounts.services import api_key_create
+
+    other_key = api_key_create(owner=other_user, name="other").secret
+    with openai.OpenAI(base_url=f"{parley}/v1", api_key=other_key, max_retries=0) as other:
+        with pytest.raises(openai.NotFoundError):
+            other.responses.input_items.list(first.id)
