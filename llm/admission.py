@@ -192,7 +192,7 @@ def conversation_input_estimate(
     system prompt, counted like the worker's trimming does."""
     stored = conversation.messages.aggregate(
         octets=Coalesce(Sum(_OctetLength("content")), 0),
-        parts=Coalesce(Sum(_OctetLength(Cast("parts", TextField()))), 0),
+        parts=Coalesce(Sum(_OctetLength(Cast("parts", TextField())), filter=~Q(parts=[])), 0),
         count=Count("pk"),
     )
     return (

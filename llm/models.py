@@ -277,7 +277,9 @@ class Message(models.Model):
         ordering = ["conversation", "position"]
         indexes = [
             # Full-text search of message text (PostgreSQL only: the migration skips it
-            # elsewhere). Queries must use this very expression to use the index.
+            # elsewhere). Queries must use this very expression to use the index. A new
+            # column must not make SQLite rebuild the table (the rebuild recreates this
+            # index, which SQLite cannot parse): see migration 0010's AddJSONColumn.
             GinIndex(MESSAGE_SEARCH_VECTOR, name="llm_message_content_search"),
         ]
         constraints = [

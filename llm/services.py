@@ -247,6 +247,13 @@ def _check_can_post(
     model_check_callable(model=model or conversation.model)
 
 
+def _structured_size(parts: list | None, history: Sequence[Turn], options: dict | None) -> str:
+    """The JSON of a new turn's parts, its history's and its reply's options (tool schemas):
+    what the input estimate counts beside the text. Empty for a turn of text alone."""
+    structured = [p for p in (parts, *(t.parts for t in history), options) if p]
+    return json.dumps(structured) if structured else ""
+
+
 def _create_turn(
     *,
     conversation: Conversation,
@@ -333,7 +340,7 @@ def _create_turn(
         input_tokens_estimate=conversation_input_estimate(
             conversation=conversation,
             content="\n".join([*(turn.content for turn in history), content or ""]),
-            extra=json.dumps([parts or [], [t.parts for t in history], options or {}]),
+            extra=_structured_size(parts, history, options),
         ),
         max_tokens=reply_max_tokens(conversation=conversation, model=reply_model, params=params),
         reference=reply_reference(job.pk),  # the worker settles it when the reply ends

@@ -23,6 +23,8 @@ from llm.admission import (
     worst_case_cost_micros,
 )
 from llm.models import Message, ModelAccess, ModelFallback
+from llm.providers.canonical import ImagePart, TextPart
+from llm.providers.canonical_json import parts_dump
 from llm.providers.context import estimate_tokens
 from project.errors import BudgetExceeded, NotAllowed, RateLimited
 from project.money import micros
@@ -162,6 +164,27 @@ class TestAdmission:
             stored_bytes // 3 + estimate_tokens("new question") + estimate_tokens("Be brief.")
         )
         assert estimate <= stored_bytes // 3 + 1 + 4 * 5 + 3 + 10
+
+    def test_input_estimate_counts_images_and_tool_calls(self):
+        """A stored response's turns hold more than text: their parts count too (an image's
+        data is most of a prompt), and a new turn's parts and tool schemas as ``extra``."""
+        conversation = ConversationFactory()
+        Message.objects.create(conversation=conversation, position=1, role="user", content="hi")
+        plain = conversation_input_estimate(conversation=conversation, content="next")
+        image = ImagePart(media_type="image/png", data="A" * 3000)
+        Message.objects.create(
+            conversation=conversation,
+            position=2,
+            role="user",
+            content="look",
+            parts=parts_dump([TextPart("look"), image]),
+        )
+        with_image = conversation_input_estimate(conversation=conversation, content="next")
+        assert with_image - plain >= 1000 + estimate_tokens("look")
+        extra = conversation_input_estimate(
+            conversation=conversation, content="next", extra="x" * 300
+        )
+        assert extra - with_image == 100
 
 
 @pytest.mark.django_db
