@@ -21,7 +21,11 @@ APP_NAME = "parley-test-worker"  # the worker's PostgreSQL application_name
 
 
 def worker_database_url() -> str:
-    url = os.environ["DATABASE_URL"]
+    """The test database, for a process the test starts: PostgreSQL's test database, or on
+    SQLite (no DATABASE_URL) the test database's file."""
+    url = os.environ.get("DATABASE_URL")
+    if not url:
+        return f"sqlite:///{connection.settings_dict['NAME']}"
     return url.rsplit("/", 1)[0] + "/" + connection.settings_dict["NAME"]
 
 
