@@ -83,6 +83,23 @@ def test_raw_stream_event_order(anthropic_client):
     assert events[-2].delta.stop_reason == "max_tokens"
 
 
+@pytest.mark.parametrize("family", FAMILIES)
+def test_max_tokens_above_the_models_is_lowered_to_it(anthropic_client, standin, family):
+    """Clients send their own idea of a model's limit when the user sets none (the Vercel AI
+    SDK 128,000 for a "claude-" name it does not know, litellm for any Anthropic model it does
+    not know): the catalog's limit (1,024 here) applies, as for a call that sets none."""
+    message = anthropic_client.messages.create(
+        # With a timeout of its own: the SDK asks for streaming at this size otherwise.
+        model=slug(family),
+        messages=MESSAGES,
+        max_tokens=128_000,
+        timeout=60,
+    )
+    assert message.stop_reason == "end_turn"
+    assert standin.last_request.body["max_tokens"] == 1_024
+    assert recorded_call().status == "completed"
+
+
 def test_stop_sequences_for_an_openai_model(anthropic_client, standin):
     message = anthropic_client.messages.create(
         model="gpt-standin", messages=MESSAGES, max_tokens=100, stop_sequences=["Parley"]
