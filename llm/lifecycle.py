@@ -107,6 +107,14 @@ def temperature_problem(model: LLMModel, temperature: float | Decimal | None) ->
     return None
 
 
+def max_tokens_ceiling(model: LLMModel, asked: int | None) -> int | None:
+    """A reply's ``max_tokens`` as asked, lowered to the model's ceiling, not refused: clients
+    send their own idea of a model's limit when the user sets none (the Vercel AI SDK and
+    litellm 128,000 for an Anthropic model they do not know), and the catalog's limit may be
+    lower than the provider's. None stays None (the caller's default applies)."""
+    return None if asked is None else min(asked, model.max_output_tokens)
+
+
 def prompt_estimate(request: ChatRequest) -> int:
     """Estimated input tokens of ``request`` (what admission reserves and what a call that ends
     without a usage report is charged)."""

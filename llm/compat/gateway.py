@@ -152,15 +152,9 @@ def _resolve(call: Call) -> None:
     problem = lifecycle.temperature_problem(model, request.temperature)
     if problem:  # refused on every path (conversations too), never clamped
         raise invalid(problem, param="temperature")
-    max_tokens = request.max_tokens
+    max_tokens = lifecycle.max_tokens_ceiling(model, request.max_tokens)
     if max_tokens is None:
         max_tokens = min(model.max_output_tokens, settings.LLM_DEFAULT_MAX_TOKENS)
-    else:
-        # A ceiling above the model's is lowered to it, not refused: clients send their own
-        # idea of a model's limit when the user sets none (the Vercel AI SDK 128,000 for any
-        # "claude-" name it does not know, litellm 128,000 for any Anthropic model it does
-        # not know), and the catalog's limit may be lower than the provider's.
-        max_tokens = min(max_tokens, model.max_output_tokens)
     prompt_size = prompt_tokens(request)
     if prompt_size + max_tokens > model.context_window:
         raise invalid(

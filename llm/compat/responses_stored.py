@@ -26,6 +26,7 @@ from llm.compat.core import GatewayError, domain_refusal, invalid, parse_json_ob
 from llm.compat.gateway import chat_model_resolve, provider_check
 from llm.compat.responses_events import EventWriter, ReplyOutput, ResponseShape, echo_fields
 from llm.compat.responses_request import ResponsesRequest, responses_request_parse
+from llm.lifecycle import max_tokens_ceiling
 from llm.models import GatewayEndpoint, Message, MessageRole, MessageStatus, Usage
 from llm.providers import ChatMessage, ChatRequest
 from llm.providers.canonical import (
@@ -213,14 +214,15 @@ def _post(
             "the turn a stored response answers.",
             param="input",
         )
-    params = {"temperature": request.temperature, "max_tokens": request.max_tokens}
+    max_tokens = max_tokens_ceiling(model, request.max_tokens)  # as on every /v1/ path
+    params = {"temperature": request.temperature, "max_tokens": max_tokens}
     params = {name: value for name, value in params.items() if value is not None}
     provider_check(
         model,
         ChatRequest(
             model=model.provider_model,
             messages=request.messages,
-            max_tokens=request.max_tokens or 1,
+            max_tokens=max_tokens or 1,
             system=request.system,
             temperature=request.temperature,
             top_p=request.top_p,

@@ -385,3 +385,18 @@ def test_input_items_of_a_stored_response(openai_client, parley, other_user):
     with openai.OpenAI(base_url=f"{parley}/v1", api_key=other_key, max_retries=0) as other:
         with pytest.raises(openai.NotFoundError):
             other.responses.input_items.list(first.id)
+
+
+def test_a_stored_response_asking_more_than_the_models_ceiling_gets_the_ceiling(
+    openai_client, catalog
+):
+    """As on every /v1/ path: clients that know no limit for a model name send their own."""
+    ceiling = catalog["openai"].max_output_tokens
+    response = with_worker(
+        lambda: openai_client.responses.create(
+            model="gpt-standin", input="hi", max_output_tokens=ceiling * 10
+        )
+    )
+    assert response.status == "completed"
+    reply = Message.objects.get(pk=response.id.removeprefix("resp_"))
+    assert reply.job.payload["params"]["max_tokens"] == ceiling
