@@ -7,6 +7,7 @@ middleware chain leaves out the browser machinery and runs natively async
 middleware alone put every call in a worker thread around the async view, and each
 ``MiddlewareMixin`` hook cost a thread hop. Everything else gets the full chain."""
 
+import gc
 import os
 
 from django.core.asgi import get_asgi_application
@@ -16,6 +17,7 @@ django_application = get_asgi_application()
 
 from django.conf import settings  # noqa: E402  needs settings loaded
 from django.core.handlers.asgi import ASGIHandler  # noqa: E402
+from django.urls import get_resolver  # noqa: E402
 
 from project.middleware import BodyLimitASGIMiddleware  # noqa: E402
 from project.v1_middleware import v1_middleware  # noqa: E402
@@ -43,3 +45,18 @@ async def _dispatch(scope, receive, send) -> None:
 
 
 application = BodyLimitASGIMiddleware(_dispatch)
+
+
+def heap_freeze() -> None:
+    """Move everything loaded so far out of the cyclic garbage collector's view: it lives as
+    long as the process. Without this, every full (generation 2) collection walked the whole
+    start-up heap (~290,000 objects: Django, DRF, the SDKs, the URLconf), a 96-166 ms pause of
+    the event loop (measured on the 2-core bench machine), and so of every request in flight,
+    every few thousand requests. The URLconf, which Django would import at the first request,
+    is loaded first so that it is frozen too."""
+    get_resolver().url_patterns  # noqa: B018  imports every view module now
+    gc.collect()
+    gc.freeze()
+
+
+heap_freeze()
