@@ -31,6 +31,7 @@ TEAM_HEADER = "X-Parley-Team"
 TEAMS = "teams"
 _key_scopes: HotCache[Team | None] = HotCache(TEAMS)
 _memberships: HotCache[tuple[Membership, ...]] = HotCache(TEAMS)
+_teams_existing: HotCache[bool] = HotCache(TEAMS)
 
 
 MAX_DB_ID = 2**63 - 1
@@ -129,6 +130,12 @@ def team_for_call(
         return fresh(found.team)
     default = next((m for m in memberships if m.is_default), None)
     return fresh(default.team) if default is not None else None
+
+
+def team_exists(*, team_id: int) -> bool:
+    """Whether the team ``team_id`` still exists, from the per-process cache (deleting a team
+    makes every process forget the answer)."""
+    return _teams_existing.get(team_id, lambda: Team.objects.filter(pk=team_id).exists())
 
 
 def team_is_member(*, team_id: int, user_id: int) -> bool:
