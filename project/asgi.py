@@ -9,12 +9,14 @@ middleware alone put every call in a worker thread around the async view, and ea
 
 import gc
 import os
+from concurrent.futures import ThreadPoolExecutor
 
 from django.core.asgi import get_asgi_application
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "project.settings.production")
 django_application = get_asgi_application()
 
+from asgiref.sync import ThreadSensitiveContext  # noqa: E402
 from django.conf import settings  # noqa: E402  needs settings loaded
 from django.core.handlers.asgi import ASGIHandler  # noqa: E402
 from django.urls import get_resolver  # noqa: E402
@@ -23,7 +25,43 @@ from project.middleware import BodyLimitASGIMiddleware  # noqa: E402
 from project.v1_middleware import v1_middleware  # noqa: E402
 
 
+class RequestLanes:
+    """Single-thread executors lent to one request at a time for its thread-sensitive work:
+    Django's ``request_started``/``request_finished`` receivers and closing the response
+    (where a ``/v1/`` call's record is written). Django's handler makes a new executor for
+    each request, which starts two threads per request (its worker, then one to join it); a
+    lane gives the same guarantee (one thread, serving one request at a time) and is kept for
+    a later request. At most ``keep`` idle lanes are kept; the rest are shut down. Used from
+    the event loop's thread only."""
+
+    def __init__(self, keep: int) -> None:
+        self.keep = keep
+        self.idle: list[ThreadPoolExecutor] = []
+
+    def borrow(self) -> ThreadPoolExecutor:
+        if self.idle:
+            return self.idle.pop()
+        return ThreadPoolExecutor(max_workers=1, thread_name_prefix="v1-lane")
+
+    def give_back(self, lane: ThreadPoolExecutor) -> None:
+        if len(self.idle) < self.keep:
+            self.idle.append(lane)
+        else:
+            lane.shutdown(wait=False)
+
+
 class V1Handler(ASGIHandler):
+    lanes = RequestLanes(keep=64)
+
+    async def __call__(self, scope, receive, send) -> None:
+        # As Django's, with a lent lane instead of a new executor (and threads) per request.
+        lane = self.lanes.borrow()
+        try:
+            async with ThreadSensitiveContext(executor=lane):
+                await self.handle(scope, receive, send)
+        finally:
+            self.lanes.give_back(lane)
+
     def load_middleware(self, is_async: bool = False) -> None:
         # Django builds the chain from settings.MIDDLEWARE; swapped only while this one
         # handler is built, once at start-up, before any request.
