@@ -14,6 +14,7 @@ from project.hotcache import HotCache, fresh
 AUTH = "auth"
 _keys_by_prefix: HotCache[ApiKey | None] = HotCache(AUTH)
 _users_by_id: HotCache[User | None] = HotCache(AUTH)
+_keys_existing: HotCache[bool] = HotCache(AUTH)
 
 
 def user_by_email(*, email: str) -> User | None:
@@ -44,6 +45,12 @@ def api_key_usable(*, secret: str) -> ApiKey | None:
     if not api_key.owner.is_active:
         return None
     return api_key
+
+
+def api_key_exists(*, api_key_id: int) -> bool:
+    """Whether the key ``api_key_id`` still exists, revoked or not (staff can delete one),
+    from the per-process cache: deleting a key makes every process forget the answer."""
+    return _keys_existing.get(api_key_id, lambda: ApiKey.objects.filter(pk=api_key_id).exists())
 
 
 def user_by_id(*, user_id: int) -> User | None:

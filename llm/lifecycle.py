@@ -36,6 +36,7 @@ from django.db import DatabaseError, transaction
 from django.utils import timezone
 
 from accounts.models import ApiKey, User
+from accounts.selectors import api_key_exists
 from budgets.models import Reservation, ReservationStatus
 from budgets.services import reservation_close_anyway, reservation_end_reference
 from llm import metrics
@@ -53,7 +54,9 @@ from llm.providers import (
 )
 from llm.providers.context import PER_MESSAGE_OVERHEAD, REPLY_PRIMING, estimate_message_tokens
 from llm.selectors import model_fallback_ids
+from project import hotcache
 from teams.models import Team
+from teams.selectors import team_exists
 
 logger = logging.getLogger("parley.llm")
 
@@ -302,7 +305,9 @@ def call_account(spent: Spent, *, strict: bool = False) -> int:
         else 0
     )
     try:
-        with transaction.atomic():
+        # A fresh read of the caches' generations (not the request's, taken before the call):
+        # a key or team deleted while the call ran is seen.
+        with hotcache.snapshot(), transaction.atomic():
             _usage_and_record_write(spent, cost)
             _settle(spent, cost)
     except DatabaseError:
@@ -362,11 +367,13 @@ def _usage_write(spent: Spent, cost_micros: int) -> Usage | None:
     attempts it took."""
     if not spent.tokens or spent.model is None:
         return None
+    # Asked of the per-process caches (no query while neither changed; one Redis read of
+    # their generations for both, see ``call_account``).
     api_key_id = spent.api_key_id
-    if api_key_id is not None and not ApiKey.objects.filter(pk=api_key_id).exists():
+    if api_key_id is not None and not api_key_exists(api_key_id=api_key_id):
         api_key_id = None  # deleted by staff meanwhile: the usage still counts for the user
     team_id = spent.team_id
-    if team_id is not None and not Team.objects.filter(pk=team_id).exists():
+    if team_id is not None and not team_exists(team_id=team_id):
         team_id = None  # the team was deleted meanwhile
     fields = {
         "user": spent.user,

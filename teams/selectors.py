@@ -19,9 +19,19 @@ from accounts.quotas import BudgetStatus
 from budgets.models import Budget
 from budgets.selectors import budget_statuses_of
 from project.errors import NotAllowed, NotFound
+from project.hotcache import HotCache, fresh
 from teams.models import Membership, Team, TeamApiKey, TeamRole
 
 TEAM_HEADER = "X-Parley-Team"
+
+# What ``team_for_call`` reads on every call, per process (project.hotcache): the team a key
+# is scoped to, and a user's memberships with their teams. Any save or delete of a team, a
+# membership or a key's scope invalidates both in every process at once (teams.apps); the
+# services' bulk updates bump the namespace themselves.
+TEAMS = "teams"
+_key_scopes: HotCache[Team | None] = HotCache(TEAMS)
+_memberships: HotCache[tuple[Membership, ...]] = HotCache(TEAMS)
+_teams_existing: HotCache[bool] = HotCache(TEAMS)
 
 
 MAX_DB_ID = 2**63 - 1
@@ -56,47 +66,76 @@ def _not_a_member(requested: str) -> NotFound:
     )
 
 
+def _scoped_team(api_key_id: int) -> Team | None:
+    """The team the key ``api_key_id`` is scoped to (``TeamApiKey``), else None; cached."""
+
+    def load() -> Team | None:
+        scope = TeamApiKey.objects.select_related("team").filter(api_key_id=api_key_id).first()
+        return scope.team if scope is not None else None
+
+    return _key_scopes.get(api_key_id, load)
+
+
+def _memberships_of(user_id: int) -> tuple[Membership, ...]:
+    """Every membership of ``user_id``, each with its team; cached."""
+    return _memberships.get(
+        user_id,
+        lambda: tuple(Membership.objects.select_related("team").filter(user_id=user_id)),
+    )
+
+
+def _names(team: Team, requested: str) -> bool:
+    """Whether ``requested`` names ``team`` as ``_naming`` would find it: by id (all digits)
+    or by slug (compared exactly, as the database does)."""
+    naming = _naming(requested)
+    if "pk" in naming:
+        return team.pk == naming["pk"]
+    if "slug" in naming:
+        return team.slug == naming["slug"]
+    return False
+
+
 def team_for_call(
     *, user: User, api_key: ApiKey | None, requested: str | None = None
 ) -> Team | None:
     """The team a call by ``user`` (with ``api_key``, None for a JWT) is charged to, given the
     ``X-Parley-Team`` header's value ``requested`` (None or "" when absent). Raises
     ``NotFound`` for a team the caller is not in, ``NotAllowed`` for a team-scoped key whose
-    owner left the team or that is sent with another team's name. At most two queries."""
+    owner left the team or that is sent with another team's name. Reads the per-process
+    caches (no query when warm; at most two to fill them)."""
     requested = (requested or "").strip()
-    scope = (
-        TeamApiKey.objects.select_related("team").filter(api_key_id=api_key.pk).first()
-        if api_key is not None
-        else None
-    )
-    if scope is not None:
-        team = scope.team
-        if requested and not Team.objects.filter(pk=team.pk, **_naming(requested)).exists():
+    team = _scoped_team(api_key.pk) if api_key is not None else None
+    if team is not None:
+        if requested and not _names(team, requested):
             raise NotAllowed(
                 f"This API key is scoped to team '{team.slug}'; it cannot be charged to "
                 f"'{requested}'. Leave out {TEAM_HEADER} or use a key of that team.",
                 code="team_mismatch",
             )
         is_service_key = api_key.owner_id == team.service_user_id
-        if not is_service_key and not Membership.objects.filter(team=team, user=user).exists():
+        if not is_service_key and not any(
+            membership.team_id == team.pk for membership in _memberships_of(user.pk)
+        ):
             raise NotAllowed(
                 f"This API key is scoped to team '{team.slug}', which you are no longer a "
                 "member of.",
                 code="team_membership_ended",
             )
-        return team
+        return fresh(team)
+    memberships = _memberships_of(user.pk)
     if requested:
-        membership = (
-            Membership.objects.select_related("team")
-            .filter(user=user)
-            .filter(**_naming(requested, "team__"))
-            .first()
-        )
-        if membership is None:
+        found = next((m for m in memberships if _names(m.team, requested)), None)
+        if found is None:
             raise _not_a_member(requested)
-        return membership.team
-    default = Membership.objects.select_related("team").filter(user=user, is_default=True).first()
-    return default.team if default is not None else None
+        return fresh(found.team)
+    default = next((m for m in memberships if m.is_default), None)
+    return fresh(default.team) if default is not None else None
+
+
+def team_exists(*, team_id: int) -> bool:
+    """Whether the team ``team_id`` still exists, from the per-process cache (deleting a team
+    makes every process forget the answer)."""
+    return _teams_existing.get(team_id, lambda: Team.objects.filter(pk=team_id).exists())
 
 
 def team_is_member(*, team_id: int, user_id: int) -> bool:

@@ -13,8 +13,10 @@ from audit.services import audit_record
 from budgets.models import Budget
 from budgets.services import budget_delete, budget_set
 from project.errors import Conflict, InvalidInput, NotAllowed
+from project.hotcache import bump
 from project.money import usd
 from teams.models import Membership, Team, TeamApiKey, TeamRole
+from teams.selectors import TEAMS
 
 SERVICE_EMAIL_DOMAIN = "service.parley.invalid"  # .invalid: never a real mailbox or IdP login
 
@@ -154,6 +156,7 @@ def membership_remove(*, membership: Membership, keep_last_admin: bool = True) -
         successor = Membership.objects.filter(user=user).order_by("created_at", "pk").first()
         if successor is not None:
             Membership.objects.filter(pk=successor.pk).update(is_default=True)
+            bump(TEAMS)  # a bulk update sends no signal (teams.selectors caches memberships)
     return revoked
 
 
@@ -163,6 +166,7 @@ def membership_default_set(*, membership: Membership) -> Membership:
     Membership.objects.filter(user_id=membership.user_id, is_default=True).exclude(
         pk=membership.pk
     ).update(is_default=False)
+    bump(TEAMS)  # a bulk update sends no signal (teams.selectors caches memberships)
     membership.is_default = True
     membership.save(update_fields=["is_default"])
     return membership

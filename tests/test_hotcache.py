@@ -18,8 +18,17 @@ from budgets.services import budget_set, rate_limit_set
 from llm.admin import _models_enable
 from llm.models import LLMModel, ModelAccess
 from project.money import micros
+from teams.models import Membership
+from teams.services import (
+    membership_add,
+    membership_default_set,
+    membership_remove,
+    team_api_key_create,
+    team_delete,
+)
 from tests.accounts.factories import UserFactory
 from tests.llm.factories import StandinModelFactory
+from tests.teams.factories import make_team
 
 ROOT = Path(__file__).resolve().parent.parent
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -38,6 +47,7 @@ from budgets.selectors import budgets_applicable
 from llm.access import model_restrictions
 from llm.selectors import model_by_slug
 from project import hotcache
+from teams.selectors import team_for_call
 
 for line in sys.stdin:
     command, args = json.loads(line)
@@ -61,6 +71,14 @@ for line in sys.stdin:
         elif command == "model":
             model = model_by_slug(slug=args["slug"])
             result = model.enabled if model is not None else None
+        elif command == "team":
+            user = user_by_id(user_id=args["user"])
+            key = api_key_usable(secret=args["secret"]) if args.get("secret") else None
+            try:
+                team = team_for_call(user=user, api_key=key, requested=args.get("requested"))
+                result = team.slug if team is not None else None
+            except Exception as exc:
+                result = getattr(exc, "code", repr(exc))
     print(json.dumps({"result": result, "queries": len(queries)}), flush=True)
 """
 
@@ -156,3 +174,39 @@ def test_a_catalog_entry_disabled_in_bulk_is_seen_at_once(other):
     assert other.ask("model", slug=model.slug) == (True, 0)
     _models_enable(LLMModel.objects.filter(pk=model.pk), enabled=False)  # the admin action
     assert other.ask("model", slug=model.slug)[0] is False
+
+
+def test_the_team_a_call_is_charged_to_follows_membership_and_key_changes_at_once(other):
+    user = UserFactory()
+    first, second = make_team(members=[user]), make_team(members=[user])
+    assert other.ask("team", user=user.pk)[0] == first.slug  # the first team became the default
+    assert other.ask("team", user=user.pk) == (first.slug, 0)  # cached: no SQL
+    assert other.ask("team", user=user.pk, requested=second.slug) == (second.slug, 0)
+    assert other.ask("team", user=user.pk, requested=str(second.pk)) == (second.slug, 0)
+    assert other.ask("team", user=user.pk, requested="nope") == ("team_not_found", 0)
+
+    membership_default_set(membership=Membership.objects.get(team=second, user=user))
+    assert other.ask("team", user=user.pk)[0] == second.slug
+    membership_remove(membership=Membership.objects.get(team=second, user=user))
+    assert other.ask("team", user=user.pk)[0] == first.slug  # the default moved back
+    assert other.ask("team", user=user.pk, requested=second.slug)[0] == "team_not_found"
+
+    scoped = team_api_key_create(team=first, created_by=user, name="scoped", service=False)
+    assert other.ask("team", user=user.pk, secret=scoped.secret)[0] == first.slug
+    assert other.ask("team", user=user.pk, secret=scoped.secret) == (first.slug, 0)
+    assert other.ask("team", user=user.pk, secret=scoped.secret, requested=second.slug)[0] == (
+        "team_mismatch"
+    )
+    # A scoped personal key stops charging the team once its owner is no longer in it; a
+    # service key of the team keeps charging it.
+    service = team_api_key_create(team=first, created_by=user, name="svc", service=True)
+    Membership.objects.filter(team=first, user=user).delete()  # as the admin's delete does
+    assert other.ask("team", user=user.pk, secret=scoped.secret)[0] == "team_membership_ended"
+    assert other.ask("team", user=user.pk)[0] is None  # in no team any more
+    owner = service.api_key.owner
+    assert other.ask("team", user=owner.pk, secret=service.secret)[0] == first.slug
+
+    membership_add(team=second, user=user)
+    assert other.ask("team", user=user.pk)[0] == second.slug
+    team_delete(team=second)
+    assert other.ask("team", user=user.pk)[0] is None

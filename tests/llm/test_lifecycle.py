@@ -137,3 +137,48 @@ def test_temperature_above_one_for_an_anthropic_model_is_refused_on_conversation
     assert response.status_code == 400, response.content
     error = response.json()["error"]
     assert error["code"] == "temperature_out_of_range" and "at most 1" in error["message"]
+
+
+def _spent(user, api_key_id, team_id, model):
+    from llm.lifecycle import GATEWAY, Spent
+
+    return Spent(
+        policy=GATEWAY,
+        user=user,
+        model=model,
+        outcome="completed",
+        input_tokens=12,
+        output_tokens=5,
+        api_key_id=api_key_id,
+        team_id=team_id,
+    )
+
+
+def test_usage_names_its_key_and_team_while_they_exist_and_drops_them_once_deleted(chat_model):
+    """Whether the call's key and team still exist is asked of the per-process caches: no
+    query while neither changed, and a key or team deleted while the call ran is left out of
+    its usage row (the usage still counts for the user)."""
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    from accounts.services import api_key_create
+    from llm.lifecycle import call_account
+    from teams.services import team_delete
+    from tests.accounts.factories import UserFactory
+    from tests.teams.factories import make_team
+
+    user = UserFactory()
+    key = api_key_create(owner=user, name="ci").api_key
+    team = make_team(members=[user])
+    call_account(_spent(user, key.pk, team.pk, chat_model))  # fills the caches
+    with CaptureQueriesContext(connection) as queries:
+        call_account(_spent(user, key.pk, team.pk, chat_model))
+    asked = [q["sql"] for q in queries.captured_queries if "SELECT" in q["sql"].upper()]
+    assert asked == []  # the INSERT only
+    rows = Usage.objects.filter(user=user).order_by("pk").values_list("api_key", "team")
+    assert list(rows) == [(key.pk, team.pk)] * 2
+
+    key.delete()  # staff delete a key (revoking keeps it)
+    team_delete(team=team)
+    call_account(_spent(user, key.pk, team.pk, chat_model))  # would fail on the foreign keys
+    assert list(rows.all()) == [(None, None)] * 3  # the first two lost theirs too (SET NULL)
