@@ -223,7 +223,7 @@ def test_neutral_values_are_accepted_for_an_anthropic_model(openai_client, stand
     [
         ({"temperature": 5}, "temperature"),
         ({"n": 2, "stream": True}, "n"),
-        ({"max_tokens": 10**6}, "max_tokens"),
+        ({"max_tokens": 0}, "max_tokens"),  # one above the model's is lowered to it
         ({"messages": []}, "messages"),
         ({"messages": [{"role": "wizard", "content": "hi"}]}, "messages[0].role"),
     ],
