@@ -7,6 +7,7 @@ import os
 import queue
 import re
 import signal
+import socket
 import subprocess
 import threading
 import time
@@ -318,3 +319,30 @@ def test_forwarding_headers_are_used_from_a_configured_proxy(tmp_path, db, serve
     ) as http:
         statuses = failed_logins(http, 5)
     assert statuses == [401] * 5, statuses  # five different clients, one attempt each
+
+
+@pytest.mark.parametrize("taken", ["PORT", "STANDIN_PORT", "both the same"])
+def test_a_port_in_use_is_said_at_once(tmp_path, taken):
+    """A port another program holds (or one port for both servers) stops the run command
+    with a sentence saying which, instead of a web server restarting forever."""
+    env = run_command_env(tmp_path)
+    with socket.socket() as holder:
+        holder.bind(("127.0.0.1", 0))
+        holder.listen()
+        if taken == "both the same":
+            env["STANDIN_PORT"] = env["PORT"]
+        else:
+            env[taken] = str(holder.getsockname()[1])
+        finished = subprocess.run(
+            [str(ROOT / "scripts" / "run")],
+            cwd=ROOT,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=600,
+        )
+    assert finished.returncode == 1
+    port = env["PORT"] if taken != "STANDIN_PORT" else env["STANDIN_PORT"]
+    assert f"{port}" in finished.stderr
+    assert "in use" in finished.stderr or "a port each" in finished.stderr
+    assert "Parley is running" not in finished.stdout
