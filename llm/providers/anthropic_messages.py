@@ -27,6 +27,7 @@ from llm.providers.canonical import (
     ToolCallDelta,
     ToolCallPart,
     ToolCallStart,
+    ToolChoice,
     UnsupportedFeature,
 )
 from llm.providers.streaming import ReplyAccumulator, SdkClasses, StreamingChatProvider
@@ -149,6 +150,16 @@ def _refuse(request: ChatRequest) -> None:
             )
 
 
+def _tools_called_earlier(messages: list[ChatMessage]) -> list[str]:
+    """The names of the tools the history's assistant turns called, in order, once each."""
+    names: dict[str, None] = {}
+    for message in messages:
+        for part in message.parts:
+            if isinstance(part, ToolCallPart):
+                names[part.name] = None
+    return list(names)
+
+
 def request_body(request: ChatRequest) -> dict:
     """The Messages body for ``request``. Raises ``UnsupportedFeature`` for what Anthropic has
     no field for (``n`` > 1, ``logprobs``, non-zero penalties)."""
@@ -185,6 +196,12 @@ def request_body(request: ChatRequest) -> dict:
     ]
     choice = request.tool_choice
     tool_choice: dict | None = None
+    if not tools and (earlier := _tools_called_earlier(request.messages)):
+        # Anthropic refuses tool turns in the history without tools defined (a conversation
+        # continued without its tools, a client summarising an agent's run): the tools
+        # called earlier are declared, and none may be called now.
+        tools = [{"name": name, "input_schema": {"type": "object"}} for name in earlier]
+        choice = ToolChoice(mode="none")
     if choice is not None and tools:
         kind = {"required": "any"}.get(choice.mode, choice.mode)
         tool_choice = {"type": kind, **({"name": choice.name} if kind == "tool" else {})}

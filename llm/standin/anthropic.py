@@ -125,6 +125,15 @@ def _cache_segments(body: dict, prompt: Prompt) -> list[tuple[str, int]]:
     return segments
 
 
+def _has_tool_blocks(messages: list) -> bool:
+    return any(
+        isinstance(block, dict) and block.get("type") in ("tool_use", "tool_result")
+        for message in messages
+        if isinstance(message, dict) and isinstance(message.get("content"), list)
+        for block in message["content"]
+    )
+
+
 def messages(exchange: Exchange) -> None:
     exchange.error = lambda *args, **kwargs: error(exchange, *args, **kwargs)
     if not _authorized(exchange):
@@ -138,6 +147,11 @@ def messages(exchange: Exchange) -> None:
             exchange,
             f"max_tokens: {max_tokens} > {MAX_OUTPUT_TOKENS}, which is the maximum allowed "
             "number of output tokens for this model",
+        )
+    if not body.get("tools") and _has_tool_blocks(body["messages"]):
+        # As Anthropic's API refuses it: tool turns in the history need the tools defined.
+        return _bad_request(
+            exchange, "Requests which include `tool_use` or `tool_result` blocks must define tools."
         )
     prompt = _prompt(body)
     if _tool_choice(body.get("tool_choice"), [n for n, _ in prompt.tools]) is None:

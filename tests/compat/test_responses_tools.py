@@ -400,3 +400,32 @@ def test_a_stored_response_asking_more_than_the_models_ceiling_gets_the_ceiling(
     assert response.status == "completed"
     reply = Message.objects.get(pk=response.id.removeprefix("resp_"))
     assert reply.job.payload["params"]["max_tokens"] == ceiling
+
+
+@pytest.mark.parametrize("family", FAMILIES)
+def test_a_tool_conversation_continues_in_the_conversations_api(openai_client, auth_client, family):
+    """A person continues an agent's stored conversation in the chat API, which offers no
+    tools: the reply is written (Anthropic refuses tool turns without tools defined, so the
+    tools called earlier are declared with tool_choice none)."""
+    first = with_worker(
+        lambda: openai_client.responses.create(
+            model=SLUG[family], input="Weather in Oslo?", tools=TOOLS, tool_choice="required"
+        )
+    )
+    (call,) = first.output
+    with_worker(
+        lambda: openai_client.responses.create(
+            model=SLUG[family],
+            previous_response_id=first.id,
+            input=[{"type": "function_call_output", "call_id": call.call_id, "output": "-3"}],
+        )
+    )
+    (conversation,) = Conversation.objects.all()
+    posted = auth_client.post(
+        f"/api/v1/conversations/{conversation.pk}/messages/", {"content": "Thanks!"}, format="json"
+    )
+    assert posted.status_code == 202, posted.content
+    work_until_idle()
+    reply = Message.objects.get(pk=posted.json()["assistant_message"]["id"])
+    assert reply.status == "completed", reply.error
+    assert reply.content.startswith('You said: "Thanks!"')

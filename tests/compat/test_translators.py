@@ -16,12 +16,16 @@ from llm.compat.core import GatewayError, GatewayRequest
 from llm.providers import anthropic_messages as anthropic_wire
 from llm.providers import openai_chat as openai_wire
 from llm.providers.canonical import (
+    ChatMessage,
     ChatRequest,
     CompletionResult,
     TextPart,
+    Tool,
     ToolCall,
     ToolCallDelta,
+    ToolCallPart,
     ToolCallStart,
+    ToolResultPart,
     UnsupportedFeature,
 )
 from llm.providers.canonical_json import (
@@ -846,6 +850,28 @@ def test_responses_fields_with_no_translation_are_named(body, param):
     with pytest.raises(GatewayError) as caught:
         responses_request.responses_request_parse({"model": "m", "input": "hi", **body})
     assert caught.value.param == param
+
+
+def test_tool_turns_sent_to_anthropic_without_tools_declare_them_and_call_none():
+    """Anthropic refuses tool_use / tool_result blocks when no tools are defined: a
+    conversation continued without its tools (or a client summarising an agent's run) gets
+    the tools called earlier declared, and tool_choice none."""
+    history = [
+        ChatMessage("user", "Weather?"),
+        ChatMessage(
+            "assistant", parts=(ToolCallPart(id="c1", name="get_weather", arguments="{}"),)
+        ),
+        ChatMessage("user", parts=(ToolResultPart("c1", content="-3C"),)),
+        ChatMessage("user", "Thanks. And tomorrow?"),
+    ]
+    body = anthropic_wire.request_body(ChatRequest(model="m", messages=history, max_tokens=64))
+    assert body["tools"] == [{"name": "get_weather", "input_schema": {"type": "object"}}]
+    assert body["tool_choice"] == {"type": "none"}
+    offered = (Tool(name="lookup", parameters=WEATHER),)
+    body = anthropic_wire.request_body(
+        ChatRequest(model="m", messages=history, max_tokens=64, tools=offered)
+    )
+    assert [t["name"] for t in body["tools"]] == ["lookup"] and "tool_choice" not in body
 
 
 # --- What a stored response keeps: the canonical model as JSON -------------------------------
