@@ -20,19 +20,17 @@ from llm.compat.core import (
     ANTHROPIC,
     GatewayError,
     GatewayRequest,
-    domain_refusal,
     invalid,
     parse_json_object,
     provider_error,
 )
-from llm.compat.gateway import Call, call_open, model_resolve
+from llm.compat.gateway import Call, call_gate, call_open, chat_model_resolve
 from llm.compat.http import json_response, request_body
-from llm.lifecycle import COUNT, call_admit
-from llm.models import ModelKind, Provider
+from llm.lifecycle import COUNT
+from llm.models import Provider
 from llm.providers import ProviderError, estimate_tokens
 from llm.providers.context import PER_MESSAGE_OVERHEAD, REPLY_PRIMING
 from llm.providers.endpoints import acount_tokens
-from project import errors as domain
 
 IMAGE_TOKENS = 1_600  # about what a large image costs (Anthropic: width*height/750)
 FORWARDED = ("messages", "system", "tools", "tool_choice", "thinking", "mcp_servers")
@@ -97,27 +95,9 @@ def count_request_parse(body: dict) -> GatewayRequest:
 def count_resolve(call: Call) -> None:
     """Find the chat model and admit the count (a request against the rate limits, nothing
     held), or raise the 4xx that says why."""
-    model, target = model_resolve(call.request.model)
-    if model.kind != ModelKind.CHAT:
-        raise invalid(
-            f"'{model.slug}' is an embedding model: count tokens for a chat model.",
-            param="model",
-            code="model_not_chat",
-        )
-    call.model, call.target = model, target
-    try:  # model access and rate limits: the same gate as every call
-        call.admitted = call_admit(
-            COUNT,
-            user=call.user,
-            api_key=call.api_key,
-            model=model,
-            input_tokens_estimate=0,  # counting spends no tokens
-            max_tokens=0,
-            reference="",
-            team=call.team,
-        )
-    except domain.DomainError as exc:
-        raise domain_refusal(exc) from None
+    call.model, call.target = chat_model_resolve(call.request.model)
+    # Model access and rate limits, like every call; counting spends no tokens.
+    call_gate(call, COUNT, input_tokens_estimate=0, max_tokens=0)
 
 
 async def count_tokens(request: HttpRequest) -> HttpResponse:

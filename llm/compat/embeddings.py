@@ -12,24 +12,23 @@ from llm.compat.core import (
     OPENAI,
     GatewayError,
     GatewayRequest,
-    domain_refusal,
     invalid,
     parse_json_object,
 )
 from llm.compat.gateway import (
     Call,
     call_failed,
+    call_gate,
     call_open,
     model_resolve,
     record_after_response,
 )
 from llm.compat.http import json_response, request_body
 from llm.compat.openai_chat import error_response
-from llm.lifecycle import GATEWAY, call_admit
+from llm.lifecycle import GATEWAY
 from llm.models import GatewayEndpoint, ModelKind, Provider
 from llm.providers import CompletionResult, ProviderError, estimate_tokens
 from llm.providers.endpoints import aembed
-from project import errors as domain
 
 MAX_INPUTS = 2048  # OpenAI's limit per request
 
@@ -112,19 +111,7 @@ def embeddings_resolve(call: Call) -> None:
             param="input",
             code="context_length_exceeded",
         )
-    try:  # model access, rate limits, budgets: the same gate as every call
-        call.admitted = call_admit(
-            GATEWAY,
-            user=call.user,
-            api_key=call.api_key,
-            model=model,
-            input_tokens_estimate=sum(sizes),
-            max_tokens=0,
-            reference=f"gateway:{call.id}",
-            team=call.team,
-        )
-    except domain.DomainError as exc:
-        raise domain_refusal(exc) from None
+    call_gate(call, GATEWAY, input_tokens_estimate=sum(sizes), max_tokens=0)
 
 
 async def embeddings(request: HttpRequest) -> HttpResponse:

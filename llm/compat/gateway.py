@@ -38,7 +38,14 @@ from llm.compat.core import (
     provider_error,
 )
 from llm.compat.metrics import GATEWAY_CALLS
-from llm.lifecycle import GATEWAY, Spent, call_account, call_admit, estimated_usage
+from llm.lifecycle import (
+    GATEWAY,
+    CallPolicy,
+    Spent,
+    call_account,
+    call_admit,
+    estimated_usage,
+)
 from llm.models import GatewayCall, GatewayCallStatus, LLMModel, ModelKind
 from llm.providers import (
     ChatRequest,
@@ -179,15 +186,23 @@ def _resolve(call: Call) -> None:
         **request.options,
     )
     provider_check(model, call.chat_request)  # before anything is reserved
-    try:  # model access, rate limits, budgets: the same gate as conversation replies
+    call_gate(call, GATEWAY, input_tokens_estimate=prompt_size, max_tokens=max_tokens)
+
+
+def call_gate(
+    call: Call, policy: CallPolicy, *, input_tokens_estimate: int, max_tokens: int
+) -> None:
+    """Admit ``call`` (its model resolved) by the lifecycle's one gate — model access, rate
+    limits, budgets, as conversation replies — or raise the 4xx that says why not."""
+    try:
         call.admitted = call_admit(
-            GATEWAY,
+            policy,
             user=call.user,
             api_key=call.api_key,
-            model=model,
-            input_tokens_estimate=prompt_size,
+            model=call.model,
+            input_tokens_estimate=input_tokens_estimate,
             max_tokens=max_tokens,
-            reference=f"gateway:{call.id}",
+            reference=f"gateway:{call.id}" if policy.reserves else "",
             team=call.team,
         )
     except domain.DomainError as exc:
